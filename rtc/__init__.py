@@ -1,0 +1,1 @@
+"""rtc: Reasoning & Test-time Compute."""
