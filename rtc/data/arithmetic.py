@@ -1,0 +1,109 @@
+"""Multi-step integer arithmetic, the warm-up task for the SFT cold start.
+
+Level `d` has `d` operations drawn from `+ - *` with the usual precedence. The gold chain applies
+one operation per step in evaluation order (products left to right, then sums left to right):
+`Compute 37+8*4-12.` -> `8*4=32`, `37+32=69`, `69-12=57`; answer `57`.
+Splits are assigned by hashing the question text (see `rtc.data.splits`).
+"""
+
+import json
+import re
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from rtc.data import splits
+
+LEVELS = (1, 2, 3, 4, 5)
+_OPERATORS = ("+", "-", "*")
+_INTEGER = re.compile(r"[+-]?\d+")
+
+
+def sample_problem(
+    rng: np.random.Generator, level: int, max_operand: int = 99, max_multiplier: int = 9
+) -> tuple[list[int], list[str]]:
+    """`level` operators and `level + 1` operands; the right operand of `*` is at most `max_multiplier`."""
+    operators = [_OPERATORS[int(rng.integers(len(_OPERATORS)))] for _ in range(level)]
+    operands = [int(rng.integers(max_operand + 1))]
+    for operator in operators:
+        high = max_multiplier if operator == "*" else max_operand
+        operands.append(int(rng.integers(high + 1)))
+    return operands, operators
+
+
+def expression_text(operands: Sequence[int], operators: Sequence[str]) -> str:
+    """`[37, 8, 4, 12], ['+', '*', '-']` -> `'37+8*4-12'`."""
+    pieces = [str(operands[0])]
+    for operator, operand in zip(operators, operands[1:]):
+        pieces += [operator, str(operand)]
+    return "".join(pieces)
+
+
+def gold_steps(operands: Sequence[int], operators: Sequence[str]) -> list[tuple[str, int]]:
+    """`(step_text, value)` per operation in evaluation order, e.g. `('8*4=32', 32)`."""
+    steps = []
+    terms = [operands[0]]
+    signs = []
+    for operator, operand in zip(operators, operands[1:]):
+        if operator == "*":
+            product = terms[-1] * operand
+            steps.append((f"{terms[-1]}*{operand}={product}", product))
+            terms[-1] = product
+        else:
+            signs.append(operator)
+            terms.append(operand)
+    value = terms[0]
+    for sign, term in zip(signs, terms[1:]):
+        result = value + term if sign == "+" else value - term
+        steps.append((f"{value}{sign}{term}={result}", result))
+        value = result
+    return steps
+
+
+def make_record(operands: Sequence[int], operators: Sequence[str]) -> dict:
+    """The common task record for one problem."""
+    steps = gold_steps(operands, operators)
+    return {
+        "question": f"Compute {expression_text(operands, operators)}.",
+        "steps": [text for text, _ in steps],
+        "step_values": [str(value) for _, value in steps],
+        "answer": str(steps[-1][1]),
+        "difficulty": len(operators),
+        "meta": json.dumps({"operands": list(operands), "operators": list(operators)}),
+    }
+
+
+def example(
+    split: str, index: int, seed: int, levels: Sequence[int] = LEVELS, max_operand: int = 99, max_multiplier: int = 9
+) -> dict:
+    """Example `index` of `split`; its level is `levels[index % len(levels)]`."""
+    level = levels[index % len(levels)]
+
+    def sample(rng):
+        record = make_record(*sample_problem(rng, level, max_operand, max_multiplier))
+        return record["question"], record
+
+    return splits.draw_in_split(sample, split, seed, index)
+
+
+def generate(
+    split: str,
+    num_examples: int,
+    seed: int,
+    levels: Sequence[int] = LEVELS,
+    max_operand: int = 99,
+    max_multiplier: int = 9,
+) -> Iterator[dict]:
+    """`num_examples` records of `split`, spread evenly over `levels` (round robin)."""
+    splits.check_split(split)
+    if not levels or any(level < 1 for level in levels):
+        raise ValueError(f"levels must be positive operation counts, got {levels!r}")
+    for index in range(num_examples):
+        yield example(split, index, seed, levels, max_operand, max_multiplier)
+
+
+def is_correct(predicted: str | None, example_record: dict) -> bool:
+    """Exact integer match of the predicted answer with the gold answer."""
+    if predicted is None or not _INTEGER.fullmatch(predicted.strip()):
+        return False
+    return int(predicted.strip()) == int(example_record["answer"])

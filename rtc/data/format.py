@@ -1,0 +1,14 @@
+"""Task records as model text: the prompt, and the completion in the rtc reasoning format."""
+
+from rtc.tokenizer.special import ANSWER_END, ANSWER_START, STEP_DELIMITER, THINK_END, THINK_START
+
+
+def prompt_text(example: dict) -> str:
+    """The question followed by the step delimiter."""
+    return example["question"] + STEP_DELIMITER
+
+
+def completion_text(example: dict) -> str:
+    """`<think>step 1\\nstep 2\\n</think><answer>42</answer>`: every step ends with the delimiter."""
+    thinking = STEP_DELIMITER.join(example["steps"]) + STEP_DELIMITER
+    return THINK_START + thinking + THINK_END + ANSWER_START + example["answer"] + ANSWER_END
