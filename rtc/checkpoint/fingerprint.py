@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-_GOLDEN = 0x9E3779B9  # odd, so each position gets a distinct odd weight below
+_GOLDEN = 0x9E3779B9  # odd, so the weights 2 * i * golden + 1 below are distinct for i < 2**31
 
 
 def _as_words(x: jax.Array) -> jax.Array:
@@ -50,11 +50,16 @@ def _fingerprints(leaves: list) -> jax.Array:
     return jnp.stack([_leaf_fingerprint(x) for x in leaves]) if leaves else jnp.zeros((0,), jnp.uint32)
 
 
+def _dtype_name(leaf) -> str:
+    """The dtype of an array leaf, or of a Python scalar."""
+    return str(leaf.dtype) if hasattr(leaf, "dtype") else str(np.result_type(leaf))
+
+
 def tree_fingerprint(tree) -> dict[str, dict]:
     """{key path: {"dtype": name, "hash": uint32 fingerprint}} for every leaf of `tree` (JSON-ready)."""
     paths_leaves = jax.tree_util.tree_leaves_with_path(tree)
     hashes = np.asarray(_fingerprints([leaf for _, leaf in paths_leaves]))
     return {
-        jax.tree_util.keystr(path): {"dtype": str(np.result_type(leaf)), "hash": int(h)}
+        jax.tree_util.keystr(path): {"dtype": _dtype_name(leaf), "hash": int(h)}
         for (path, leaf), h in zip(paths_leaves, hashes)
     }

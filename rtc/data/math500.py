@@ -36,8 +36,8 @@ def extract_boxed(text: str) -> str | None:
 
 def solution_steps(solution: str) -> list[str]:
     """Paragraphs of `solution`, each with its internal newlines replaced by spaces."""
-    paragraphs = (paragraph.replace("\r", "").replace("\n", " ").strip() for paragraph in _PARAGRAPH_BREAK.split(solution))
-    return [paragraph for paragraph in paragraphs if paragraph]
+    paragraphs = _PARAGRAPH_BREAK.split(solution.replace("\r", ""))
+    return [paragraph.replace("\n", " ").strip() for paragraph in paragraphs if paragraph.strip()]
 
 
 def parse_record(raw: dict) -> dict:

@@ -97,6 +97,15 @@ class MetricWriter:
         with open(os.path.join(self.workdir, SAMPLES_FILE), "a") as f:
             f.write(f"=== step {int(step)} {name} ===\n{text}\n")
 
+    def log(self, message: str):
+        """Prints a line on process 0 without breaking the progress bar."""
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.write(message)
+        else:
+            print(message, flush=True)
+
     def advance(self, n: int = 1):
         """Moves the progress bar `n` steps on."""
         if self._bar is not None:
