@@ -11,127 +11,127 @@ PAD, STOP, THINK, END_THINK, CUE = 0, 1, 2, 3, 4
 
 
 def _argmax_by_recomputation(model, params, prompt, n):
-  tokens = list(prompt)
-  for _ in range(n):
-    x = jnp.array([tokens])
-    logits, _, _ = model.apply(params, x, jnp.arange(len(tokens))[None])
-    tokens.append(int(jnp.argmax(logits[0, -1])))
-  return tokens[len(prompt):]
+    tokens = list(prompt)
+    for _ in range(n):
+        x = jnp.array([tokens])
+        logits, _, _ = model.apply(params, x, jnp.arange(len(tokens))[None])
+        tokens.append(int(jnp.argmax(logits[0, -1])))
+    return tokens[len(prompt):]
 
 
 def test_greedy_equals_step_by_step_argmax(tiny_model):
-  model, params = tiny_model
-  prompts = [[5, 6, 7], [8, 9, 10, 11, 12, 13], [14]]
-  cfg = SamplerConfig(max_new_tokens=10, stop_ids=(), pad_id=PAD)
-  out = generate(model, params, prompts, jax.random.key(0), cfg)
-  for row, prompt in enumerate(prompts):
-    assert out.tokens[row].tolist() == _argmax_by_recomputation(model, params, prompt, 10)
-  assert out.lengths.tolist() == [10, 10, 10]
+    model, params = tiny_model
+    prompts = [[5, 6, 7], [8, 9, 10, 11, 12, 13], [14]]
+    cfg = SamplerConfig(max_new_tokens=10, stop_ids=(), pad_id=PAD)
+    out = generate(model, params, prompts, jax.random.key(0), cfg)
+    for row, prompt in enumerate(prompts):
+        assert out.tokens[row].tolist() == _argmax_by_recomputation(model, params, prompt, 10)
+    assert out.lengths.tolist() == [10, 10, 10]
 
 
 def test_logprobs_match_model(tiny_model):
-  model, params = tiny_model
-  cfg = SamplerConfig(max_new_tokens=4, stop_ids=(), rule=SamplingRule(temperature=1.0))
-  out = generate(model, params, [[5, 6, 7]], jax.random.key(3), cfg)
-  seq = jnp.array([[5, 6, 7] + out.tokens[0].tolist()])
-  logits, _, _ = model.apply(params, seq, jnp.arange(7)[None])
-  expected = jnp.take_along_axis(jax.nn.log_softmax(logits[0, 2:6]), seq[0, 3:7, None], -1)[:, 0]
-  np.testing.assert_allclose(out.logprobs[0], expected, atol=1e-5)
+    model, params = tiny_model
+    cfg = SamplerConfig(max_new_tokens=4, stop_ids=(), rule=SamplingRule(temperature=1.0))
+    out = generate(model, params, [[5, 6, 7]], jax.random.key(3), cfg)
+    seq = jnp.array([[5, 6, 7] + out.tokens[0].tolist()])
+    logits, _, _ = model.apply(params, seq, jnp.arange(7)[None])
+    expected = jnp.take_along_axis(jax.nn.log_softmax(logits[0, 2:6]), seq[0, 3:7, None], -1)[:, 0]
+    np.testing.assert_allclose(out.logprobs[0], expected, atol=1e-5)
 
 
 def test_stop_tokens_end_rows_and_pad_after(tiny_model):
-  model, params = tiny_model
-  greedy = generate(model, params, [[5, 6, 7]], jax.random.key(0), SamplerConfig(12, stop_ids=()))
-  stop = int(greedy.tokens[0, 2])  # make the third greedy token a stop token
-  first = greedy.tokens[0].tolist().index(stop)
-  out = generate(model, params, [[5, 6, 7]], jax.random.key(0), SamplerConfig(12, stop_ids=(stop,)))
-  assert out.lengths.tolist() == [first + 1]
-  assert completions(out)[0] == greedy.tokens[0, :first + 1].tolist()
-  assert (out.tokens[0, first + 1:] == PAD).all() and (out.logprobs[0, first + 1:] == 0).all()
+    model, params = tiny_model
+    greedy = generate(model, params, [[5, 6, 7]], jax.random.key(0), SamplerConfig(12, stop_ids=()))
+    stop = int(greedy.tokens[0, 2])  # make the third greedy token a stop token
+    first = greedy.tokens[0].tolist().index(stop)
+    out = generate(model, params, [[5, 6, 7]], jax.random.key(0), SamplerConfig(12, stop_ids=(stop,)))
+    assert out.lengths.tolist() == [first + 1]
+    assert completions(out)[0] == greedy.tokens[0, :first + 1].tolist()
+    assert (out.tokens[0, first + 1:] == PAD).all() and (out.logprobs[0, first + 1:] == 0).all()
 
 
 def _biased_model(model, bias):
-  """Wraps `model` adding `bias: f32[V]` to its logits (to steer tokens in budget tests)."""
-  class Biased:
-    max_seq_len = model.max_seq_len
-    init_cache = staticmethod(model.init_cache)
+    """Wraps `model` adding `bias: f32[V]` to its logits (to steer tokens in budget tests)."""
+    class Biased:
+        max_seq_len = model.max_seq_len
+        init_cache = staticmethod(model.init_cache)
 
-    @staticmethod
-    def apply(params, tokens, positions, cache=None):
-      logits, values, cache = model.apply(params, tokens, positions, cache)
-      return logits + bias, values, cache
-  return Biased()
+        @staticmethod
+        def apply(params, tokens, positions, cache=None):
+            logits, values, cache = model.apply(params, tokens, positions, cache)
+            return logits + bias, values, cache
+    return Biased()
 
 
 def test_budget_forcing_respects_max_thinking(tiny_model):
-  model, params = tiny_model
-  # The model always wants to think: <think> first, then never </think>.
-  bias = jnp.zeros(64).at[THINK].set(50.0).at[10].set(40.0)
-  biased = _biased_model(model, bias)
-  budget = budget_lib.ThinkingBudget(THINK, END_THINK, max_thinking_tokens=5)
-  cfg = SamplerConfig(max_new_tokens=12, stop_ids=(STOP,), budget=budget)
-  out = generate(biased, params, [[5, 6], [7]], jax.random.key(0), cfg)
-  for row in out.tokens.tolist():
-    assert row[0] == THINK and row[6] == END_THINK, row
-  assert out.thinking_tokens.tolist() == [5, 5]
+    model, params = tiny_model
+    # The model always wants to think: <think> first, then never </think>.
+    bias = jnp.zeros(64).at[THINK].set(50.0).at[10].set(40.0)
+    biased = _biased_model(model, bias)
+    budget = budget_lib.ThinkingBudget(THINK, END_THINK, max_thinking_tokens=5)
+    cfg = SamplerConfig(max_new_tokens=12, stop_ids=(STOP,), budget=budget)
+    out = generate(biased, params, [[5, 6], [7]], jax.random.key(0), cfg)
+    for row in out.tokens.tolist():
+        assert row[0] == THINK and row[6] == END_THINK, row
+    assert out.thinking_tokens.tolist() == [5, 5]
 
 
 def test_budget_forcing_respects_min_thinking(tiny_model):
-  model, params = tiny_model
-  # The prompt opens the thinking block and the model wants to close it at once.
-  bias = jnp.zeros(64).at[END_THINK].set(20.0).at[STOP].set(10.0)
-  biased = _biased_model(model, bias)
-  budget = budget_lib.ThinkingBudget(THINK, END_THINK, min_thinking_tokens=4, cue_ids=(CUE, 11))
-  cfg = SamplerConfig(max_new_tokens=16, stop_ids=(STOP,), budget=budget)
-  out = generate(biased, params, [[5, THINK]], jax.random.key(0), cfg)
-  assert out.tokens[0, :5].tolist() == [CUE, 11, CUE, 11, END_THINK]
-  assert out.thinking_tokens.tolist() == [4]
+    model, params = tiny_model
+    # The prompt opens the thinking block and the model wants to close it at once.
+    bias = jnp.zeros(64).at[END_THINK].set(20.0).at[STOP].set(10.0)
+    biased = _biased_model(model, bias)
+    budget = budget_lib.ThinkingBudget(THINK, END_THINK, min_thinking_tokens=4, cue_ids=(CUE, 11))
+    cfg = SamplerConfig(max_new_tokens=16, stop_ids=(STOP,), budget=budget)
+    out = generate(biased, params, [[5, THINK]], jax.random.key(0), cfg)
+    assert out.tokens[0, :5].tolist() == [CUE, 11, CUE, 11, END_THINK]
+    assert out.thinking_tokens.tolist() == [4]
 
 
 def test_reasoning_effort_maps_to_budgets():
-  assert budget_lib.thinking_limit(116, reasoning_effort="low") == 25
-  assert budget_lib.thinking_limit(116, reasoning_effort="high") == 100
-  assert budget_lib.thinking_limit(116, budget_tokens=7) == 7
-  assert budget_lib.thinking_limit(116) is None
-  with pytest.raises(ValueError, match="reasoning_effort"):
-    budget_lib.thinking_limit(116, reasoning_effort="extreme")
+    assert budget_lib.thinking_limit(116, reasoning_effort="low") == 25
+    assert budget_lib.thinking_limit(116, reasoning_effort="high") == 100
+    assert budget_lib.thinking_limit(116, budget_tokens=7) == 7
+    assert budget_lib.thinking_limit(116) is None
+    with pytest.raises(ValueError, match="reasoning_effort"):
+        budget_lib.thinking_limit(116, reasoning_effort="extreme")
 
 
 def test_streaming_hands_each_token_to_callback(tiny_model):
-  model, params = tiny_model
-  seen = []
-  cfg = SamplerConfig(max_new_tokens=6, stop_ids=())
-  stream = lambda step, tokens, live: seen.append((int(step), np.asarray(tokens).tolist()))
-  out = generate(model, params, [[5, 6, 7]], jax.random.key(0), cfg, stream=stream)
-  jax.effects_barrier()
-  assert [t for _, (t,) in sorted(seen)] == out.tokens[0].tolist()
+    model, params = tiny_model
+    seen = []
+    cfg = SamplerConfig(max_new_tokens=6, stop_ids=())
+    stream = lambda step, tokens, live: seen.append((int(step), np.asarray(tokens).tolist()))
+    out = generate(model, params, [[5, 6, 7]], jax.random.key(0), cfg, stream=stream)
+    jax.effects_barrier()
+    assert [t for _, (t,) in sorted(seen)] == out.tokens[0].tolist()
 
 
 def test_top_k_and_top_p_golden():
-  logits = jnp.log(jnp.array([[0.5, 0.3, 0.15, 0.05]]))
-  assert jnp.isfinite(top_k_filter(logits, 2)).tolist() == [[True, True, False, False]]
-  # Mass before each token: 0, .5, .8, .95 -> with p=0.8 keep the first two.
-  assert jnp.isfinite(top_p_filter(logits, 0.8)).tolist() == [[True, True, False, False]]
-  assert jnp.isfinite(top_p_filter(logits, 0.81)).tolist() == [[True, True, True, False]]
+    logits = jnp.log(jnp.array([[0.5, 0.3, 0.15, 0.05]]))
+    assert jnp.isfinite(top_k_filter(logits, 2)).tolist() == [[True, True, False, False]]
+    # Mass before each token: 0, .5, .8, .95 -> with p=0.8 keep the first two.
+    assert jnp.isfinite(top_p_filter(logits, 0.8)).tolist() == [[True, True, False, False]]
+    assert jnp.isfinite(top_p_filter(logits, 0.81)).tolist() == [[True, True, True, False]]
 
 
 def test_sampling_is_deterministic_for_a_key_and_in_range(tiny_model):
-  model, params = tiny_model
-  cfg = SamplerConfig(max_new_tokens=8, stop_ids=(), rule=SamplingRule(1.0, top_k=5, top_p=0.9))
-  a = generate(model, params, [[5, 6, 7]] * 4, jax.random.key(1), cfg)
-  b = generate(model, params, [[5, 6, 7]] * 4, jax.random.key(1), cfg)
-  assert a.tokens.tolist() == b.tokens.tolist()
-  assert len({tuple(r) for r in a.tokens.tolist()}) > 1  # rows draw independently
+    model, params = tiny_model
+    cfg = SamplerConfig(max_new_tokens=8, stop_ids=(), rule=SamplingRule(1.0, top_k=5, top_p=0.9))
+    a = generate(model, params, [[5, 6, 7]] * 4, jax.random.key(1), cfg)
+    b = generate(model, params, [[5, 6, 7]] * 4, jax.random.key(1), cfg)
+    assert a.tokens.tolist() == b.tokens.tolist()
+    assert len({tuple(r) for r in a.tokens.tolist()}) > 1  # rows draw independently
 
 
 def test_prompt_too_long_is_a_clear_error():
-  with pytest.raises(ValueError, match="prompt of 120 tokens plus max_new_tokens=16 exceeds .* 128"):
-    pad_prompts([[1] * 120], 0, 16, 128)
+    with pytest.raises(ValueError, match="prompt of 120 tokens plus max_new_tokens=16 exceeds .* 128"):
+        pad_prompts([[1] * 120], 0, 16, 128)
 
 
 def test_prompt_buckets_share_one_compile(tiny_model):
-  model, params = tiny_model
-  cfg = SamplerConfig(max_new_tokens=3, stop_ids=())
-  tokens, lengths = pad_prompts([[1, 2, 3]], 0, 3, 128)
-  tokens2, _ = pad_prompts([[1] * 9], 0, 3, 128)
-  assert tokens.shape == tokens2.shape == (1, 16) and lengths.tolist() == [3]
+    model, params = tiny_model
+    cfg = SamplerConfig(max_new_tokens=3, stop_ids=())
+    tokens, lengths = pad_prompts([[1, 2, 3]], 0, 3, 128)
+    tokens2, _ = pad_prompts([[1] * 9], 0, 3, 128)
+    assert tokens.shape == tokens2.shape == (1, 16) and lengths.tolist() == [3]

@@ -21,127 +21,127 @@ _init = nn.initializers.normal(stddev=0.02)
 
 
 def rms_norm(x: jax.Array, scale: jax.Array, eps: float) -> jax.Array:
-  """RMSNorm: `scale * x / sqrt(mean(x^2) + eps)` (Zhang & Sennrich 2019), in float32."""
-  x32 = x.astype(jnp.float32)
-  normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + eps)
-  return (normed * scale).astype(x.dtype)
+    """RMSNorm: `scale * x / sqrt(mean(x^2) + eps)` (Zhang & Sennrich 2019), in float32."""
+    x32 = x.astype(jnp.float32)
+    normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + eps)
+    return (normed * scale).astype(x.dtype)
 
 
 def apply_rope(x: jax.Array, positions: jax.Array, theta: float) -> jax.Array:
-  """Rotates adjacent pairs `(2j, 2j+1)` of `x: [B, T, H, D]` by `pos * theta^(-2j/D)` (RoFormer, eq. 34)."""
-  d = x.shape[-1]
-  inv_freq = theta ** (-jnp.arange(0, d, 2, dtype=jnp.float32) / d)  # [D/2]
-  angles = positions[..., None].astype(jnp.float32) * inv_freq  # [B, T, D/2]
-  cos, sin = jnp.cos(angles)[:, :, None, :], jnp.sin(angles)[:, :, None, :]  # [B, T, 1, D/2]
-  pairs = x.astype(jnp.float32).reshape(*x.shape[:-1], d // 2, 2)
-  a, b = pairs[..., 0], pairs[..., 1]
-  rotated = jnp.stack([a * cos - b * sin, a * sin + b * cos], axis=-1)
-  return rotated.reshape(x.shape).astype(x.dtype)
+    """Rotates adjacent pairs `(2j, 2j+1)` of `x: [B, T, H, D]` by `pos * theta^(-2j/D)` (RoFormer, eq. 34)."""
+    d = x.shape[-1]
+    inv_freq = theta ** (-jnp.arange(0, d, 2, dtype=jnp.float32) / d)  # [D/2]
+    angles = positions[..., None].astype(jnp.float32) * inv_freq  # [B, T, D/2]
+    cos, sin = jnp.cos(angles)[:, :, None, :], jnp.sin(angles)[:, :, None, :]  # [B, T, 1, D/2]
+    pairs = x.astype(jnp.float32).reshape(*x.shape[:-1], d // 2, 2)
+    a, b = pairs[..., 0], pairs[..., 1]
+    rotated = jnp.stack([a * cos - b * sin, a * sin + b * cos], axis=-1)
+    return rotated.reshape(x.shape).astype(x.dtype)
 
 
 def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
-  """Grouped-query attention.
+    """Grouped-query attention.
 
-  q: [B, T, H, D]; k, v: [B, S, Hkv, D]; mask: bool[B, T, S] (True = may attend). Returns [B, T, H, D].
-  Query head h reads kv head h // (H / Hkv).
-  """
-  b, t, h, d = q.shape
-  hkv = k.shape[2]
-  q = q.reshape(b, t, hkv, h // hkv, d)
-  scores = jnp.einsum("btkgd,bskd->bkgts", q, k) / jnp.sqrt(d).astype(q.dtype)  # [B, Hkv, G, T, S]
-  scores = jnp.where(mask[:, None, None], scores.astype(jnp.float32), -1e30)
-  probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-  out = jnp.einsum("bkgts,bskd->btkgd", probs, v)  # [B, T, Hkv, G, D]
-  return out.reshape(b, t, h, d)
+    q: [B, T, H, D]; k, v: [B, S, Hkv, D]; mask: bool[B, T, S] (True = may attend). Returns [B, T, H, D].
+    Query head h reads kv head h // (H / Hkv).
+    """
+    b, t, h, d = q.shape
+    hkv = k.shape[2]
+    q = q.reshape(b, t, hkv, h // hkv, d)
+    scores = jnp.einsum("btkgd,bskd->bkgts", q, k) / jnp.sqrt(d).astype(q.dtype)  # [B, Hkv, G, T, S]
+    scores = jnp.where(mask[:, None, None], scores.astype(jnp.float32), -1e30)
+    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+    out = jnp.einsum("bkgts,bskd->btkgd", probs, v)  # [B, T, Hkv, G, D]
+    return out.reshape(b, t, h, d)
 
 
 class Block(nn.Module):
-  """One pre-norm transformer layer: attention then SwiGLU, each with a residual."""
-  config: ModelConfig
+    """One pre-norm transformer layer: attention then SwiGLU, each with a residual."""
+    config: ModelConfig
 
-  @nn.compact
-  def __call__(self, x, positions, mask, layer_cache, cache_index):
-    c = self.config
-    e, h, hkv, d, f = c.embed_dim, c.num_heads, c.num_kv_heads, c.head_dim, c.mlp_dim
-    dtype = jnp.dtype(c.dtype)
-    w_q = self.param("w_q", _init, (e, h, d))
-    w_k = self.param("w_k", _init, (e, hkv, d))
-    w_v = self.param("w_v", _init, (e, hkv, d))
-    w_o = self.param("w_o", _init, (h, d, e))
-    w_gate = self.param("w_gate", _init, (e, f))
-    w_up = self.param("w_up", _init, (e, f))
-    w_down = self.param("w_down", _init, (f, e))
-    attn_norm = self.param("attn_norm", nn.initializers.ones, (e,))
-    mlp_norm = self.param("mlp_norm", nn.initializers.ones, (e,))
+    @nn.compact
+    def __call__(self, x, positions, mask, layer_cache, cache_index):
+        c = self.config
+        e, h, hkv, d, f = c.embed_dim, c.num_heads, c.num_kv_heads, c.head_dim, c.mlp_dim
+        dtype = jnp.dtype(c.dtype)
+        w_q = self.param("w_q", _init, (e, h, d))
+        w_k = self.param("w_k", _init, (e, hkv, d))
+        w_v = self.param("w_v", _init, (e, hkv, d))
+        w_o = self.param("w_o", _init, (h, d, e))
+        w_gate = self.param("w_gate", _init, (e, f))
+        w_up = self.param("w_up", _init, (e, f))
+        w_down = self.param("w_down", _init, (f, e))
+        attn_norm = self.param("attn_norm", nn.initializers.ones, (e,))
+        mlp_norm = self.param("mlp_norm", nn.initializers.ones, (e,))
 
-    y = rms_norm(x, attn_norm, c.norm_eps)  # [B, T, E]
-    q = jnp.einsum("bte,ehd->bthd", y, w_q.astype(dtype))
-    k = jnp.einsum("bte,ehd->bthd", y, w_k.astype(dtype))
-    v = jnp.einsum("bte,ehd->bthd", y, w_v.astype(dtype))
-    q = apply_rope(q, positions, c.rope_theta)
-    k = apply_rope(k, positions, c.rope_theta)
-    if layer_cache is not None:
-      layer_cache = {"k": kv_cache.write(layer_cache["k"], k, cache_index),
-                     "v": kv_cache.write(layer_cache["v"], v, cache_index)}
-      k, v = layer_cache["k"].astype(dtype), layer_cache["v"].astype(dtype)
-    out = attention(q, k, v, mask)  # [B, T, H, D]
-    x = x + jnp.einsum("bthd,hde->bte", out, w_o.astype(dtype))
+        y = rms_norm(x, attn_norm, c.norm_eps)  # [B, T, E]
+        q = jnp.einsum("bte,ehd->bthd", y, w_q.astype(dtype))
+        k = jnp.einsum("bte,ehd->bthd", y, w_k.astype(dtype))
+        v = jnp.einsum("bte,ehd->bthd", y, w_v.astype(dtype))
+        q = apply_rope(q, positions, c.rope_theta)
+        k = apply_rope(k, positions, c.rope_theta)
+        if layer_cache is not None:
+            layer_cache = {"k": kv_cache.write(layer_cache["k"], k, cache_index),
+                                          "v": kv_cache.write(layer_cache["v"], v, cache_index)}
+            k, v = layer_cache["k"].astype(dtype), layer_cache["v"].astype(dtype)
+        out = attention(q, k, v, mask)  # [B, T, H, D]
+        x = x + jnp.einsum("bthd,hde->bte", out, w_o.astype(dtype))
 
-    y = rms_norm(x, mlp_norm, c.norm_eps)
-    gate = jnp.einsum("bte,ef->btf", y, w_gate.astype(dtype))
-    up = jnp.einsum("bte,ef->btf", y, w_up.astype(dtype))
-    x = x + jnp.einsum("btf,fe->bte", nn.silu(gate) * up, w_down.astype(dtype))
-    return x, layer_cache
+        y = rms_norm(x, mlp_norm, c.norm_eps)
+        gate = jnp.einsum("bte,ef->btf", y, w_gate.astype(dtype))
+        up = jnp.einsum("bte,ef->btf", y, w_up.astype(dtype))
+        x = x + jnp.einsum("btf,fe->bte", nn.silu(gate) * up, w_down.astype(dtype))
+        return x, layer_cache
 
 
 class Transformer(nn.Module):
-  """The decoder; `__call__(tokens[B, T], positions[B, T], cache | None)`."""
-  config: ModelConfig
+    """The decoder; `__call__(tokens[B, T], positions[B, T], cache | None)`."""
+    config: ModelConfig
 
-  @nn.compact
-  def __call__(self, tokens, positions, cache=None):
-    c = self.config
-    dtype = jnp.dtype(c.dtype)
-    embedding = self.param("embedding", _init, (c.vocab_size, c.embed_dim))  # [V, E]
-    x = jnp.take(embedding, tokens, axis=0).astype(dtype)  # [B, T, E]
-    mask = _attention_mask(tokens.shape, cache)
-    index = None if cache is None else cache["index"]
-    new_layers = []
-    for i in range(c.num_layers):
-      layer_cache = None if cache is None else cache["layers"][i]
-      x, layer_cache = Block(c, name=f"layer_{i}")(x, positions, mask, layer_cache, index)
-      new_layers.append(layer_cache)
-    x = rms_norm(x, self.param("final_norm", nn.initializers.ones, (c.embed_dim,)), c.norm_eps)
-    if c.tie_embeddings:
-      logits = jnp.einsum("bte,ve->btv", x, embedding.astype(dtype))
-    else:
-      logits = jnp.einsum("bte,ev->btv", x, self.param("lm_head", _init, (c.embed_dim, c.vocab_size)).astype(dtype))
-    values = None
-    if c.scalar_head:
-      w_value = self.param("value_head", nn.initializers.zeros, (c.embed_dim,))
-      b_value = self.param("value_bias", nn.initializers.zeros, ())
-      values = (jnp.einsum("bte,e->bt", x, w_value.astype(dtype)) + b_value).astype(jnp.float32)
-    new_cache = None
-    if cache is not None:
-      new_cache = {"layers": new_layers, "index": cache["index"] + tokens.shape[1]}
-    return logits.astype(jnp.float32), values, new_cache
+    @nn.compact
+    def __call__(self, tokens, positions, cache=None):
+        c = self.config
+        dtype = jnp.dtype(c.dtype)
+        embedding = self.param("embedding", _init, (c.vocab_size, c.embed_dim))  # [V, E]
+        x = jnp.take(embedding, tokens, axis=0).astype(dtype)  # [B, T, E]
+        mask = _attention_mask(tokens.shape, cache)
+        index = None if cache is None else cache["index"]
+        new_layers = []
+        for i in range(c.num_layers):
+            layer_cache = None if cache is None else cache["layers"][i]
+            x, layer_cache = Block(c, name=f"layer_{i}")(x, positions, mask, layer_cache, index)
+            new_layers.append(layer_cache)
+        x = rms_norm(x, self.param("final_norm", nn.initializers.ones, (c.embed_dim,)), c.norm_eps)
+        if c.tie_embeddings:
+            logits = jnp.einsum("bte,ve->btv", x, embedding.astype(dtype))
+        else:
+            logits = jnp.einsum("bte,ev->btv", x, self.param("lm_head", _init, (c.embed_dim, c.vocab_size)).astype(dtype))
+        values = None
+        if c.scalar_head:
+            w_value = self.param("value_head", nn.initializers.zeros, (c.embed_dim,))
+            b_value = self.param("value_bias", nn.initializers.zeros, ())
+            values = (jnp.einsum("bte,e->bt", x, w_value.astype(dtype)) + b_value).astype(jnp.float32)
+        new_cache = None
+        if cache is not None:
+            new_cache = {"layers": new_layers, "index": cache["index"] + tokens.shape[1]}
+        return logits.astype(jnp.float32), values, new_cache
 
 
 def _attention_mask(token_shape, cache) -> jax.Array:
-  """bool[B, T, S]: a query at slot q sees keys at slots <= q (causal over cache slots)."""
-  b, t = token_shape
-  if cache is None:
-    causal = jnp.arange(t)[:, None] >= jnp.arange(t)[None, :]
-    return jnp.broadcast_to(causal, (b, t, t))
-  s = cache["layers"][0]["k"].shape[1]
-  query_slots = cache["index"][:, None] + jnp.arange(t)[None, :]  # [B, T]
-  return jnp.arange(s)[None, None, :] <= query_slots[:, :, None]
+    """bool[B, T, S]: a query at slot q sees keys at slots <= q (causal over cache slots)."""
+    b, t = token_shape
+    if cache is None:
+        causal = jnp.arange(t)[:, None] >= jnp.arange(t)[None, :]
+        return jnp.broadcast_to(causal, (b, t, t))
+    s = cache["layers"][0]["k"].shape[1]
+    query_slots = cache["index"][:, None] + jnp.arange(t)[None, :]  # [B, T]
+    return jnp.arange(s)[None, None, :] <= query_slots[:, :, None]
 
 
 def init_params(config: ModelConfig, rng: jax.Array) -> dict:
-  """Fresh parameters (a plain nested dict)."""
-  tokens = jnp.zeros((1, 8), jnp.int32)
-  return Transformer(config).init(rng, tokens, jnp.arange(8)[None])["params"]
+    """Fresh parameters (a plain nested dict)."""
+    tokens = jnp.zeros((1, 8), jnp.int32)
+    return Transformer(config).init(rng, tokens, jnp.arange(8)[None])["params"]
 
 
 ApplyFn = Callable[..., tuple[jax.Array, jax.Array | None, dict | None]]
@@ -149,23 +149,23 @@ ApplyFn = Callable[..., tuple[jax.Array, jax.Array | None, dict | None]]
 
 @dataclasses.dataclass(frozen=True)
 class Model:
-  """The network as the functions its callers need; hashable, so it can be a static jit argument.
+    """The network as the functions its callers need; hashable, so it can be a static jit argument.
 
-  Samplers, losses and searches take a `Model` and use only `apply`, `init_cache` and
-  `max_seq_len`, so they never depend on the network's internals.
-  """
-  config: ModelConfig
+    Samplers, losses and searches take a `Model` and use only `apply`, `init_cache` and
+    `max_seq_len`, so they never depend on the network's internals.
+    """
+    config: ModelConfig
 
-  def apply(self, params, tokens, positions, cache=None):
-    """`(params, i32[B, T], i32[B, T], cache | None) -> (f32[B, T, V], f32[B, T] | None, cache | None)`."""
-    return Transformer(self.config).apply({"params": params}, tokens, positions, cache)
+    def apply(self, params, tokens, positions, cache=None):
+        """`(params, i32[B, T], i32[B, T], cache | None) -> (f32[B, T, V], f32[B, T] | None, cache | None)`."""
+        return Transformer(self.config).apply({"params": params}, tokens, positions, cache)
 
-  def init_cache(self, batch_size: int, max_len: int, dtype=jnp.float32) -> dict:
-    return kv_cache.init_cache(self.config, batch_size, max_len, dtype)
+    def init_cache(self, batch_size: int, max_len: int, dtype=jnp.float32) -> dict:
+        return kv_cache.init_cache(self.config, batch_size, max_len, dtype)
 
-  def init_params(self, rng: jax.Array) -> dict:
-    return init_params(self.config, rng)
+    def init_params(self, rng: jax.Array) -> dict:
+        return init_params(self.config, rng)
 
-  @property
-  def max_seq_len(self) -> int:
-    return self.config.max_seq_len
+    @property
+    def max_seq_len(self) -> int:
+        return self.config.max_seq_len

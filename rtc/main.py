@@ -1,0 +1,38 @@
+"""The rtc command line: `python -m rtc.main --config=experiments/configs/NAME.py[:arg] --workdir=DIR`.
+
+Any config field can be overridden with `--config.key=value` (e.g. `--config.train.num_steps=10`);
+an unknown key or config file is an error that names it.
+"""
+import logging
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from rtc.metrics import NonFiniteError
+from rtc.train import sft_loop
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (NAME.py[:arg]).",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for data, checkpoints and metrics.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+MODES = {"sft": sft_loop.run}
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  logging.getLogger().setLevel(logging.INFO)
+  logging.getLogger("absl").setLevel(logging.ERROR)  # orbax and tfds log every file they touch
+  config = _CONFIG.value
+  if config.mode not in MODES:
+    raise app.UsageError(f"unknown mode {config.mode!r}; known: {sorted(MODES)}")
+  try:
+    MODES[config.mode](config, _WORKDIR.value)
+  except NonFiniteError as error:
+    sys.exit(f"stopped: {error}; the last good checkpoint in {_WORKDIR.value}/checkpoints is kept")
+
+
+if __name__ == "__main__":
+  app.run(main)
