@@ -59,7 +59,9 @@ def test_arithmetic_records():
     for record in records:
         _check_record(record)
         _check_gold_steps(record)
-        assert len(record["steps"]) == record["difficulty"]
+        num_operations, largest = arithmetic.LEVEL_SPECS[record["difficulty"]]
+        assert len(record["steps"]) == num_operations
+        assert max(json.loads(record["meta"])["operands"]) <= largest
         assert record["step_values"][-1] == record["answer"]
         expression = record["question"].removeprefix("Compute ").removesuffix(".")
         assert safe_eval.evaluate(expression) == int(record["answer"])
@@ -76,7 +78,7 @@ def test_arithmetic_gold_steps_by_hand():
 def test_arithmetic_operand_ranges():
     for record in arithmetic.generate("train", 200, seed=1, levels=(3,), max_operand=9, max_multiplier=2):
         meta = json.loads(record["meta"])
-        assert record["difficulty"] == 3 and len(meta["operators"]) == 3
+        assert record["difficulty"] == 3 and len(meta["operators"]) == arithmetic.LEVEL_SPECS[3][0]
         assert all(0 <= operand <= 9 for operand in meta["operands"])
         for operator, right in zip(meta["operators"], meta["operands"][1:]):
             assert operator != "*" or right <= 2

@@ -35,7 +35,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.train = ml_collections.ConfigDict(dict(
       batch_size=32, seq_len=128, num_steps=600, learning_rate=2e-3, warmup_steps=50,
       weight_decay=0.1, grad_clip=1.0, log_every=50, checkpoint_every=200, max_to_keep=2,
-      halt_after=-1))  # halt_after: stop after that step as a preempted job would (tests resume)
+      pack=True, halt_after=-1))  # pack: several examples per row; halt_after: stop after that step as a preempted job would (tests resume)
   c.eval = ml_collections.ConfigDict(dict(
       num_examples=500, batch_size=100, max_new_tokens=96, temperature=0.7, top_p=1.0,
       reasoning_effort="", budget_tokens=-1, num_traces=3))

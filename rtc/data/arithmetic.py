@@ -1,6 +1,8 @@
 """Multi-step integer arithmetic, the warm-up task for the SFT cold start.
 
-Level `d` has `d` operations drawn from `+ - *` with the usual precedence. The gold chain applies
+Difficulty grows with both knobs, the number of operations and the operand size (`LEVEL_SPECS`):
+level 1 is one operation on single digits, level 5 four operations on numbers up to 99. Operations
+are drawn from `+ - *` with the usual precedence. The gold chain applies
 one operation per step in evaluation order (products left to right, then sums left to right):
 `Compute 37+8*4-12.` -> `8*4=32`, `37+32=69`, `69-12=57`; answer `57`.
 Splits are assigned by hashing the question text (see `rtc.data.splits`).
@@ -15,18 +17,27 @@ import numpy as np
 from rtc.data import splits
 
 LEVELS = (1, 2, 3, 4, 5)
+# level -> (number of operations, largest operand); levels above 5 add operations on 0..99.
+LEVEL_SPECS = {1: (1, 9), 2: (2, 9), 3: (2, 99), 4: (3, 99), 5: (4, 99)}
 _OPERATORS = ("+", "-", "*")
 _INTEGER = re.compile(r"[+-]?\d+")
 
 
+def level_spec(level: int, max_operand: int | None = None) -> tuple[int, int]:
+    """`(operations, largest operand)` of `level`; `max_operand` overrides the level's operand size."""
+    operations, largest = LEVEL_SPECS.get(level, (level - 1, 99))
+    return operations, largest if max_operand is None else max_operand
+
+
 def sample_problem(
-    rng: np.random.Generator, level: int, max_operand: int = 99, max_multiplier: int = 9
+    rng: np.random.Generator, level: int, max_operand: int | None = None, max_multiplier: int = 9
 ) -> tuple[list[int], list[str]]:
-    """`level` operators and `level + 1` operands; the right operand of `*` is at most `max_multiplier`."""
-    operators = [_OPERATORS[int(rng.integers(len(_OPERATORS)))] for _ in range(level)]
+    """The operators and operands of a `level` problem; the right operand of `*` is at most `max_multiplier`."""
+    num_operations, max_operand = level_spec(level, max_operand)
+    operators = [_OPERATORS[int(rng.integers(len(_OPERATORS)))] for _ in range(num_operations)]
     operands = [int(rng.integers(max_operand + 1))]
     for operator in operators:
-        high = max_multiplier if operator == "*" else max_operand
+        high = min(max_multiplier, max_operand) if operator == "*" else max_operand
         operands.append(int(rng.integers(high + 1)))
     return operands, operators
 
@@ -60,7 +71,7 @@ def gold_steps(operands: Sequence[int], operators: Sequence[str]) -> list[tuple[
     return steps
 
 
-def make_record(operands: Sequence[int], operators: Sequence[str]) -> dict:
+def make_record(operands: Sequence[int], operators: Sequence[str], level: int | None = None) -> dict:
     """The common task record for one problem."""
     steps = gold_steps(operands, operators)
     return {
@@ -68,19 +79,19 @@ def make_record(operands: Sequence[int], operators: Sequence[str]) -> dict:
         "steps": [text for text, _ in steps],
         "step_values": [str(value) for _, value in steps],
         "answer": str(steps[-1][1]),
-        "difficulty": len(operators),
+        "difficulty": len(operators) if level is None else level,
         "meta": json.dumps({"operands": list(operands), "operators": list(operators)}),
     }
 
 
 def example(
-    split: str, index: int, seed: int, levels: Sequence[int] = LEVELS, max_operand: int = 99, max_multiplier: int = 9
+    split: str, index: int, seed: int, levels: Sequence[int] = LEVELS, max_operand: int | None = None, max_multiplier: int = 9
 ) -> dict:
     """Example `index` of `split`; its level is `levels[index % len(levels)]`."""
     level = levels[index % len(levels)]
 
     def sample(rng):
-        record = make_record(*sample_problem(rng, level, max_operand, max_multiplier))
+        record = make_record(*sample_problem(rng, level, max_operand, max_multiplier), level)
         return record["question"], record
 
     return splits.draw_in_split(sample, split, seed, index)
@@ -91,7 +102,7 @@ def generate(
     num_examples: int,
     seed: int,
     levels: Sequence[int] = LEVELS,
-    max_operand: int = 99,
+    max_operand: int | None = None,
     max_multiplier: int = 9,
 ) -> Iterator[dict]:
     """`num_examples` records of `split`, spread evenly over `levels` (round robin)."""

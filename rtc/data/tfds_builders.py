@@ -18,7 +18,7 @@ from etils import epath
 
 from rtc.data import arithmetic, countdown, gsm8k, math500
 
-VERSION = "1.0.0"
+VERSION = "1.1.0"  # 1.1.0: arithmetic levels grow operand size too (LEVEL_SPECS)
 FILE_FORMAT = "array_record"
 
 

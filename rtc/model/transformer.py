@@ -104,7 +104,7 @@ class Transformer(nn.Module):
         dtype = jnp.dtype(c.dtype)
         embedding = self.param("embedding", _init, (c.vocab_size, c.embed_dim))  # [V, E]
         x = jnp.take(embedding, tokens, axis=0).astype(dtype)  # [B, T, E]
-        mask = _attention_mask(tokens.shape, cache)
+        mask = _attention_mask(positions, cache)
         index = None if cache is None else cache["index"]
         new_layers = []
         for i in range(c.num_layers):
@@ -127,12 +127,17 @@ class Transformer(nn.Module):
         return logits.astype(jnp.float32), values, new_cache
 
 
-def _attention_mask(token_shape, cache) -> jax.Array:
-    """bool[B, T, S]: a query at slot q sees keys at slots <= q (causal over cache slots)."""
-    b, t = token_shape
+def _attention_mask(positions: jax.Array, cache) -> jax.Array:
+    """bool[B, T, S]: which keys each query may attend to.
+
+    With a cache, a query at slot q sees keys at slots <= q. Without one, attention is causal within
+    segments, and a position of 0 starts a new segment, so packed examples never see each other.
+    """
+    b, t = positions.shape
     if cache is None:
-        causal = jnp.arange(t)[:, None] >= jnp.arange(t)[None, :]
-        return jnp.broadcast_to(causal, (b, t, t))
+        causal = jnp.arange(t)[:, None] >= jnp.arange(t)[None, :]  # [T, T]
+        segments = jnp.cumsum(positions == 0, axis=1)  # [B, T]
+        return causal[None] & (segments[:, :, None] == segments[:, None, :])
     s = cache["layers"][0]["k"].shape[1]
     query_slots = cache["index"][:, None] + jnp.arange(t)[None, :]  # [B, T]
     return jnp.arange(s)[None, None, :] <= query_slots[:, :, None]

@@ -75,6 +75,15 @@ def write_model(model: bytes, output: Path) -> None:
     partial.replace(output)
 
 
+def ensure_model(path: str | Path | None = None) -> Path:
+    """The tokenizer model at `path` (default: the shipped asset), trained and written first if missing."""
+    path = Path(path) if path else DEFAULT_OUTPUT
+    if not path.exists():
+        print(f"tokenizer {path} is missing: training it (python -m rtc.tokenizer.build)")
+        write_model(train_model(corpus_texts()), path)
+    return path
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)

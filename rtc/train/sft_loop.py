@@ -24,10 +24,11 @@ from rtc.parallel import mesh as mesh_lib
 from rtc.sampling.budget import ThinkingBudget, thinking_limit
 from rtc.sampling.rules import SamplingRule
 from rtc.sampling.sampler import SamplerConfig
+from rtc.tokenizer.build import ensure_model
 from rtc.tokenizer.tokenizer import Tokenizer
 from rtc.train import optimizer as optimizer_lib
 from rtc.train.sft import sft_loss
-from rtc.train.sft_data import batch_indices, encode_dataset, process_rows
+from rtc.train.sft_data import assemble, encode_dataset, process_rows, row_stream
 from rtc.train.state import init_train_state, make_update
 
 
@@ -92,18 +93,19 @@ def train(config: ml_collections.ConfigDict, workdir: Path, tokenizer: Tokenizer
   start = int(state["step"])
   writer = MetricWriter(workdir, total_steps=t.num_steps, initial_step=start)
   rows = process_rows(t.batch_size, jax.process_index(), jax.process_count())
-  num_examples = len(records)
   last_log = time.time()
   for step in range(start + 1, t.num_steps + 1):
-    idx = batch_indices(position, t.batch_size, num_examples, config.seed)[rows]
-    batch = mesh_lib.shard_batch({k: v[idx] for k, v in data.items()}, mesh)
+    batch_rows = row_stream(position, t.batch_size, data["lengths"], t.seq_len + 1, t.pack, config.seed)
+    batch = mesh_lib.shard_batch(assemble(data, batch_rows[rows], tokenizer.pad_id), mesh)
     state, metrics = update(state, batch)
     position += t.batch_size
     writer.advance()
     is_last = step == t.num_steps
     if step % t.log_every == 0 or step % t.checkpoint_every == 0 or is_last:
       metrics = jax.device_get(metrics)
-      check_finite(step, metrics)
+      # The loss is taken before this step's update; a non-finite gradient has already poisoned
+      # the params that are about to be checkpointed.
+      check_finite(step, metrics, keys=("loss", "grad_norm"))
       now = time.time()
       steps_done = t.log_every if step % t.log_every == 0 else 1
       metrics["tokens_per_second"] = steps_done * t.batch_size * t.seq_len / max(now - last_log, 1e-9)
@@ -151,7 +153,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """SFT then evaluation; returns the evaluation results."""
   workdir = Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  tokenizer = Tokenizer.load(config.tokenizer_path or None)
+  tokenizer = Tokenizer.load(ensure_model(config.tokenizer_path or None))
   model = build_model(config, tokenizer.vocab_size)
   logging.info("model %s: %.2fM parameters", config.model.preset, model.config.num_params / 1e6)
   state = train(config, workdir, tokenizer, model)

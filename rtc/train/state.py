@@ -25,7 +25,7 @@ def make_update(loss_fn: Callable, optimizer: optax.GradientTransformation,
     (_, metrics), grads = grad_fn(state["params"], batch, step_rng)
     updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
-    metrics = {**metrics, "grad_norm": optax.global_norm(grads)}
+    metrics = {**metrics, "grad_norm": optax.tree.norm(grads)}
     if schedule is not None:
       metrics["learning_rate"] = schedule(state["step"])
     new_state = {"params": params, "opt_state": opt_state, "step": state["step"] + 1,

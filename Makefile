@@ -1,0 +1,30 @@
+# Two entry points a newcomer needs; both create the environment first.
+PY ?= python3
+VENV ?= .venv
+WORKDIR ?= workdir/quickstart
+BIN := $(VENV)/bin
+
+.PHONY: setup quickstart test bench tokenizer clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+setup: $(BIN)/python
+	$(BIN)/pip install -q -e ".[test]"
+
+quickstart: setup
+	$(BIN)/python -m rtc.main --config=experiments/configs/quickstart.py --workdir=$(WORKDIR)
+
+test: setup
+	$(BIN)/python -m pytest -q tests
+
+bench: setup
+	$(BIN)/pip install -q -e ".[bench]"
+	$(BIN)/python bench/throughput.py
+
+tokenizer: setup
+	$(BIN)/python -m rtc.tokenizer.build
+
+clean:
+	rm -rf $(VENV) workdir *.egg-info
