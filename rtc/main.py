@@ -3,6 +3,7 @@
 Any config field can be overridden with `--config.key=value` (e.g. `--config.train.num_steps=10`);
 an unknown key or config file is an error that names it.
 """
+
 import logging
 import sys
 
@@ -12,8 +13,9 @@ from ml_collections import config_flags
 from rtc.metrics import NonFiniteError
 from rtc.train import sft_loop
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (NAME.py[:arg]).",
-                                          lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file (NAME.py[:arg]).", lock_config=True
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for data, checkpoints and metrics.")
 flags.mark_flags_as_required(["config", "workdir"])
 
@@ -21,18 +23,36 @@ MODES = {"sft": sft_loop.run}
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  logging.getLogger().setLevel(logging.INFO)
-  logging.getLogger("absl").setLevel(logging.ERROR)  # orbax and tfds log every file they touch
-  config = _CONFIG.value
-  if config.mode not in MODES:
-    raise app.UsageError(f"unknown mode {config.mode!r}; known: {sorted(MODES)}")
-  try:
-    MODES[config.mode](config, _WORKDIR.value)
-  except NonFiniteError as error:
-    sys.exit(f"stopped: {error}; the last good checkpoint in {_WORKDIR.value}/checkpoints is kept")
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.getLogger().setLevel(logging.INFO)
+    logging.getLogger("absl").setLevel(logging.ERROR)  # orbax and tfds log every file they touch
+    config = _CONFIG.value
+    if config.mode not in MODES:
+        raise app.UsageError(f"unknown mode {config.mode!r}; known: {sorted(MODES)}")
+    try:
+        MODES[config.mode](config, _WORKDIR.value)
+    except NonFiniteError as error:
+        sys.exit(f"stopped: {error}; the last good checkpoint in {_WORKDIR.value}/checkpoints is kept")
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl flag parsing, with config mistakes reported in one line instead of a traceback."""
+    try:
+        remaining = flags.FLAGS(argv)
+        _CONFIG.value.keys()  # ml_collections defers a config file's load error to the first access
+        return remaining
+    except (AttributeError, KeyError) as error:  # ml_collections: an override of a missing field
+        name = str(error).strip("\"'")
+        given = [a.split("=")[0].removeprefix("--") for a in argv if a.startswith("--config.") and name in a]
+        sys.exit(
+            f"rtc: unknown config key {given[0] if given else name!r} (see the config file for the known keys)"
+        )
+    except (OSError, ValueError, TypeError, flags.Error) as error:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        details = [line for line in lines[1:] if "No such file" in line or "Error:" in line] or lines[1:][-1:]
+        sys.exit(" ".join(["rtc: bad command line:", lines[0], *details]))
 
 
 if __name__ == "__main__":
-  app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -1,4 +1,5 @@
 """Shared fixtures: small models that compile in seconds."""
+
 import jax
 import pytest
 

@@ -1,4 +1,5 @@
 """Checkpointer: round trip, retention, shardings, and refusal of bad saves and damaged files."""
+
 import os
 
 import jax
@@ -17,7 +18,12 @@ def make_state(seed: int, step: int = 0) -> dict:
     params = {"w": jax.random.normal(key, (64, 64)), "b": jnp.full((8,), float(seed))}
     opt_state = optax.adamw(1e-3).init(params)
     opt_state = jax.tree.map(lambda x: x + seed if jnp.issubdtype(x.dtype, jnp.floating) else x, opt_state)
-    return {"params": params, "opt_state": opt_state, "step": jnp.int32(step), "rng": jax.random.key_data(key)}
+    return {
+        "params": params,
+        "opt_state": opt_state,
+        "step": jnp.int32(step),
+        "rng": jax.random.key_data(key),
+    }
 
 
 def assert_trees_equal(actual, expected):
@@ -50,14 +56,16 @@ def test_keeps_last_steps_and_round_trips(three_steps):
 def test_restore_uses_template_shardings(tmp_path):
     mesh = jax.make_mesh((1,), ("data",))
     sharding = NamedSharding(mesh, P("data"))
-    template = jax.tree.map(lambda x: jax.device_put(x, sharding if x.ndim else NamedSharding(mesh, P())), make_state(0))
+    template = jax.tree.map(
+        lambda x: jax.device_put(x, sharding if x.ndim else NamedSharding(mesh, P())), make_state(0)
+    )
     with Checkpointer(tmp_path) as ckpt:
         ckpt.save(1, make_state(1, 1), {})
         state, _ = ckpt.restore(template)
     assert_trees_equal(state, make_state(1, 1))
-    assert jax.tree.leaves(jax.tree.map(lambda x, t: x.sharding == t.sharding, state, template)) == [True] * len(
-        jax.tree.leaves(state)
-    )
+    assert jax.tree.leaves(jax.tree.map(lambda x, t: x.sharding == t.sharding, state, template)) == [
+        True
+    ] * len(jax.tree.leaves(state))
 
 
 def test_restore_without_checkpoint_names_directory(tmp_path):
@@ -137,18 +145,29 @@ def test_save_interval_and_force(tmp_path):
 
 
 def test_fingerprint_sees_one_changed_element():
-    tree = {"w": jnp.arange(12.0).reshape(3, 4), "h": jnp.ones((5,), jnp.bfloat16), "m": jnp.array([True, False])}
+    tree = {
+        "w": jnp.arange(12.0).reshape(3, 4),
+        "h": jnp.ones((5,), jnp.bfloat16),
+        "m": jnp.array([True, False]),
+    }
     base = tree_fingerprint(tree)
     assert base == tree_fingerprint(jax.tree.map(jnp.copy, tree))
-    assert tree_fingerprint({**tree, "w": tree["w"].at[2, 1].add(1e-6)})["['w']"]["hash"] != base["['w']"]["hash"]
+    assert (
+        tree_fingerprint({**tree, "w": tree["w"].at[2, 1].add(1e-6)})["['w']"]["hash"]
+        != base["['w']"]["hash"]
+    )
     assert tree_fingerprint({**tree, "h": tree["h"].at[4].set(2)})["['h']"]["hash"] != base["['h']"]["hash"]
     assert tree_fingerprint({**tree, "m": tree["m"][::-1]})["['m']"]["hash"] != base["['m']"]["hash"]
-    assert tree_fingerprint({**tree, "w": tree["w"].T.reshape(3, 4)})["['w']"]["hash"] != base["['w']"]["hash"]
+    assert (
+        tree_fingerprint({**tree, "w": tree["w"].T.reshape(3, 4)})["['w']"]["hash"] != base["['w']"]["hash"]
+    )
 
 
 def test_restore_may_cast_dtype(tmp_path):
     template = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, jnp.bfloat16 if x.dtype == jnp.float32 else x.dtype, sharding=x.sharding),
+        lambda x: jax.ShapeDtypeStruct(
+            x.shape, jnp.bfloat16 if x.dtype == jnp.float32 else x.dtype, sharding=x.sharding
+        ),
         make_state(0),
     )
     with Checkpointer(tmp_path) as ckpt:

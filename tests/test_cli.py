@@ -1,4 +1,5 @@
 """`python -m rtc.main` as a user runs it: config errors, overrides, the quickstart end to end, a NaN stop."""
+
 import os
 import re
 import subprocess
@@ -21,81 +22,91 @@ TINY = "--config=experiments/configs/quickstart.py:tiny"
 
 
 def rtc_main(*args: str) -> subprocess.CompletedProcess:
-  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-  return subprocess.run([sys.executable, "-m", "rtc.main", *args], cwd=REPO, env=env,
-                        capture_output=True, text=True, timeout=600)
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    return subprocess.run(
+        [sys.executable, "-m", "rtc.main", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def train_state_template(num_layers: int) -> dict:
-  """A fresh train state of the `:tiny` run with `num_layers` layers (shapes and tree only matter)."""
-  config = model_config("test-tiny", num_layers=num_layers, vocab_size=Tokenizer.load().vocab_size)
-  params = Model(config).init_params(jax.random.key(0))
-  optimizer = optimizer_lib.adamw(optimizer_lib.learning_rate_schedule(1e-3, 1, 4), 0.1, 1.0)
-  return init_train_state(params, optimizer, jax.random.key(0))
+    """A fresh train state of the `:tiny` run with `num_layers` layers (shapes and tree only matter)."""
+    config = model_config("test-tiny", num_layers=num_layers, vocab_size=Tokenizer.load().vocab_size)
+    params = Model(config).init_params(jax.random.key(0))
+    optimizer = optimizer_lib.adamw(optimizer_lib.learning_rate_schedule(1e-3, 1, 4), 0.1, 1.0)
+    return init_train_state(params, optimizer, jax.random.key(0))
 
 
 def test_unknown_config_key_is_named(tmp_path):
-  out = rtc_main(TINY, f"--workdir={tmp_path / 'run'}", "--config.train.no_such_key=1")
-  assert out.returncode != 0
-  assert "no_such_key" in out.stderr
-  assert not (tmp_path / "run").exists()
+    out = rtc_main(TINY, f"--workdir={tmp_path / 'run'}", "--config.train.no_such_key=1")
+    assert out.returncode != 0
+    assert "no_such_key" in out.stderr
+    assert not (tmp_path / "run").exists()
 
 
 def test_missing_config_file_is_named(tmp_path):
-  out = rtc_main("--config=experiments/configs/no_such_config.py", f"--workdir={tmp_path / 'run'}")
-  assert out.returncode != 0
-  assert "no_such_config.py" in out.stderr
-  assert not (tmp_path / "run").exists()
+    out = rtc_main("--config=experiments/configs/no_such_config.py", f"--workdir={tmp_path / 'run'}")
+    assert out.returncode != 0
+    assert "no_such_config.py" in out.stderr
+    assert not (tmp_path / "run").exists()
 
 
 def test_model_override_trains_a_one_layer_model(tmp_path):
-  out = rtc_main(TINY, f"--workdir={tmp_path}", "--config.model.num_layers=1")
-  assert out.returncode == 0, out.stderr[-3000:]
-  assert "Held-out accuracy" in out.stdout
-  assert [r["step"] for r in read_metrics(tmp_path) if "train/loss" in r] == [2, 4]
-  # Restore checks every saved key path against the template: only a one-layer state fits.
-  with Checkpointer(tmp_path / "checkpoints") as ckpt:
-    assert ckpt.all_steps() == [2, 4]
-    state, _ = ckpt.restore(train_state_template(num_layers=1))
-    assert set(state["params"]) == {"embedding", "final_norm", "layer_0"}
-    with pytest.raises(CheckpointError):
-      ckpt.restore(train_state_template(num_layers=2))
+    out = rtc_main(TINY, f"--workdir={tmp_path}", "--config.model.num_layers=1")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Held-out accuracy" in out.stdout
+    assert [r["step"] for r in read_metrics(tmp_path) if "train/loss" in r] == [2, 4]
+    # Restore checks every saved key path against the template: only a one-layer state fits.
+    with Checkpointer(tmp_path / "checkpoints") as ckpt:
+        assert ckpt.all_steps() == [2, 4]
+        state, _ = ckpt.restore(train_state_template(num_layers=1))
+        assert set(state["params"]) == {"embedding", "final_norm", "layer_0"}
+        with pytest.raises(CheckpointError):
+            ckpt.restore(train_state_template(num_layers=2))
 
 
 def test_quickstart_tiny_end_to_end(tmp_path):
-  out = rtc_main(TINY, f"--workdir={tmp_path}")
-  assert out.returncode == 0, out.stderr[-3000:]
-  assert "Held-out accuracy on 8 arithmetic problems (step 4):" in out.stdout
-  table = out.stdout.split("Held-out accuracy", 1)[1]
-  assert "greedy" in table and "sampled" in table
-  for label in ("1", "2", "3", "4", "5", "all"):
-    assert any(line.split()[:1] == [label] for line in table.splitlines()), label
-  traces = out.stdout.split("Thinking traces (greedy):", 1)[1]
-  assert "Q: Compute" in traces and "A: " in traces
+    out = rtc_main(TINY, f"--workdir={tmp_path}")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Held-out accuracy on 8 arithmetic problems (step 4):" in out.stdout
+    table = out.stdout.split("Held-out accuracy", 1)[1]
+    assert "greedy" in table and "sampled" in table
+    for label in ("1", "2", "3", "4", "5", "all"):
+        assert any(line.split()[:1] == [label] for line in table.splitlines()), label
+    traces = out.stdout.split("Thinking traces (greedy):", 1)[1]
+    assert "Q: Compute" in traces and "A: " in traces
 
-  records = read_metrics(tmp_path)
-  train_steps = [r["step"] for r in records if "train/loss" in r]
-  assert train_steps == [2, 4]
-  assert all(np.isfinite(r["train/loss"]) for r in records if "train/loss" in r)
-  assert any(r["step"] == 4 and "eval/greedy/accuracy" in r for r in records)
-  assert any(r["step"] == 4 and "eval/sampled/accuracy" in r for r in records)
-  assert any(name.startswith("events.out.tfevents") for name in os.listdir(tmp_path / "tb"))
-  assert (tmp_path / "samples.txt").read_text().startswith("=== step 4 eval/trace ===")
-  with Checkpointer(tmp_path / "checkpoints") as ckpt:
-    assert ckpt.all_steps() == [2, 4]
+    records = read_metrics(tmp_path)
+    train_steps = [r["step"] for r in records if "train/loss" in r]
+    assert train_steps == [2, 4]
+    assert all(np.isfinite(r["train/loss"]) for r in records if "train/loss" in r)
+    assert any(r["step"] == 4 and "eval/greedy/accuracy" in r for r in records)
+    assert any(r["step"] == 4 and "eval/sampled/accuracy" in r for r in records)
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(tmp_path / "tb"))
+    assert (tmp_path / "samples.txt").read_text().startswith("=== step 4 eval/trace ===")
+    with Checkpointer(tmp_path / "checkpoints") as ckpt:
+        assert ckpt.all_steps() == [2, 4]
 
 
 def test_non_finite_loss_exits_cleanly(tmp_path):
-  # With lr 1e30 the first real update (step 2; warmup starts at 0) blows the params up, so a later
-  # logged loss is nan (step 4 on this CPU); the step-2 checkpoint is still finite and is kept.
-  out = rtc_main(TINY, f"--workdir={tmp_path}", "--config.train.learning_rate=1e30")
-  assert out.returncode == 1
-  assert "Traceback" not in out.stderr
-  last_line = out.stderr.strip().splitlines()[-1]
-  stop = re.fullmatch(r"stopped: non-finite loss.* at step (\d+): .*; the last good checkpoint in "
-                      + re.escape(f"{tmp_path}/checkpoints") + " is kept", last_line)
-  assert stop, last_line
-  assert "Held-out accuracy" not in out.stdout
-  with Checkpointer(tmp_path / "checkpoints") as ckpt:
-    saved = ckpt.all_steps()
-  assert saved and max(saved) < int(stop.group(1))
+    # With lr 1e30 the first real update (step 2; warmup starts at 0) blows the params up, so a later
+    # logged loss is nan (step 4 on this CPU); the step-2 checkpoint is still finite and is kept.
+    out = rtc_main(TINY, f"--workdir={tmp_path}", "--config.train.learning_rate=1e30")
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    last_line = out.stderr.strip().splitlines()[-1]
+    stop = re.fullmatch(
+        r"stopped: non-finite loss.* at step (\d+): .*; the last good checkpoint in "
+        + re.escape(f"{tmp_path}/checkpoints")
+        + " is kept",
+        last_line,
+    )
+    assert stop, last_line
+    assert "Held-out accuracy" not in out.stdout
+    with Checkpointer(tmp_path / "checkpoints") as ckpt:
+        saved = ckpt.all_steps()
+    assert saved and max(saved) < int(stop.group(1))

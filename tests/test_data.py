@@ -162,7 +162,9 @@ def test_gsm8k_all_records():
     for split, size, with_commas in (("train", 7473, 79), ("test", 1319, 14)):
         records = list(gsm8k.generate(split))
         assert len(records) == size
-        raw_answers = [json.loads(line)["answer"] for line in (paths.data_root() / "gsm8k" / f"{split}.jsonl").open()]
+        raw_answers = [
+            json.loads(line)["answer"] for line in (paths.data_root() / "gsm8k" / f"{split}.jsonl").open()
+        ]
         assert sum("," in raw.split("#### ")[-1] for raw in raw_answers) == with_commas
         for record in records:
             assert "<<" not in "".join(record["steps"]) and "," not in record["answer"]
@@ -228,7 +230,14 @@ def test_math500_has_no_train_split():
 def test_math500_malformed_line(tmp_path):
     path = tmp_path / "math500" / "test.jsonl"
     path.parent.mkdir()
-    good = {"problem": "p", "solution": "s", "answer": "1", "subject": "Algebra", "level": 1, "unique_id": "u"}
+    good = {
+        "problem": "p",
+        "solution": "s",
+        "answer": "1",
+        "subject": "Algebra",
+        "level": 1,
+        "unique_id": "u",
+    }
     path.write_text(json.dumps(good) + "\n" + json.dumps({**good, "level": "1"}) + "\n")
     with pytest.raises(jsonl.DataFormatError, match=f"{path}:2: key 'level' should be int"):
         list(math500.generate("test", data_dir=tmp_path))
@@ -242,7 +251,10 @@ def test_math500_solution_steps():
     "text, boxed",
     [
         ("so $\\boxed{\\frac{1}{2}}$.", "\\frac{1}{2}"),
-        ("\\boxed{1} then \\boxed{\\left( 3, \\frac{\\pi}{2} \\right)}", "\\left( 3, \\frac{\\pi}{2} \\right)"),
+        (
+            "\\boxed{1} then \\boxed{\\left( 3, \\frac{\\pi}{2} \\right)}",
+            "\\left( 3, \\frac{\\pi}{2} \\right)",
+        ),
         ("\\boxed{{a}{b{c}}}", "{a}{b{c}}"),
         ("no box", None),
         ("\\boxed{\\frac{1}{2}", None),
@@ -313,7 +325,10 @@ def test_registry():
     with pytest.raises(KeyError, match="arithmetic, countdown, gsm8k, math500"):
         tasks.get_task("mmlu")
     assert tasks.get_task("math500").splits == ("test",)
-    for name, kwargs in (("arithmetic", {"num_examples": 5, "seed": 0}), ("countdown", {"num_examples": 5, "seed": 0})):
+    for name, kwargs in (
+        ("arithmetic", {"num_examples": 5, "seed": 0}),
+        ("countdown", {"num_examples": 5, "seed": 0}),
+    ):
         task = tasks.get_task(name)
         for record in task.generate("test", **kwargs):
             assert task.is_correct(record["answer"], record)

@@ -16,7 +16,10 @@ def test_arithmetic_prepares_array_record_and_matches_generator(tmp_path):
     with pytest.raises(IndexError):
         train[60]
     files = sorted(path.name for path in tmp_path.rglob("*.array_record-*"))
-    assert files == ["arithmetic-test.array_record-00000-of-00001", "arithmetic-train.array_record-00000-of-00001"]
+    assert files == [
+        "arithmetic-test.array_record-00000-of-00001",
+        "arithmetic-train.array_record-00000-of-00001",
+    ]
     record = train[0]
     assert all(isinstance(record[key], str) for key in ("question", "answer", "meta"))
     assert all(isinstance(step, str) for step in record["steps"] + record["step_values"])
@@ -31,7 +34,9 @@ def test_second_load_does_not_regenerate(tmp_path, monkeypatch):
         raise AssertionError("regenerated")
 
     monkeypatch.setattr(tfds_builders.Countdown, "GENERATE", staticmethod(fail))
-    assert list(tfds_builders.load("countdown", "test", tmp_path, num_train=10, num_test=6, seed=1)) == list(first)
+    assert list(tfds_builders.load("countdown", "test", tmp_path, num_train=10, num_test=6, seed=1)) == list(
+        first
+    )
     with pytest.raises(AssertionError, match="regenerated"):
         tfds_builders.load("countdown", "test", tmp_path, num_train=10, num_test=6, seed=2)
 

@@ -1,4 +1,5 @@
 """MetricWriter outputs, read_metrics, and check_finite."""
+
 import struct
 
 import jax.numpy as jnp
@@ -24,7 +25,9 @@ def read_events(tb_dir) -> list:
 
 def scalars(events) -> dict:
     """{(tag, step): value} of the scalar summaries."""
-    return {(v.tag, e.step): v.simple_value for e in events for v in e.summary.value if v.HasField("simple_value")}
+    return {
+        (v.tag, e.step): v.simple_value for e in events for v in e.summary.value if v.HasField("simple_value")
+    }
 
 
 def test_jsonl_and_tensorboard(tmp_path):

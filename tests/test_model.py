@@ -38,7 +38,7 @@ def test_kv_cache_decoding_equals_full_recomputation(tiny_model):
     logits, _, cache = model.apply(params, tokens[:, :7], positions[:, :7], cache)
     pieces = [logits]
     for t in range(7, 20):
-        logits, _, cache = model.apply(params, tokens[:, t:t + 1], positions[:, t:t + 1], cache)
+        logits, _, cache = model.apply(params, tokens[:, t : t + 1], positions[:, t : t + 1], cache)
         pieces.append(logits)
     np.testing.assert_allclose(jnp.concatenate(pieces, axis=1), full, atol=2e-5)
     assert cache["index"].tolist() == [20, 20, 20]

@@ -5,7 +5,7 @@ import pytest
 
 from rtc.sampling import budget as budget_lib
 from rtc.sampling.rules import SamplingRule, top_k_filter, top_p_filter
-from rtc.sampling.sampler import SamplerConfig, completions, generate, pad_prompts
+from rtc.sampling.sampler import SamplerConfig, completions, generate, pad_prompts, sample
 
 PAD, STOP, THINK, END_THINK, CUE = 0, 1, 2, 3, 4
 
@@ -16,7 +16,7 @@ def _argmax_by_recomputation(model, params, prompt, n):
         x = jnp.array([tokens])
         logits, _, _ = model.apply(params, x, jnp.arange(len(tokens))[None])
         tokens.append(int(jnp.argmax(logits[0, -1])))
-    return tokens[len(prompt):]
+    return tokens[len(prompt) :]
 
 
 def test_greedy_equals_step_by_step_argmax(tiny_model):
@@ -46,12 +46,13 @@ def test_stop_tokens_end_rows_and_pad_after(tiny_model):
     first = greedy.tokens[0].tolist().index(stop)
     out = generate(model, params, [[5, 6, 7]], jax.random.key(0), SamplerConfig(12, stop_ids=(stop,)))
     assert out.lengths.tolist() == [first + 1]
-    assert completions(out)[0] == greedy.tokens[0, :first + 1].tolist()
-    assert (out.tokens[0, first + 1:] == PAD).all() and (out.logprobs[0, first + 1:] == 0).all()
+    assert completions(out)[0] == greedy.tokens[0, : first + 1].tolist()
+    assert (out.tokens[0, first + 1 :] == PAD).all() and (out.logprobs[0, first + 1 :] == 0).all()
 
 
 def _biased_model(model, bias):
     """Wraps `model` adding `bias: f32[V]` to its logits (to steer tokens in budget tests)."""
+
     class Biased:
         max_seq_len = model.max_seq_len
         init_cache = staticmethod(model.init_cache)
@@ -60,6 +61,7 @@ def _biased_model(model, bias):
         def apply(params, tokens, positions, cache=None):
             logits, values, cache = model.apply(params, tokens, positions, cache)
             return logits + bias, values, cache
+
     return Biased()
 
 
@@ -131,7 +133,11 @@ def test_prompt_too_long_is_a_clear_error():
 
 def test_prompt_buckets_share_one_compile(tiny_model):
     model, params = tiny_model
-    cfg = SamplerConfig(max_new_tokens=3, stop_ids=())
+    cfg = SamplerConfig(max_new_tokens=3, stop_ids=(1,))
     tokens, lengths = pad_prompts([[1, 2, 3]], 0, 3, 128)
     tokens2, _ = pad_prompts([[1] * 9], 0, 3, 128)
     assert tokens.shape == tokens2.shape == (1, 16) and lengths.tolist() == [3]
+    before = sample._cache_size()
+    for prompt in ([5, 6, 7], [5] * 9, [7] * 16):
+        generate(model, params, [prompt], jax.random.key(0), cfg)
+    assert sample._cache_size() == before + 1

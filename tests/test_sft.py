@@ -1,4 +1,5 @@
 """SFT cold start: the masked loss by hand, encoding, the batch stream, exact resume, non-finite stops."""
+
 import importlib.util
 import math
 from pathlib import Path
@@ -22,270 +23,300 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def quickstart_config(arg: str = "tiny"):
-  spec = importlib.util.spec_from_file_location("quickstart", REPO / "experiments/configs/quickstart.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+    spec = importlib.util.spec_from_file_location("quickstart", REPO / "experiments/configs/quickstart.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-  return Tokenizer.load()
+    return Tokenizer.load()
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-  """One prepared copy of the tiny arithmetic splits for every run of this module."""
-  return tmp_path_factory.mktemp("data")
+    """One prepared copy of the tiny arithmetic splits for every run of this module."""
+    return tmp_path_factory.mktemp("data")
 
 
 @pytest.fixture
 def tiny_config(data_dir):
-  config = quickstart_config("tiny")
-  config.data_dir = str(data_dir)
-  return config
+    config = quickstart_config("tiny")
+    config.data_dir = str(data_dir)
+    return config
 
 
 @pytest.fixture(scope="module")
 def model(tokenizer):
-  return sft_loop.build_model(quickstart_config("tiny"), tokenizer.vocab_size)
+    return sft_loop.build_model(quickstart_config("tiny"), tokenizer.vocab_size)
 
 
 def assert_trees_close(actual, expected, atol=1e-6):
-  assert jax.tree.structure(actual) == jax.tree.structure(expected)
-  jax.tree.map(lambda a, e: np.testing.assert_allclose(np.asarray(a), np.asarray(e), rtol=0, atol=atol),
-               actual, expected)
+    assert jax.tree.structure(actual) == jax.tree.structure(expected)
+    jax.tree.map(
+        lambda a, e: np.testing.assert_allclose(np.asarray(a), np.asarray(e), rtol=0, atol=atol),
+        actual,
+        expected,
+    )
 
 
 class FixedLogits:
-  """A stand-in model whose `apply` returns the given logits `f32[B, T, V]` whatever the input."""
+    """A stand-in model whose `apply` returns the given logits `f32[B, T, V]` whatever the input."""
 
-  def __init__(self, logits):
-    self.logits = jnp.asarray(logits, jnp.float32)
-    self.calls = []
+    def __init__(self, logits):
+        self.logits = jnp.asarray(logits, jnp.float32)
+        self.calls = []
 
-  def apply(self, params, tokens, positions, cache=None):
-    self.calls.append((np.asarray(tokens), np.asarray(positions)))
-    return self.logits, None, None
+    def apply(self, params, tokens, positions, cache=None):
+        self.calls.append((np.asarray(tokens), np.asarray(positions)))
+        return self.logits, None, None
 
 
 # --- the loss ---------------------------------------------------------------------------------------
 
+
 def test_uniform_logits_give_log_vocab():
-  b, t, v = 2, 5, 7
-  tokens = jnp.array([[1, 2, 3, 4, 5, 6], [6, 5, 4, 3, 2, 1]], jnp.int32)  # [B, T+1]
-  loss_mask = jnp.array([[0, 0, 1, 1, 1, 0], [0, 1, 1, 1, 1, 1]], jnp.float32)
-  model = FixedLogits(np.zeros((b, t, v)))
-  loss, metrics = sft_loss(None, {"tokens": tokens, "loss_mask": loss_mask}, model)
-  np.testing.assert_allclose(loss, math.log(v), rtol=1e-6)
-  assert float(metrics["target_tokens"]) == 8  # mask[:, 1:] counts 3 + 5 targets
-  inputs, positions = model.calls[0]
-  np.testing.assert_array_equal(inputs, tokens[:, :-1])
-  np.testing.assert_array_equal(positions, np.tile(np.arange(t), (b, 1)))
+    b, t, v = 2, 5, 7
+    tokens = jnp.array([[1, 2, 3, 4, 5, 6], [6, 5, 4, 3, 2, 1]], jnp.int32)  # [B, T+1]
+    loss_mask = jnp.array([[0, 0, 1, 1, 1, 0], [0, 1, 1, 1, 1, 1]], jnp.float32)
+    model = FixedLogits(np.zeros((b, t, v)))
+    loss, metrics = sft_loss(None, {"tokens": tokens, "loss_mask": loss_mask}, model)
+    np.testing.assert_allclose(loss, math.log(v), rtol=1e-6)
+    assert float(metrics["target_tokens"]) == 8  # mask[:, 1:] counts 3 + 5 targets
+    inputs, positions = model.calls[0]
+    np.testing.assert_array_equal(inputs, tokens[:, :-1])
+    np.testing.assert_array_equal(positions, np.tile(np.arange(t), (b, 1)))
 
 
 def test_masked_mean_over_target_tokens_of_the_batch():
-  # V = 3, T = 3. logits = log(probs): the NLL of each target is -log p(target).
-  q = 1 / 8  # probability of the target at masked (prompt) positions: would add log 8 each if counted
-  probs = np.array([
-      # row 0: tokens [0, 1, 2, 1], loss mask [0, 0, 0, 1] -> only the last target (1) counts
-      [[7 / 16, q, 7 / 16], [7 / 16, 7 / 16, q], [1 / 2, 1 / 4, 1 / 4]],  # NLL of target 1 at t=2: log 4
-      # row 1: tokens [0, 2, 0, 1], loss mask [0, 1, 1, 1] -> targets 2, 0, 1 all count
-      [[1 / 4, 1 / 4, 1 / 2], [1 / 2, 1 / 4, 1 / 4], [1 / 4, 1 / 2, 1 / 4]],  # log 2 each
-  ])
-  batch = {"tokens": jnp.array([[0, 1, 2, 1], [0, 2, 0, 1]], jnp.int32),
-           "loss_mask": jnp.array([[0, 0, 0, 1], [0, 1, 1, 1]], jnp.float32)}
-  loss, metrics = sft_loss(None, batch, FixedLogits(np.log(probs)))
-  # Token-level mean over the 4 targets: (log 4 + 3 log 2) / 4 = 1.25 log 2.
-  # (A per-example mean would give 1.5 log 2; counting the masked positions 11/6 log 2.)
-  np.testing.assert_allclose(loss, 1.25 * math.log(2), rtol=1e-6)
-  np.testing.assert_allclose(metrics["loss"], loss)
-  assert float(metrics["target_tokens"]) == 4
-  # argmax hits the target at the three row-1 positions, misses row 0's (argmax 0, target 1).
-  np.testing.assert_allclose(metrics["token_accuracy"], 0.75, rtol=1e-6)
+    # V = 3, T = 3. logits = log(probs): the NLL of each target is -log p(target).
+    q = 1 / 8  # probability of the target at masked (prompt) positions: would add log 8 each if counted
+    probs = np.array(
+        [
+            # row 0: tokens [0, 1, 2, 1], loss mask [0, 0, 0, 1] -> only the last target (1) counts
+            [
+                [7 / 16, q, 7 / 16],
+                [7 / 16, 7 / 16, q],
+                [1 / 2, 1 / 4, 1 / 4],
+            ],  # NLL of target 1 at t=2: log 4
+            # row 1: tokens [0, 2, 0, 1], loss mask [0, 1, 1, 1] -> targets 2, 0, 1 all count
+            [[1 / 4, 1 / 4, 1 / 2], [1 / 2, 1 / 4, 1 / 4], [1 / 4, 1 / 2, 1 / 4]],  # log 2 each
+        ]
+    )
+    batch = {
+        "tokens": jnp.array([[0, 1, 2, 1], [0, 2, 0, 1]], jnp.int32),
+        "loss_mask": jnp.array([[0, 0, 0, 1], [0, 1, 1, 1]], jnp.float32),
+    }
+    loss, metrics = sft_loss(None, batch, FixedLogits(np.log(probs)))
+    # Token-level mean over the 4 targets: (log 4 + 3 log 2) / 4 = 1.25 log 2.
+    # (A per-example mean would give 1.5 log 2; counting the masked positions 11/6 log 2.)
+    np.testing.assert_allclose(loss, 1.25 * math.log(2), rtol=1e-6)
+    np.testing.assert_allclose(metrics["loss"], loss)
+    assert float(metrics["target_tokens"]) == 4
+    # argmax hits the target at the three row-1 positions, misses row 0's (argmax 0, target 1).
+    np.testing.assert_allclose(metrics["token_accuracy"], 0.75, rtol=1e-6)
 
 
 def test_batch_without_targets_has_zero_loss_not_nan():
-  batch = {"tokens": jnp.zeros((1, 3), jnp.int32), "loss_mask": jnp.zeros((1, 3), jnp.float32)}
-  loss, _ = sft_loss(None, batch, FixedLogits(np.zeros((1, 2, 4))))
-  assert float(loss) == 0.0
+    batch = {"tokens": jnp.zeros((1, 3), jnp.int32), "loss_mask": jnp.zeros((1, 3), jnp.float32)}
+    loss, _ = sft_loss(None, batch, FixedLogits(np.zeros((1, 2, 4))))
+    assert float(loss) == 0.0
 
 
 # --- encoding ---------------------------------------------------------------------------------------
 
+
 def test_encode_example_masks_bos_and_prompt(tokenizer):
-  for record in arithmetic.generate("train", 5, seed=0):
-    ids, mask = encode_example(tokenizer, record)
-    prompt = [tokenizer.bos_id] + tokenizer.encode(prompt_text(record))
-    assert len(ids) == len(mask)
-    assert ids[:len(prompt)] == prompt
-    assert mask[:len(prompt)] == [0] * len(prompt)
-    assert mask[len(prompt):] == [1] * (len(ids) - len(prompt))
-    assert ids[len(prompt)] == tokenizer.think_start_id
-    assert ids[-1] == tokenizer.eos_id
-    assert tokenizer.decode(ids[len(prompt):-1]) == completion_text(record)
+    for record in arithmetic.generate("train", 5, seed=0):
+        ids, mask = encode_example(tokenizer, record)
+        prompt = [tokenizer.bos_id] + tokenizer.encode(prompt_text(record))
+        assert len(ids) == len(mask)
+        assert ids[: len(prompt)] == prompt
+        assert mask[: len(prompt)] == [0] * len(prompt)
+        assert mask[len(prompt) :] == [1] * (len(ids) - len(prompt))
+        assert ids[len(prompt)] == tokenizer.think_start_id
+        assert ids[-1] == tokenizer.eos_id
+        assert tokenizer.decode(ids[len(prompt) : -1]) == completion_text(record)
 
 
 def test_encode_dataset_pads_and_keeps_static_shape(tokenizer):
-  records = list(arithmetic.generate("train", 4, seed=0))
-  data = encode_dataset(tokenizer, records, seq_len=64)
-  assert data["tokens"].shape == data["loss_mask"].shape == (4, 65)
-  assert data["tokens"].dtype == np.int32 and data["loss_mask"].dtype == np.float32
-  for i, record in enumerate(records):
-    ids, mask = encode_example(tokenizer, record)
-    np.testing.assert_array_equal(data["tokens"][i, :len(ids)], ids)
-    np.testing.assert_array_equal(data["loss_mask"][i, :len(ids)], mask)
-    assert np.all(data["tokens"][i, len(ids):] == tokenizer.pad_id)
-    assert np.all(data["loss_mask"][i, len(ids):] == 0)
+    records = list(arithmetic.generate("train", 4, seed=0))
+    data = encode_dataset(tokenizer, records, seq_len=64)
+    assert data["tokens"].shape == data["loss_mask"].shape == (4, 65)
+    assert data["tokens"].dtype == np.int32 and data["loss_mask"].dtype == np.float32
+    for i, record in enumerate(records):
+        ids, mask = encode_example(tokenizer, record)
+        np.testing.assert_array_equal(data["tokens"][i, : len(ids)], ids)
+        np.testing.assert_array_equal(data["loss_mask"][i, : len(ids)], mask)
+        assert np.all(data["tokens"][i, len(ids) :] == tokenizer.pad_id)
+        assert np.all(data["loss_mask"][i, len(ids) :] == 0)
 
 
 def test_too_long_example_is_named(tokenizer):
-  short, long = arithmetic.generate("train", 2, seed=0, levels=(1, 5))
-  n_short = len(encode_example(tokenizer, short)[0])
-  n_long = len(encode_example(tokenizer, long)[0])
-  assert n_long > n_short
-  exact = encode_dataset(tokenizer, [short], seq_len=n_short - 1)  # fits with no padding
-  assert exact["tokens"].shape == (1, n_short)
-  with pytest.raises(ValueError, match=rf"example 1 has {n_long} tokens, more than seq_len \+ 1 = {n_short}"):
-    encode_dataset(tokenizer, [short, long], seq_len=n_short - 1)
+    short, long = arithmetic.generate("train", 2, seed=0, levels=(1, 5))
+    n_short = len(encode_example(tokenizer, short)[0])
+    n_long = len(encode_example(tokenizer, long)[0])
+    assert n_long > n_short
+    exact = encode_dataset(tokenizer, [short], seq_len=n_short - 1)  # fits with no padding
+    assert exact["tokens"].shape == (1, n_short)
+    with pytest.raises(
+        ValueError, match=rf"example 1 has {n_long} tokens, more than seq_len \+ 1 = {n_short}"
+    ):
+        encode_dataset(tokenizer, [short, long], seq_len=n_short - 1)
 
 
 # --- the batch stream -------------------------------------------------------------------------------
 
+
 def _flat(rows):
-  return np.concatenate(rows)
+    return np.concatenate(rows)
 
 
 def test_unpacked_stream_is_seeded_permutations_crossing_epochs():
-  n, seed, lengths = 10, 3, np.full(10, 5)
-  a = row_stream(3, 5, lengths, 8, packed=False, seed=seed)
-  np.testing.assert_array_equal(_flat(a), _flat(row_stream(3, 5, lengths, 8, packed=False, seed=seed)))
-  assert not np.array_equal(_flat(row_stream(0, n, lengths, 8, False, 0)),
-                            _flat(row_stream(0, n, lengths, 8, False, 1)))
-  epochs = [_flat(row_stream(e * n, n, lengths, 8, False, seed)) for e in range(3)]
-  for order in epochs:
-    np.testing.assert_array_equal(np.sort(order), np.arange(n))
-  assert not np.array_equal(epochs[0], epochs[1])  # each epoch has its own order
-  # Batches of 4 read the stream epoch 0, epoch 1, ... whatever the batch boundaries.
-  stream = np.concatenate([_flat(row_stream(p, 4, lengths, 8, False, seed)) for p in range(0, 3 * n, 4)])
-  np.testing.assert_array_equal(stream[:3 * n], np.concatenate(epochs))
-  np.testing.assert_array_equal(_flat(row_stream(8, 4, lengths, 8, False, seed)),
-                                [epochs[0][8], epochs[0][9], epochs[1][0], epochs[1][1]])
+    n, seed, lengths = 10, 3, np.full(10, 5)
+    a = row_stream(3, 5, lengths, 8, packed=False, seed=seed)
+    np.testing.assert_array_equal(_flat(a), _flat(row_stream(3, 5, lengths, 8, packed=False, seed=seed)))
+    assert not np.array_equal(
+        _flat(row_stream(0, n, lengths, 8, False, 0)), _flat(row_stream(0, n, lengths, 8, False, 1))
+    )
+    epochs = [_flat(row_stream(e * n, n, lengths, 8, False, seed)) for e in range(3)]
+    for order in epochs:
+        np.testing.assert_array_equal(np.sort(order), np.arange(n))
+    assert not np.array_equal(epochs[0], epochs[1])  # each epoch has its own order
+    # Batches of 4 read the stream epoch 0, epoch 1, ... whatever the batch boundaries.
+    stream = np.concatenate([_flat(row_stream(p, 4, lengths, 8, False, seed)) for p in range(0, 3 * n, 4)])
+    np.testing.assert_array_equal(stream[: 3 * n], np.concatenate(epochs))
+    np.testing.assert_array_equal(
+        _flat(row_stream(8, 4, lengths, 8, False, seed)),
+        [epochs[0][8], epochs[0][9], epochs[1][0], epochs[1][1]],
+    )
 
 
 def test_packing_golden_and_every_example_once_per_epoch():
-  # Lengths 3, 4, 2, 5, 1 in order 0..4 into rows of 7: [0, 1] (7), [2, 3] (7), [4] (1).
-  rows = pack(np.arange(5), np.array([3, 4, 2, 5, 1]), 7)
-  assert [r.tolist() for r in rows] == [[0, 1], [2, 3], [4]]
-  lengths = np.random.default_rng(0).integers(1, 9, size=50)
-  epoch = row_stream(0, 10_000, lengths, 16, packed=True, seed=0)
-  first_epoch_rows = len(pack(np.random.default_rng((0, 0)).permutation(50), lengths, 16))
-  np.testing.assert_array_equal(np.sort(_flat(epoch[:first_epoch_rows])), np.arange(50))
-  assert all(lengths[r].sum() <= 16 for r in epoch)
+    # Lengths 3, 4, 2, 5, 1 in order 0..4 into rows of 7: [0, 1] (7), [2, 3] (7), [4] (1).
+    rows = pack(np.arange(5), np.array([3, 4, 2, 5, 1]), 7)
+    assert [r.tolist() for r in rows] == [[0, 1], [2, 3], [4]]
+    lengths = np.random.default_rng(0).integers(1, 9, size=50)
+    epoch = row_stream(0, 10_000, lengths, 16, packed=True, seed=0)
+    first_epoch_rows = len(pack(np.random.default_rng((0, 0)).permutation(50), lengths, 16))
+    np.testing.assert_array_equal(np.sort(_flat(epoch[:first_epoch_rows])), np.arange(50))
+    assert all(lengths[r].sum() <= 16 for r in epoch)
 
 
 def test_assemble_restarts_positions_and_pads():
-  data = {"tokens": np.array([[5, 6, 7, 0, 0, 0], [8, 9, 0, 0, 0, 0]]),
-          "loss_mask": np.array([[0, 1, 1, 0, 0, 0], [0, 1, 0, 0, 0, 0]], np.float32),
-          "lengths": np.array([3, 2])}
-  batch = assemble(data, [np.array([1, 0]), np.array([1])], pad_id=0)
-  assert batch["tokens"].tolist() == [[8, 9, 5, 6, 7, 0], [8, 9, 0, 0, 0, 0]]
-  assert batch["positions"].tolist() == [[0, 1, 0, 1, 2, 0], [0, 1, 0, 0, 0, 0]]
-  assert batch["loss_mask"].tolist() == [[0, 1, 0, 1, 1, 0], [0, 1, 0, 0, 0, 0]]
+    data = {
+        "tokens": np.array([[5, 6, 7, 0, 0, 0], [8, 9, 0, 0, 0, 0]]),
+        "loss_mask": np.array([[0, 1, 1, 0, 0, 0], [0, 1, 0, 0, 0, 0]], np.float32),
+        "lengths": np.array([3, 2]),
+    }
+    batch = assemble(data, [np.array([1, 0]), np.array([1])], pad_id=0)
+    assert batch["tokens"].tolist() == [[8, 9, 5, 6, 7, 0], [8, 9, 0, 0, 0, 0]]
+    assert batch["positions"].tolist() == [[0, 1, 0, 1, 2, 0], [0, 1, 0, 0, 0, 0]]
+    assert batch["loss_mask"].tolist() == [[0, 1, 0, 1, 1, 0], [0, 1, 0, 0, 0, 0]]
 
 
 def test_packed_rows_attend_only_within_their_example(tiny_model):
-  model, params = tiny_model
-  a, b = jnp.array([[5, 6, 7]]), jnp.array([[8, 9]])
-  packed = jnp.concatenate([a, b], axis=1)
-  logits, _, _ = model.apply(params, packed, jnp.array([[0, 1, 2, 0, 1]]))
-  alone_a, _, _ = model.apply(params, a, jnp.arange(3)[None])
-  alone_b, _, _ = model.apply(params, b, jnp.arange(2)[None])
-  np.testing.assert_allclose(logits, jnp.concatenate([alone_a, alone_b], axis=1), atol=1e-5)
+    model, params = tiny_model
+    a, b = jnp.array([[5, 6, 7]]), jnp.array([[8, 9]])
+    packed = jnp.concatenate([a, b], axis=1)
+    logits, _, _ = model.apply(params, packed, jnp.array([[0, 1, 2, 0, 1]]))
+    alone_a, _, _ = model.apply(params, a, jnp.arange(3)[None])
+    alone_b, _, _ = model.apply(params, b, jnp.arange(2)[None])
+    np.testing.assert_allclose(logits, jnp.concatenate([alone_a, alone_b], axis=1), atol=1e-5)
 
 
 @pytest.mark.parametrize("process_count", [1, 2, 4, 8])
 def test_process_rows_partition_the_batch(process_count):
-  rows = [np.arange(8)[process_rows(8, i, process_count)] for i in range(process_count)]
-  assert all(len(r) == 8 // process_count for r in rows)
-  np.testing.assert_array_equal(np.concatenate(rows), np.arange(8))
+    rows = [np.arange(8)[process_rows(8, i, process_count)] for i in range(process_count)]
+    assert all(len(r) == 8 // process_count for r in rows)
+    np.testing.assert_array_equal(np.concatenate(rows), np.arange(8))
 
 
 # --- the loop ---------------------------------------------------------------------------------------
 
+
 def test_resumed_run_equals_uninterrupted(tiny_config, tokenizer, model, tmp_path):
-  tiny_config.train.num_steps = 6  # checkpoints at 2, 4, 6
-  whole = sft_loop.train(tiny_config, tmp_path / "a", tokenizer, model)
+    tiny_config.train.num_steps = 6  # checkpoints at 2, 4, 6
+    whole = sft_loop.train(tiny_config, tmp_path / "a", tokenizer, model)
 
-  halted = tiny_config.copy_and_resolve_references()
-  halted.train.halt_after = 3  # killed after step 3: step 3 is lost, the rerun restarts from 2
-  state = sft_loop.train(halted, tmp_path / "b", tokenizer, model)
-  assert int(state["step"]) == 3
-  assert Checkpointer(tmp_path / "b/checkpoints").all_steps() == [2]
-  resumed = sft_loop.train(tiny_config, tmp_path / "b", tokenizer, model)
+    halted = tiny_config.copy_and_resolve_references()
+    halted.train.halt_after = 3  # killed after step 3: step 3 is lost, the rerun restarts from 2
+    state = sft_loop.train(halted, tmp_path / "b", tokenizer, model)
+    assert int(state["step"]) == 3
+    assert Checkpointer(tmp_path / "b/checkpoints").all_steps() == [2]
+    resumed = sft_loop.train(tiny_config, tmp_path / "b", tokenizer, model)
 
-  assert int(whole["step"]) == int(resumed["step"]) == 6
-  assert_trees_close(resumed, whole)
-  metas = []
-  for run in ("a", "b"):
-    with Checkpointer(tmp_path / run / "checkpoints") as ckpt:
-      assert ckpt.latest_step() == 6
-      restored, meta = ckpt.restore(whole)
-    assert_trees_close(restored, whole)
-    metas.append(meta)
-  assert metas[0]["data_position"] == metas[1]["data_position"] == 6 * tiny_config.train.batch_size
-  losses = [{r["step"]: r["train/loss"] for r in read_metrics(tmp_path / run)} for run in ("a", "b")]
-  assert losses[1][4] == pytest.approx(losses[0][4], abs=1e-6)  # b logs step 2 twice, then 4 and 6
-  assert losses[1][6] == pytest.approx(losses[0][6], abs=1e-6)
+    assert int(whole["step"]) == int(resumed["step"]) == 6
+    assert_trees_close(resumed, whole)
+    metas = []
+    for run in ("a", "b"):
+        with Checkpointer(tmp_path / run / "checkpoints") as ckpt:
+            assert ckpt.latest_step() == 6
+            restored, meta = ckpt.restore(whole)
+        assert_trees_close(restored, whole)
+        metas.append(meta)
+    assert metas[0]["data_position"] == metas[1]["data_position"] == 6 * tiny_config.train.batch_size
+    losses = [{r["step"]: r["train/loss"] for r in read_metrics(tmp_path / run)} for run in ("a", "b")]
+    assert losses[1][4] == pytest.approx(losses[0][4], abs=1e-6)  # b logs step 2 twice, then 4 and 6
+    assert losses[1][6] == pytest.approx(losses[0][6], abs=1e-6)
 
 
 def _nan_loss(params, batch, model):
-  loss, metrics = sft_loss(params, batch, model)
-  loss = loss * jnp.nan
-  return loss, {**metrics, "loss": loss}
+    loss, metrics = sft_loss(params, batch, model)
+    loss = loss * jnp.nan
+    return loss, {**metrics, "loss": loss}
 
 
-def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_config, tokenizer, model, tmp_path,
-                                                               monkeypatch):
-  tiny_config.train.halt_after = 2
-  good = sft_loop.train(tiny_config, tmp_path, tokenizer, model)  # checkpoint at step 2
-  tiny_config.train.halt_after = -1
-  monkeypatch.setattr(sft_loop, "sft_loss", _nan_loss)
-  # Step 3 goes bad; log_every = 2, so the check at step 4 catches it before anything is saved.
-  with pytest.raises(NonFiniteError, match=r"non-finite loss.* at step 4"):
-    sft_loop.train(tiny_config, tmp_path, tokenizer, model)
-  with Checkpointer(tmp_path / "checkpoints") as ckpt:
-    assert ckpt.all_steps() == [2]
-    restored, meta = ckpt.restore(good)
-  assert meta["data_position"] == 2 * tiny_config.train.batch_size
-  assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(restored["params"]))
-  assert_trees_close(restored, good)
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(
+    tiny_config, tokenizer, model, tmp_path, monkeypatch
+):
+    tiny_config.train.halt_after = 2
+    good = sft_loop.train(tiny_config, tmp_path, tokenizer, model)  # checkpoint at step 2
+    tiny_config.train.halt_after = -1
+    monkeypatch.setattr(sft_loop, "sft_loss", _nan_loss)
+    # Step 3 goes bad; log_every = 2, so the check at step 4 catches it before anything is saved.
+    with pytest.raises(NonFiniteError, match=r"non-finite loss.* at step 4"):
+        sft_loop.train(tiny_config, tmp_path, tokenizer, model)
+    with Checkpointer(tmp_path / "checkpoints") as ckpt:
+        assert ckpt.all_steps() == [2]
+        restored, meta = ckpt.restore(good)
+    assert meta["data_position"] == 2 * tiny_config.train.batch_size
+    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(restored["params"]))
+    assert_trees_close(restored, good)
 
 
 def _nan_gradient_loss(params, batch, model):
-  """The true loss plus sqrt(0): the value stays finite, its gradient is 0 * inf = nan."""
-  loss, metrics = sft_loss(params, batch, model)
-  return loss + jnp.sqrt(jnp.sum(params["final_norm"]) * 0.0), metrics
+    """The true loss plus sqrt(0): the value stays finite, its gradient is 0 * inf = nan."""
+    loss, metrics = sft_loss(params, batch, model)
+    return loss + jnp.sqrt(jnp.sum(params["final_norm"]) * 0.0), metrics
 
 
-def test_non_finite_gradient_stops_before_the_checkpoint(tiny_config, tokenizer, model, tmp_path,
-                                                          monkeypatch):
-  tiny_config.train.update(log_every=1, checkpoint_every=1)
-  monkeypatch.setattr(sft_loop, "sft_loss", _nan_gradient_loss)
-  with pytest.raises(NonFiniteError, match=r"non-finite grad_norm at step 1: grad_norm=nan \(.*loss=\d"):
-    sft_loop.train(tiny_config, tmp_path, tokenizer, model)
-  assert Checkpointer(tmp_path / "checkpoints").all_steps() == []
+def test_non_finite_gradient_stops_before_the_checkpoint(
+    tiny_config, tokenizer, model, tmp_path, monkeypatch
+):
+    tiny_config.train.update(log_every=1, checkpoint_every=1)
+    monkeypatch.setattr(sft_loop, "sft_loss", _nan_gradient_loss)
+    with pytest.raises(NonFiniteError, match=r"non-finite grad_norm at step 1: grad_norm=nan \(.*loss=\d"):
+        sft_loop.train(tiny_config, tmp_path, tokenizer, model)
+    assert Checkpointer(tmp_path / "checkpoints").all_steps() == []
 
 
 # --- evaluation -------------------------------------------------------------------------------------
 
+
 def test_prompt_longer_than_the_context_is_named(tiny_config, tokenizer, tmp_path):
-  tiny_config.model.max_seq_len = 40  # less than any prompt plus eval.max_new_tokens = 48
-  model = sft_loop.build_model(tiny_config, tokenizer.vocab_size)
-  params = model.init_params(jax.random.key(0))
-  records = sft_loop.task_records(tiny_config, "test", tmp_path)
-  first_batch = [records[i] for i in range(tiny_config.eval.batch_size)]
-  longest = max(len(prompt_tokens(tokenizer, r)) for r in first_batch)
-  with MetricWriter(tmp_path, progress=False) as writer, pytest.raises(
-      ValueError, match=rf"prompt of {longest} tokens plus max_new_tokens=48 exceeds the model's context of 40"):
-    sft_loop.evaluate(tiny_config, tmp_path, tokenizer, model, params, writer, step=0)
+    tiny_config.model.max_seq_len = 40  # less than any prompt plus eval.max_new_tokens = 48
+    model = sft_loop.build_model(tiny_config, tokenizer.vocab_size)
+    params = model.init_params(jax.random.key(0))
+    records = sft_loop.task_records(tiny_config, "test", tmp_path)
+    first_batch = [records[i] for i in range(tiny_config.eval.batch_size)]
+    longest = max(len(prompt_tokens(tokenizer, r)) for r in first_batch)
+    with (
+        MetricWriter(tmp_path, progress=False) as writer,
+        pytest.raises(
+            ValueError,
+            match=rf"prompt of {longest} tokens plus max_new_tokens=48 exceeds the model's context of 40",
+        ),
+    ):
+        sft_loop.evaluate(tiny_config, tmp_path, tokenizer, model, params, writer, step=0)

@@ -1,4 +1,5 @@
 """Data-parallel SFT on 8 fake CPU devices ends where the same run on 1 device does."""
+
 import json
 import os
 import subprocess
@@ -55,23 +56,29 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_eight_devices_equal_one(tmp_path):
-  env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
-  out = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], cwd=REPO, env=env,
-                       capture_output=True, text=True, timeout=600)
-  assert out.returncode == 0, out.stderr[-3000:]
-  report = json.loads((tmp_path / "report.json").read_text())
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tmp_path)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads((tmp_path / "report.json").read_text())
 
-  assert report["device_count"] == 8
-  for key in ("tokens", "loss_mask"):  # [8, 129] split into one row per device, or kept whole
-    assert report["8"]["batch"][key] == {"devices": 8, "shards": [[1, 129]] * 8}
-    assert report["1"]["batch"][key] == {"devices": 1, "shards": [[8, 129]]}
-  assert report["8"]["batches"] == report["1"]["batches"] == 3
-  assert report["8"]["step"] == report["1"]["step"] == 3
+    assert report["device_count"] == 8
+    for key in ("tokens", "loss_mask"):  # [8, 129] split into one row per device, or kept whole
+        assert report["8"]["batch"][key] == {"devices": 8, "shards": [[1, 129]] * 8}
+        assert report["1"]["batch"][key] == {"devices": 1, "shards": [[8, 129]]}
+    assert report["8"]["batches"] == report["1"]["batches"] == 3
+    assert report["8"]["step"] == report["1"]["step"] == 3
 
-  sharded, single = np.load(tmp_path / "params8.npz"), np.load(tmp_path / "params1.npz")
-  assert sorted(sharded) == sorted(single) and len(single) > 0
-  for name in single:  # data-parallel reductions sum in another order
-    np.testing.assert_allclose(sharded[name], single[name], rtol=0, atol=1e-5, err_msg=name)
-  losses = [[r["train/loss"] for r in read_metrics(tmp_path / f"devices{n}")] for n in (8, 1)]
-  assert len(losses[0]) == 3
-  np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
+    sharded, single = np.load(tmp_path / "params8.npz"), np.load(tmp_path / "params1.npz")
+    assert sorted(sharded) == sorted(single) and len(single) > 0
+    for name in single:  # data-parallel reductions sum in another order
+        np.testing.assert_allclose(sharded[name], single[name], rtol=0, atol=1e-5, err_msg=name)
+    losses = [[r["train/loss"] for r in read_metrics(tmp_path / f"devices{n}")] for n in (8, 1)]
+    assert len(losses[0]) == 3
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)

@@ -31,7 +31,12 @@ def _texts():
 def test_packaged_model(tokenizer):
     assert tokenizer.vocab_size == build.DEFAULT_VOCAB_SIZE
     assert (tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id) == (0, 2, 3)
-    ids = [tokenizer.think_start_id, tokenizer.think_end_id, tokenizer.answer_start_id, tokenizer.answer_end_id]
+    ids = [
+        tokenizer.think_start_id,
+        tokenizer.think_end_id,
+        tokenizer.answer_start_id,
+        tokenizer.answer_end_id,
+    ]
     assert ids + [tokenizer.step_id] == [4, 5, 6, 7, 8]
 
 

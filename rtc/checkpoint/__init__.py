@@ -1,4 +1,5 @@
 """Orbax checkpoints of the train state and its JSON metadata."""
+
 from rtc.checkpoint.checkpointer import CheckpointError, Checkpointer, abstract_state
 from rtc.checkpoint.fingerprint import tree_fingerprint
 

@@ -19,6 +19,7 @@ Guarantees on top of orbax:
 Everything here is collective-safe: every process calls the same methods and
 orbax decides who writes.
 """
+
 import json
 import logging
 import os
@@ -87,7 +88,9 @@ class Checkpointer:
         """
         step = int(step)
         if step in self._manager.all_steps():
-            logging.warning("checkpoint step %d already exists in %s; not overwriting it", step, self.directory)
+            logging.warning(
+                "checkpoint step %d already exists in %s; not overwriting it", step, self.directory
+            )
             return False
         latest = self._manager.latest_step()
         if latest is not None and step < latest:
@@ -102,7 +105,9 @@ class Checkpointer:
         except (TypeError, ValueError) as e:
             raise CheckpointError(f"checkpoint meta for step {step} is not JSON: {e}") from e
         if not bool(_all_finite(jax.tree.leaves(state))):
-            raise CheckpointError(f"refusing to save step {step} to {self.directory}: the state has nan or inf")
+            raise CheckpointError(
+                f"refusing to save step {step} to {self.directory}: the state has nan or inf"
+            )
         args = ocp.args.Composite(
             state=ocp.args.StandardSave(state),
             meta=ocp.args.JsonSave(meta),
@@ -154,7 +159,9 @@ class Checkpointer:
         """The error for a step that exists but cannot be restored."""
         path = os.path.join(self.directory, str(step))
         others = [s for s in steps if s != step]
-        hint = f"other steps on disk (not verified): {others}, pass one as restore(step=...)" if others else ""
+        hint = (
+            f"other steps on disk (not verified): {others}, pass one as restore(step=...)" if others else ""
+        )
         if others and step == steps[-1]:
             hint += f" and move {path} aside before saving again"
         return CheckpointError(

@@ -4,6 +4,7 @@ Orbax does not checksum array bytes: a flipped byte inside a stored chunk
 restores as different numbers without any error. A fingerprint saved with the
 checkpoint and recomputed after restore turns that into an error.
 """
+
 import jax
 import jax.numpy as jnp
 import numpy as np

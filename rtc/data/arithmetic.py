@@ -85,7 +85,12 @@ def make_record(operands: Sequence[int], operators: Sequence[str], level: int | 
 
 
 def example(
-    split: str, index: int, seed: int, levels: Sequence[int] = LEVELS, max_operand: int | None = None, max_multiplier: int = 9
+    split: str,
+    index: int,
+    seed: int,
+    levels: Sequence[int] = LEVELS,
+    max_operand: int | None = None,
+    max_multiplier: int = 9,
 ) -> dict:
     """Example `index` of `split`; its level is `levels[index % len(levels)]`."""
     level = levels[index % len(levels)]

@@ -99,11 +99,18 @@ def sample_record(
 
 
 def example(
-    split: str, index: int, seed: int, levels: Sequence[int] = LEVELS, max_number: int = 99, max_target: int = 1000
+    split: str,
+    index: int,
+    seed: int,
+    levels: Sequence[int] = LEVELS,
+    max_number: int = 99,
+    max_target: int = 1000,
 ) -> dict:
     """Example `index` of `split`; its level is `levels[index % len(levels)]`."""
     level = levels[index % len(levels)]
-    return splits.draw_in_split(lambda rng: sample_record(rng, level, max_number, max_target), split, seed, index)
+    return splits.draw_in_split(
+        lambda rng: sample_record(rng, level, max_number, max_target), split, seed, index
+    )
 
 
 def generate(

@@ -57,7 +57,14 @@ def parse_record(raw: dict) -> dict:
 
 def read_file(path: Path) -> Iterator[dict]:
     """Records of one MATH-500 jsonl file; a malformed line raises `DataFormatError` naming `path:line`."""
-    required = {"problem": str, "solution": str, "answer": str, "subject": str, "level": int, "unique_id": str}
+    required = {
+        "problem": str,
+        "solution": str,
+        "answer": str,
+        "subject": str,
+        "level": int,
+        "unique_id": str,
+    }
     return jsonl.parse_jsonl(Path(path), required, parse_record)
 
 

@@ -182,6 +182,8 @@ def numbers_used(expr: str) -> list[int]:
         if token.kind != "number":
             continue
         if "." in token.text:
-            raise UnsafeExpressionError(f"decimal literal {token.text!r} where integers are expected: {expr!r}")
+            raise UnsafeExpressionError(
+                f"decimal literal {token.text!r} where integers are expected: {expr!r}"
+            )
         numbers.append(int(token.text))
     return numbers

@@ -1,4 +1,5 @@
 """Stop a run at the first non-finite loss, with a message naming the step and the metrics."""
+
 from collections.abc import Iterable, Mapping
 
 import jax

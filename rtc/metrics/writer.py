@@ -5,6 +5,7 @@ line, flushed at every write so a killed run keeps its lines), `tb/` (TensorBoar
 scalar and text events) and `samples.txt` (sample traces from `write_text`).
 A resumed run appends; steps logged after its last checkpoint then appear twice.
 """
+
 import json
 import os
 import sys

@@ -3,12 +3,14 @@
 A config names a size (`model.preset = "cpu-small"`), not twelve numbers; any field can still be
 overridden (`--config.model.num_layers=2`).
 """
+
 import dataclasses
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """A decoder-only transformer in the Llama family (RMSNorm, RoPE, GQA, SwiGLU)."""
+
     vocab_size: int = 1024
     num_layers: int = 2
     embed_dim: int = 64
@@ -26,7 +28,8 @@ class ModelConfig:
     def __post_init__(self):
         if self.num_heads % self.num_kv_heads:
             raise ValueError(
-                    f"num_heads={self.num_heads} must be a multiple of num_kv_heads={self.num_kv_heads}")
+                f"num_heads={self.num_heads} must be a multiple of num_kv_heads={self.num_kv_heads}"
+            )
         if self.head_dim % 2:
             raise ValueError(f"head_dim={self.head_dim} must be even for rotary positions")
 
@@ -47,19 +50,38 @@ class ModelConfig:
 
 
 PRESETS = {
-        # Unit tests: compiles in seconds.
-        "test-tiny": dict(num_layers=2, embed_dim=64, num_heads=4, num_kv_heads=2, head_dim=16,
-                                            mlp_dim=172, max_seq_len=256),
-        # The CPU quickstart and benchmarks (the DESIGN's demo shape: 4 layers, 256 wide, 4 heads).
-        "cpu-small": dict(num_layers=4, embed_dim=256, num_heads=4, num_kv_heads=4, head_dim=64,
-                                            mlp_dim=768, max_seq_len=512),
-        "cpu-medium": dict(num_layers=6, embed_dim=384, num_heads=6, num_kv_heads=2, head_dim=64,
-                                              mlp_dim=1024, max_seq_len=1024),
-        # TPU sizes.
-        "125m": dict(num_layers=12, embed_dim=768, num_heads=12, num_kv_heads=4, head_dim=64,
-                                  mlp_dim=2048, max_seq_len=2048, vocab_size=32000),
-        "1b": dict(num_layers=16, embed_dim=2048, num_heads=32, num_kv_heads=8, head_dim=64,
-                              mlp_dim=8192, max_seq_len=4096, vocab_size=32000),
+    # Unit tests: compiles in seconds.
+    "test-tiny": dict(
+        num_layers=2, embed_dim=64, num_heads=4, num_kv_heads=2, head_dim=16, mlp_dim=172, max_seq_len=256
+    ),
+    # The CPU quickstart and benchmarks (the DESIGN's demo shape: 4 layers, 256 wide, 4 heads).
+    "cpu-small": dict(
+        num_layers=4, embed_dim=256, num_heads=4, num_kv_heads=4, head_dim=64, mlp_dim=768, max_seq_len=512
+    ),
+    "cpu-medium": dict(
+        num_layers=6, embed_dim=384, num_heads=6, num_kv_heads=2, head_dim=64, mlp_dim=1024, max_seq_len=1024
+    ),
+    # TPU sizes.
+    "125m": dict(
+        num_layers=12,
+        embed_dim=768,
+        num_heads=12,
+        num_kv_heads=4,
+        head_dim=64,
+        mlp_dim=2048,
+        max_seq_len=2048,
+        vocab_size=32000,
+    ),
+    "1b": dict(
+        num_layers=16,
+        embed_dim=2048,
+        num_heads=32,
+        num_kv_heads=8,
+        head_dim=64,
+        mlp_dim=8192,
+        max_seq_len=4096,
+        vocab_size=32000,
+    ),
 }
 
 

@@ -7,6 +7,7 @@ Llama architecture (Touvron et al. 2023): pre-RMSNorm (Zhang & Sennrich 2019), r
 attention (Ainslie et al. 2023), SwiGLU MLP (Shazeer 2020). Optional tied embeddings and an
 optional scalar head (critic / ORM / PRM score per token).
 """
+
 import dataclasses
 from typing import Callable
 
@@ -57,6 +58,7 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.
 
 class Block(nn.Module):
     """One pre-norm transformer layer: attention then SwiGLU, each with a residual."""
+
     config: ModelConfig
 
     @nn.compact
@@ -81,8 +83,10 @@ class Block(nn.Module):
         q = apply_rope(q, positions, c.rope_theta)
         k = apply_rope(k, positions, c.rope_theta)
         if layer_cache is not None:
-            layer_cache = {"k": kv_cache.write(layer_cache["k"], k, cache_index),
-                                          "v": kv_cache.write(layer_cache["v"], v, cache_index)}
+            layer_cache = {
+                "k": kv_cache.write(layer_cache["k"], k, cache_index),
+                "v": kv_cache.write(layer_cache["v"], v, cache_index),
+            }
             k, v = layer_cache["k"].astype(dtype), layer_cache["v"].astype(dtype)
         out = attention(q, k, v, mask)  # [B, T, H, D]
         x = x + jnp.einsum("bthd,hde->bte", out, w_o.astype(dtype))
@@ -96,6 +100,7 @@ class Block(nn.Module):
 
 class Transformer(nn.Module):
     """The decoder; `__call__(tokens[B, T], positions[B, T], cache | None)`."""
+
     config: ModelConfig
 
     @nn.compact
@@ -115,7 +120,9 @@ class Transformer(nn.Module):
         if c.tie_embeddings:
             logits = jnp.einsum("bte,ve->btv", x, embedding.astype(dtype))
         else:
-            logits = jnp.einsum("bte,ev->btv", x, self.param("lm_head", _init, (c.embed_dim, c.vocab_size)).astype(dtype))
+            logits = jnp.einsum(
+                "bte,ev->btv", x, self.param("lm_head", _init, (c.embed_dim, c.vocab_size)).astype(dtype)
+            )
         values = None
         if c.scalar_head:
             w_value = self.param("value_head", nn.initializers.zeros, (c.embed_dim,))
@@ -159,6 +166,7 @@ class Model:
     Samplers, losses and searches take a `Model` and use only `apply`, `init_cache` and
     `max_seq_len`, so they never depend on the network's internals.
     """
+
     config: ModelConfig
 
     def apply(self, params, tokens, positions, cache=None):

@@ -4,6 +4,7 @@ One code path serves 1 CPU, 8 fake CPU devices, several processes and a TPU pod:
 over the mesh's `data` axis and parameters are replicated (data parallelism). Rules for `fsdp` and
 `tensor` axes extend this without changing callers.
 """
+
 import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
@@ -34,8 +35,7 @@ def check_divisible(batch_size: int, mesh: Mesh) -> None:
 def shard_batch(batch, mesh: Mesh):
     """Places a host batch (this process's rows of every leaf) on the mesh, split over `data`."""
     sharding = batch_sharded(mesh)
-    return jax.tree.map(
-            lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch)
+    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch)
 
 
 def replicate(tree, mesh: Mesh):

@@ -6,6 +6,7 @@
     a continuation cue such as "Wait" (s1's lower bound, which extends thinking).
 - `reasoning_effort` low / medium / high maps to a fraction of the token budget (OpenAI's knob).
 """
+
 import dataclasses
 
 EFFORT_FRACTIONS = {"low": 0.25, "medium": 0.5, "high": 1.0}
@@ -14,6 +15,7 @@ EFFORT_FRACTIONS = {"low": 0.25, "medium": 0.5, "high": 1.0}
 @dataclasses.dataclass(frozen=True)
 class ThinkingBudget:
     """Static budget settings (ids are the tokenizer's; `cue_ids` are the continuation cue's tokens)."""
+
     think_start_id: int
     think_end_id: int
     max_thinking_tokens: int | None = None
@@ -24,12 +26,18 @@ class ThinkingBudget:
         if self.min_thinking_tokens and not self.cue_ids:
             raise ValueError("min_thinking_tokens needs a continuation cue (cue_ids)")
         if self.max_thinking_tokens is not None and self.max_thinking_tokens < self.min_thinking_tokens:
-            raise ValueError(f"max_thinking_tokens={self.max_thinking_tokens} < "
-                                              f"min_thinking_tokens={self.min_thinking_tokens}")
+            raise ValueError(
+                f"max_thinking_tokens={self.max_thinking_tokens} < "
+                f"min_thinking_tokens={self.min_thinking_tokens}"
+            )
 
 
-def thinking_limit(max_new_tokens: int, reasoning_effort: str | None = None,
-                                      budget_tokens: int | None = None, answer_reserve: int = 16) -> int | None:
+def thinking_limit(
+    max_new_tokens: int,
+    reasoning_effort: str | None = None,
+    budget_tokens: int | None = None,
+    answer_reserve: int = 16,
+) -> int | None:
     """The max thinking tokens implied by `budget_tokens` (exact) or `reasoning_effort` (a fraction).
 
     The effort fraction applies to `max_new_tokens - answer_reserve`, leaving room for the answer.

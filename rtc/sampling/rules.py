@@ -3,6 +3,7 @@
 Each rule maps `logits: f32[B, V]` to `f32[B, V]` with excluded tokens set to -inf; the sampler then
 draws from the result (or takes its argmax when greedy).
 """
+
 import dataclasses
 
 import jax
@@ -14,6 +15,7 @@ NEG_INF = -jnp.inf
 @dataclasses.dataclass(frozen=True)
 class SamplingRule:
     """`temperature == 0` is greedy; `top_k == 0` and `top_p == 1` disable those filters."""
+
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 1.0

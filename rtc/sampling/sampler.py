@@ -5,6 +5,7 @@ The model comes in as an object with `apply(params, tokens, positions, cache)`,
 the network. Prompts are right-padded to a length bucket, so calls with different prompt
 lengths reuse one compiled program; each row then writes its own cache slot (`cache["index"]`).
 """
+
 import dataclasses
 from typing import Callable, Sequence
 
@@ -48,6 +49,7 @@ class _State:
 @dataclasses.dataclass(frozen=True)
 class SamplerConfig:
     """Static settings of one compiled sampler."""
+
     max_new_tokens: int
     stop_ids: tuple[int, ...]
     pad_id: int = 0
@@ -64,12 +66,14 @@ def _force(state: _State, sampled: jax.Array, cfg: SamplerConfig) -> tuple[jax.A
     ending = jnp.isin(sampled, jnp.array((budget.think_end_id,) + cfg.stop_ids))
     if budget.min_thinking_tokens:
         cue = jnp.array(budget.cue_ids, jnp.int32)
-        too_early = state.thinking & (state.thought < budget.min_thinking_tokens) & ending & (mode == _NO_FORCE)
+        too_early = (
+            state.thinking & (state.thought < budget.min_thinking_tokens) & ending & (mode == _NO_FORCE)
+        )
         token = jnp.where(too_early, cue[0], token)
         start_ptr = 1 if len(budget.cue_ids) > 1 else 0
         mode = jnp.where(too_early & (start_ptr > 0), _FORCE_CUE, mode)
         ptr = jnp.where(too_early, start_ptr, ptr)
-        continuing = (state.force_mode == _FORCE_CUE)
+        continuing = state.force_mode == _FORCE_CUE
         token = jnp.where(continuing, cue[jnp.minimum(state.force_ptr, len(cue) - 1)], token)
         ptr = jnp.where(continuing, state.force_ptr + 1, ptr)
         mode = jnp.where(continuing & (ptr >= len(cue)), _NO_FORCE, mode)
@@ -101,13 +105,32 @@ def _step(model, params, cfg: SamplerConfig, stream: Callable | None, state: _St
 
     positions = state.cache["index"][:, None]  # [B, 1]: slots are positions
     logits, _, cache = model.apply(params, token[:, None], positions, state.cache)
-    return _State(step=state.step + 1, next_logits=logits[:, 0], tokens=tokens, logprobs=logprobs,
-                                done=done, lengths=state.lengths + live, thinking=thinking, thought=thought,
-                                force_mode=force_mode, force_ptr=force_ptr, cache=cache, rng=rng)
+    return _State(
+        step=state.step + 1,
+        next_logits=logits[:, 0],
+        tokens=tokens,
+        logprobs=logprobs,
+        done=done,
+        lengths=state.lengths + live,
+        thinking=thinking,
+        thought=thought,
+        force_mode=force_mode,
+        force_ptr=force_ptr,
+        cache=cache,
+        rng=rng,
+    )
 
 
-def _sample(model, params, prompt_tokens, prompt_lengths, rng, cfg: SamplerConfig,
-                        stream: Callable | None, cache_dtype) -> SampleOutput:
+def _sample(
+    model,
+    params,
+    prompt_tokens,
+    prompt_lengths,
+    rng,
+    cfg: SamplerConfig,
+    stream: Callable | None,
+    cache_dtype,
+) -> SampleOutput:
     """prompt_tokens: i32[B, P] right-padded; prompt_lengths: i32[B] (>= 1)."""
     b, p = prompt_tokens.shape
     n = cfg.max_new_tokens
@@ -120,14 +143,26 @@ def _sample(model, params, prompt_tokens, prompt_lengths, rng, cfg: SamplerConfi
     # A prompt ending in <think> (a template that opens the thinking block) starts rows thinking.
     last_prompt_token = jnp.take_along_axis(prompt_tokens, (prompt_lengths - 1)[:, None], axis=1)[:, 0]
     thinking = (last_prompt_token == cfg.budget.think_start_id) if cfg.budget else jnp.zeros((b,), bool)
-    state = _State(step=jnp.int32(0), next_logits=next_logits,
-                                  tokens=jnp.full((b, n), cfg.pad_id, jnp.int32), logprobs=jnp.zeros((b, n), jnp.float32),
-                                  done=jnp.zeros((b,), bool), lengths=zeros_b, thinking=thinking,
-                                  thought=zeros_b, force_mode=zeros_b, force_ptr=zeros_b, cache=cache, rng=rng)
-    state = jax.lax.while_loop(lambda s: (s.step < n) & ~jnp.all(s.done),
-                                                          lambda s: _step(model, params, cfg, stream, s), state)
-    return SampleOutput(tokens=state.tokens, logprobs=state.logprobs, lengths=state.lengths,
-                                            thinking_tokens=state.thought)
+    state = _State(
+        step=jnp.int32(0),
+        next_logits=next_logits,
+        tokens=jnp.full((b, n), cfg.pad_id, jnp.int32),
+        logprobs=jnp.zeros((b, n), jnp.float32),
+        done=jnp.zeros((b,), bool),
+        lengths=zeros_b,
+        thinking=thinking,
+        thought=zeros_b,
+        force_mode=zeros_b,
+        force_ptr=zeros_b,
+        cache=cache,
+        rng=rng,
+    )
+    state = jax.lax.while_loop(
+        lambda s: (s.step < n) & ~jnp.all(s.done), lambda s: _step(model, params, cfg, stream, s), state
+    )
+    return SampleOutput(
+        tokens=state.tokens, logprobs=state.logprobs, lengths=state.lengths, thinking_tokens=state.thought
+    )
 
 
 sample = jax.jit(_sample, static_argnames=("model", "cfg", "stream", "cache_dtype"))
@@ -141,31 +176,46 @@ def bucket_length(length: int, buckets: Sequence[int] = PROMPT_BUCKETS) -> int:
     raise ValueError(f"prompt of {length} tokens is longer than the largest bucket {buckets[-1]}")
 
 
-def pad_prompts(prompts: Sequence[Sequence[int]], pad_id: int, max_new_tokens: int, max_seq_len: int,
-                                buckets: Sequence[int] = PROMPT_BUCKETS) -> tuple[np.ndarray, np.ndarray]:
+def pad_prompts(
+    prompts: Sequence[Sequence[int]],
+    pad_id: int,
+    max_new_tokens: int,
+    max_seq_len: int,
+    buckets: Sequence[int] = PROMPT_BUCKETS,
+) -> tuple[np.ndarray, np.ndarray]:
     """Right-pads token lists into `(i32[B, P], i32[B])` with P a bucket; checks the context fits."""
     if not prompts or any(len(x) == 0 for x in prompts):
         raise ValueError("every prompt needs at least one token")
     longest = max(len(x) for x in prompts)
     if longest + max_new_tokens > max_seq_len:
-        raise ValueError(f"prompt of {longest} tokens plus max_new_tokens={max_new_tokens} exceeds the "
-                                          f"model's context of {max_seq_len} tokens")
+        raise ValueError(
+            f"prompt of {longest} tokens plus max_new_tokens={max_new_tokens} exceeds the "
+            f"model's context of {max_seq_len} tokens"
+        )
     p = min(bucket_length(longest, buckets), max_seq_len - max_new_tokens)
     tokens = np.full((len(prompts), p), pad_id, np.int32)
     for i, x in enumerate(prompts):
-        tokens[i, :len(x)] = x
+        tokens[i, : len(x)] = x
     return tokens, np.array([len(x) for x in prompts], np.int32)
 
 
-def generate(model, params, prompts: Sequence[Sequence[int]], rng: jax.Array, cfg: SamplerConfig,
-                          stream: Callable | None = None, cache_dtype=jnp.float32) -> SampleOutput:
+def generate(
+    model,
+    params,
+    prompts: Sequence[Sequence[int]],
+    rng: jax.Array,
+    cfg: SamplerConfig,
+    stream: Callable | None = None,
+    cache_dtype=jnp.float32,
+) -> SampleOutput:
     """Pads `prompts` (token lists) to a bucket and samples `cfg.max_new_tokens` after each."""
     tokens, lengths = pad_prompts(prompts, cfg.pad_id, cfg.max_new_tokens, model.max_seq_len)
-    return sample(model, params, tokens, lengths, rng, cfg=cfg, stream=stream,
-                                cache_dtype=jnp.dtype(cache_dtype))
+    return sample(
+        model, params, tokens, lengths, rng, cfg=cfg, stream=stream, cache_dtype=jnp.dtype(cache_dtype)
+    )
 
 
 def completions(out: SampleOutput) -> list[list[int]]:
     """Each row's emitted tokens (host lists), up to and including its stop token."""
     tokens, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
-    return [tokens[i, :lengths[i]].tolist() for i in range(len(lengths))]
+    return [tokens[i, : lengths[i]].tolist() for i in range(len(lengths))]

@@ -29,7 +29,9 @@ PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 _MAX_SENTENCE_BYTES = 1 << 16  # MATH solutions exceed sentencepiece's default of 4192 bytes.
 
 
-def corpus_texts(num_synthetic: int = 2000, seed: int = 0, data_dir: str | Path | None = None) -> Iterator[str]:
+def corpus_texts(
+    num_synthetic: int = 2000, seed: int = 0, data_dir: str | Path | None = None
+) -> Iterator[str]:
     """Prompt + completion texts: `num_synthetic` arithmetic and countdown examples each (train
     split), all GSM8K train records and the 500 MATH-500 records (vocabulary statistics only)."""
     sources = itertools.chain(

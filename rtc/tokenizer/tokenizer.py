@@ -6,7 +6,14 @@ from pathlib import Path
 
 import sentencepiece as spm
 
-from rtc.tokenizer.special import ANSWER_END, ANSWER_START, SPECIAL_SYMBOLS, STEP_DELIMITER, THINK_END, THINK_START
+from rtc.tokenizer.special import (
+    ANSWER_END,
+    ANSWER_START,
+    SPECIAL_SYMBOLS,
+    STEP_DELIMITER,
+    THINK_END,
+    THINK_START,
+)
 
 ASSET = "assets/rtc_sp1024.model"
 REBUILD_COMMAND = "python -m rtc.tokenizer.build"
@@ -28,8 +35,12 @@ class Tokenizer:
         self._special_ids = {symbol: processor.piece_to_id(symbol) for symbol in SPECIAL_SYMBOLS}
         missing = [symbol for symbol, id_ in self._special_ids.items() if id_ == processor.unk_id()]
         if missing:
-            raise TokenizerModelError(f"{path} lacks the special symbols {missing}; rebuild with `{REBUILD_COMMAND}`")
-        self._space_mark_ids = [processor.piece_to_id(f"<0x{byte:02X}>") for byte in _SPACE_MARK.encode("utf-8")]
+            raise TokenizerModelError(
+                f"{path} lacks the special symbols {missing}; rebuild with `{REBUILD_COMMAND}`"
+            )
+        self._space_mark_ids = [
+            processor.piece_to_id(f"<0x{byte:02X}>") for byte in _SPACE_MARK.encode("utf-8")
+        ]
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "Tokenizer":

@@ -4,13 +4,12 @@ A plain function (big_vision style), not a trainer class. Resume is exact: the c
 params, optimizer state, step, rng and the data position, and batches are a pure function of the
 position, so a run killed and restarted ends with the same parameters as one left alone.
 """
-import functools
+
 import logging
 import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -33,131 +32,152 @@ from rtc.train.state import init_train_state, make_update
 
 
 def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> Model:
-  """The model named by `config.model.preset`, with any non-None field of `config.model` overriding it."""
-  overrides = {k: v for k, v in config.model.items() if k != "preset" and v is not None}
-  return Model(model_config(config.model.preset, vocab_size=vocab_size, **overrides))
+    """The model named by `config.model.preset`, with any non-None field of `config.model` overriding it."""
+    overrides = {k: v for k, v in config.model.items() if k != "preset" and v is not None}
+    return Model(model_config(config.model.preset, vocab_size=vocab_size, **overrides))
 
 
 def task_records(config: ml_collections.ConfigDict, split: str, workdir: Path):
-  """The split of `config.task` as random-access records (prepared as TFDS array_record on first use)."""
-  kwargs = {k: v for k, v in config.task.items() if k != "name"}
-  if "levels" in kwargs:
-    kwargs["levels"] = tuple(kwargs["levels"])
-  data_dir = Path(config.data_dir) if config.data_dir else workdir / "data"
-  return tfds_builders.load(config.task.name, split, data_dir, **kwargs)
+    """The split of `config.task` as random-access records (prepared as TFDS array_record on first use)."""
+    kwargs = {k: v for k, v in config.task.items() if k != "name"}
+    if "levels" in kwargs:
+        kwargs["levels"] = tuple(kwargs["levels"])
+    data_dir = Path(config.data_dir) if config.data_dir else workdir / "data"
+    return tfds_builders.load(config.task.name, split, data_dir, **kwargs)
 
 
-def sampler_config(config: ml_collections.ConfigDict, tokenizer: Tokenizer, temperature: float) -> SamplerConfig:
-  """Evaluation decoding: stop at `</answer>` or eos, with the configured reasoning budget."""
-  e = config.eval
-  limit = thinking_limit(e.max_new_tokens, reasoning_effort=e.reasoning_effort or None,
-                         budget_tokens=None if e.budget_tokens < 0 else e.budget_tokens)
-  budget = ThinkingBudget(tokenizer.think_start_id, tokenizer.think_end_id, max_thinking_tokens=limit)
-  return SamplerConfig(max_new_tokens=e.max_new_tokens,
-                       stop_ids=(tokenizer.answer_end_id, tokenizer.eos_id), pad_id=tokenizer.pad_id,
-                       rule=SamplingRule(temperature=temperature, top_p=e.top_p if temperature else 1.0),
-                       budget=budget)
+def sampler_config(
+    config: ml_collections.ConfigDict, tokenizer: Tokenizer, temperature: float
+) -> SamplerConfig:
+    """Evaluation decoding: stop at `</answer>` or eos, with the configured reasoning budget."""
+    e = config.eval
+    limit = thinking_limit(
+        e.max_new_tokens,
+        reasoning_effort=e.reasoning_effort or None,
+        budget_tokens=None if e.budget_tokens < 0 else e.budget_tokens,
+    )
+    budget = ThinkingBudget(tokenizer.think_start_id, tokenizer.think_end_id, max_thinking_tokens=limit)
+    return SamplerConfig(
+        max_new_tokens=e.max_new_tokens,
+        stop_ids=(tokenizer.answer_end_id, tokenizer.eos_id),
+        pad_id=tokenizer.pad_id,
+        rule=SamplingRule(temperature=temperature, top_p=e.top_p if temperature else 1.0),
+        budget=budget,
+    )
 
 
 def _jit_update(update, state, mesh):
-  state_sharding = jax.tree.map(lambda _: mesh_lib.replicated(mesh), state)
-  return jax.jit(update, donate_argnums=0,
-                 in_shardings=(state_sharding, mesh_lib.batch_sharded(mesh)),
-                 out_shardings=(state_sharding, mesh_lib.replicated(mesh)))
+    state_sharding = jax.tree.map(lambda _: mesh_lib.replicated(mesh), state)
+    return jax.jit(
+        update,
+        donate_argnums=0,
+        in_shardings=(state_sharding, mesh_lib.batch_sharded(mesh)),
+        out_shardings=(state_sharding, mesh_lib.replicated(mesh)),
+    )
 
 
 def train(config: ml_collections.ConfigDict, workdir: Path, tokenizer: Tokenizer, model: Model) -> dict:
-  """Runs (or resumes) SFT to `config.train.num_steps`; returns the final train state."""
-  t = config.train
-  records = task_records(config, "train", workdir)
-  started = time.time()
-  data = encode_dataset(tokenizer, records, t.seq_len)
-  logging.info("encoded %d training examples in %.1fs", len(records), time.time() - started)
-  mesh = mesh_lib.make_mesh(config.num_devices or None)
-  mesh_lib.check_divisible(t.batch_size, mesh)
+    """Runs (or resumes) SFT to `config.train.num_steps`; returns the final train state."""
+    t = config.train
+    records = task_records(config, "train", workdir)
+    started = time.time()
+    data = encode_dataset(tokenizer, records, t.seq_len)
+    logging.info("encoded %d training examples in %.1fs", len(records), time.time() - started)
+    mesh = mesh_lib.make_mesh(config.num_devices or None)
+    mesh_lib.check_divisible(t.batch_size, mesh)
 
-  schedule = optimizer_lib.learning_rate_schedule(t.learning_rate, t.warmup_steps, t.num_steps)
-  optimizer = optimizer_lib.adamw(schedule, t.weight_decay, t.grad_clip)
-  rng = jax.random.key(config.seed)
-  params = model.init_params(jax.random.fold_in(rng, 0))
-  state = mesh_lib.replicate(init_train_state(params, optimizer, jax.random.fold_in(rng, 1)), mesh)
-  loss_fn = lambda params, batch, rng: sft_loss(params, batch, model)
-  update = _jit_update(make_update(loss_fn, optimizer, schedule), state, mesh)
+    schedule = optimizer_lib.learning_rate_schedule(t.learning_rate, t.warmup_steps, t.num_steps)
+    optimizer = optimizer_lib.adamw(schedule, t.weight_decay, t.grad_clip)
+    rng = jax.random.key(config.seed)
+    params = model.init_params(jax.random.fold_in(rng, 0))
+    state = mesh_lib.replicate(init_train_state(params, optimizer, jax.random.fold_in(rng, 1)), mesh)
+    loss_fn = lambda params, batch, rng: sft_loss(params, batch, model)
+    update = _jit_update(make_update(loss_fn, optimizer, schedule), state, mesh)
 
-  checkpointer = Checkpointer(workdir / "checkpoints", max_to_keep=t.max_to_keep)
-  position = 0
-  if checkpointer.latest_step() is not None:
-    state, meta = checkpointer.restore(state)
-    position = meta["data_position"]
-    logging.info("resumed from step %d (data position %d)", int(state["step"]), position)
-  start = int(state["step"])
-  writer = MetricWriter(workdir, total_steps=t.num_steps, initial_step=start)
-  rows = process_rows(t.batch_size, jax.process_index(), jax.process_count())
-  last_log = time.time()
-  for step in range(start + 1, t.num_steps + 1):
-    batch_rows = row_stream(position, t.batch_size, data["lengths"], t.seq_len + 1, t.pack, config.seed)
-    batch = mesh_lib.shard_batch(assemble(data, batch_rows[rows], tokenizer.pad_id), mesh)
-    state, metrics = update(state, batch)
-    position += t.batch_size
-    writer.advance()
-    is_last = step == t.num_steps
-    if step % t.log_every == 0 or step % t.checkpoint_every == 0 or is_last:
-      metrics = jax.device_get(metrics)
-      # The loss is taken before this step's update; a non-finite gradient has already poisoned
-      # the params that are about to be checkpointed.
-      check_finite(step, metrics, keys=("loss", "grad_norm"))
-      now = time.time()
-      steps_done = t.log_every if step % t.log_every == 0 else 1
-      metrics["tokens_per_second"] = steps_done * t.batch_size * t.seq_len / max(now - last_log, 1e-9)
-      last_log = now
-      writer.write(step, metrics, prefix="train/")
-      writer.log(f"step {step}/{t.num_steps}  loss {metrics['loss']:.4f}  "
-                 f"token acc {metrics['token_accuracy']:.3f}  {metrics['tokens_per_second']:,.0f} tok/s")
-    if step % t.checkpoint_every == 0 or is_last:
-      checkpointer.save(step, state, {"data_position": position, "task": config.task.name})
-    if step == t.halt_after:
-      logging.warning("halting after step %d as configured (train.halt_after)", step)
-      break
-  checkpointer.close()
-  writer.close()
-  return state
+    checkpointer = Checkpointer(workdir / "checkpoints", max_to_keep=t.max_to_keep)
+    position = 0
+    if checkpointer.latest_step() is not None:
+        state, meta = checkpointer.restore(state)
+        position = meta["data_position"]
+        logging.info("resumed from step %d (data position %d)", int(state["step"]), position)
+    start = int(state["step"])
+    writer = MetricWriter(workdir, total_steps=t.num_steps, initial_step=start)
+    rows = process_rows(t.batch_size, jax.process_index(), jax.process_count())
+    last_log = time.time()
+    for step in range(start + 1, t.num_steps + 1):
+        batch_rows = row_stream(position, t.batch_size, data["lengths"], t.seq_len + 1, t.pack, config.seed)
+        batch = mesh_lib.shard_batch(assemble(data, batch_rows[rows], tokenizer.pad_id), mesh)
+        state, metrics = update(state, batch)
+        position += t.batch_size
+        writer.advance()
+        is_last = step == t.num_steps
+        if step % t.log_every == 0 or step % t.checkpoint_every == 0 or is_last:
+            metrics = jax.device_get(metrics)
+            # The loss is taken before this step's update; a non-finite gradient has already poisoned
+            # the params that are about to be checkpointed.
+            check_finite(step, metrics, keys=("loss", "grad_norm"))
+            now = time.time()
+            steps_done = t.log_every if step % t.log_every == 0 else 1
+            metrics["tokens_per_second"] = steps_done * t.batch_size * t.seq_len / max(now - last_log, 1e-9)
+            last_log = now
+            writer.write(step, metrics, prefix="train/")
+            writer.log(
+                f"step {step}/{t.num_steps}  loss {metrics['loss']:.4f}  "
+                f"token acc {metrics['token_accuracy']:.3f}  {metrics['tokens_per_second']:,.0f} tok/s"
+            )
+        if step % t.checkpoint_every == 0 or is_last:
+            checkpointer.save(step, state, {"data_position": position, "task": config.task.name})
+        if step == t.halt_after:
+            logging.warning("halting after step %d as configured (train.halt_after)", step)
+            break
+    checkpointer.close()
+    writer.close()
+    return state
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: Path, tokenizer: Tokenizer, model: Model,
-             params, writer: MetricWriter, step: int) -> dict:
-  """Greedy and sampled accuracy by difficulty on the held-out split; prints a few thinking traces."""
-  e = config.eval
-  records = task_records(config, "test", workdir)
-  records = [records[i] for i in range(min(e.num_examples, len(records)))]
-  task = get_task(config.task.name)
-  results = {}
-  for mode, temperature in (("greedy", 0.0), ("sampled", e.temperature)):
-    cfg = sampler_config(config, tokenizer, temperature)
-    texts, thinking = sample_completions(model, params, tokenizer, records, cfg,
-                                         jax.random.key(config.seed + 1), e.batch_size)
-    results[mode] = accuracy_by_difficulty(task, records, texts)
-    results[mode]["mean_thinking_tokens"] = float(np.mean(thinking))
-    writer.write(step, results[mode], prefix=f"eval/{mode}/")
-    if mode == "greedy":
-      traces = [f"Q: {r['question']}\nA: {text}" for r, text in zip(records[:e.num_traces], texts)]
-      for trace in traces:
-        writer.write_text(step, "eval/trace", trace)
-  print(f"\nHeld-out accuracy on {len(records)} {config.task.name} problems (step {step}):")
-  print(format_table(results))
-  print("\nThinking traces (greedy):")
-  print("\n\n".join(traces))
-  return results
+def evaluate(
+    config: ml_collections.ConfigDict,
+    workdir: Path,
+    tokenizer: Tokenizer,
+    model: Model,
+    params,
+    writer: MetricWriter,
+    step: int,
+) -> dict:
+    """Greedy and sampled accuracy by difficulty on the held-out split; prints a few thinking traces."""
+    e = config.eval
+    records = task_records(config, "test", workdir)
+    records = [records[i] for i in range(min(e.num_examples, len(records)))]
+    task = get_task(config.task.name)
+    results = {}
+    for mode, temperature in (("greedy", 0.0), ("sampled", e.temperature)):
+        cfg = sampler_config(config, tokenizer, temperature)
+        texts, thinking = sample_completions(
+            model, params, tokenizer, records, cfg, jax.random.key(config.seed + 1), e.batch_size
+        )
+        results[mode] = accuracy_by_difficulty(task, records, texts)
+        results[mode]["mean_thinking_tokens"] = float(np.mean(thinking))
+        writer.write(step, results[mode], prefix=f"eval/{mode}/")
+        if mode == "greedy":
+            traces = [f"Q: {r['question']}\nA: {text}" for r, text in zip(records[: e.num_traces], texts)]
+            for trace in traces:
+                writer.write_text(step, "eval/trace", trace)
+    print(f"\nHeld-out accuracy on {len(records)} {config.task.name} problems (step {step}):")
+    print(format_table(results))
+    print("\nThinking traces (greedy):")
+    print("\n\n".join(traces))
+    return results
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """SFT then evaluation; returns the evaluation results."""
-  workdir = Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-  tokenizer = Tokenizer.load(ensure_model(config.tokenizer_path or None))
-  model = build_model(config, tokenizer.vocab_size)
-  logging.info("model %s: %.2fM parameters", config.model.preset, model.config.num_params / 1e6)
-  state = train(config, workdir, tokenizer, model)
-  if int(state["step"]) < config.train.num_steps:
-    return {}
-  with MetricWriter(workdir, progress=False) as writer:
-    return evaluate(config, workdir, tokenizer, model, state["params"], writer, int(state["step"]))
+    """SFT then evaluation; returns the evaluation results."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    tokenizer = Tokenizer.load(ensure_model(config.tokenizer_path or None))
+    model = build_model(config, tokenizer.vocab_size)
+    logging.info("model %s: %.2fM parameters", config.model.preset, model.config.num_params / 1e6)
+    state = train(config, workdir, tokenizer, model)
+    if int(state["step"]) < config.train.num_steps:
+        return {}
+    with MetricWriter(workdir, progress=False) as writer:
+        return evaluate(config, workdir, tokenizer, model, state["params"], writer, int(state["step"]))
