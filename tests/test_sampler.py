@@ -29,14 +29,19 @@ def test_greedy_equals_step_by_step_argmax(tiny_model):
     assert out.lengths.tolist() == [10, 10, 10]
 
 
-def test_logprobs_match_model(tiny_model):
+def test_logprobs_match_model_at_temperature_on_ragged_rows(tiny_model):
     model, params = tiny_model
-    cfg = SamplerConfig(max_new_tokens=4, stop_ids=(), rule=SamplingRule(temperature=1.0))
-    out = generate(model, params, [[5, 6, 7]], jax.random.key(3), cfg)
-    seq = jnp.array([[5, 6, 7] + out.tokens[0].tolist()])
-    logits, _, _ = model.apply(params, seq, jnp.arange(7)[None])
-    expected = jnp.take_along_axis(jax.nn.log_softmax(logits[0, 2:6]), seq[0, 3:7, None], -1)[:, 0]
-    np.testing.assert_allclose(out.logprobs[0], expected, atol=1e-5)
+    prompts = [[5, 6, 7], [8, 9, 10, 11, 12]]
+    cfg = SamplerConfig(max_new_tokens=4, stop_ids=(), rule=SamplingRule(temperature=0.5))
+    out = generate(model, params, prompts, jax.random.key(3), cfg)
+    for row, prompt in enumerate(prompts):
+        seq = jnp.array([prompt + out.tokens[row].tolist()])
+        logits, _, _ = model.apply(params, seq, jnp.arange(seq.shape[1])[None])
+        p = len(prompt)
+        logp = jax.nn.log_softmax(logits[0, p - 1 : p + 3] / 0.5)
+        expected = jnp.take_along_axis(logp, seq[0, p : p + 4, None], -1)[:, 0]
+        np.testing.assert_allclose(out.logprobs[row], expected, atol=1e-5)
+    assert not out.forced.any()
 
 
 def test_stop_tokens_end_rows_and_pad_after(tiny_model):
@@ -90,6 +95,26 @@ def test_budget_forcing_respects_min_thinking(tiny_model):
     assert out.thinking_tokens.tolist() == [4]
 
 
+def test_budget_forcing_batched_with_stops_and_rows_not_thinking(tiny_model):
+    model, params = tiny_model
+    # The model wants: </think> (20) over stop (10) over anything else. Row 0 opens thinking in its
+    # prompt (with content after <think>); row 1 never thinks, so only stop-vs-</think> matters there.
+    bias = jnp.zeros(64).at[END_THINK].set(20.0).at[STOP].set(10.0)
+    biased = _biased_model(model, bias)
+    budget = budget_lib.ThinkingBudget(
+        THINK, END_THINK, max_thinking_tokens=6, min_thinking_tokens=3, cue_ids=(CUE,)
+    )
+    cfg = SamplerConfig(max_new_tokens=10, stop_ids=(STOP, END_THINK), budget=budget)
+    out = generate(biased, params, [[5, THINK, 9, 9], [7]], jax.random.key(0), cfg)
+    # Row 0: three cues (each replacing an early </think>), then </think> is allowed and stops it.
+    assert out.tokens[0, :4].tolist() == [CUE, CUE, CUE, END_THINK]
+    assert out.forced[0, :4].tolist() == [True, True, True, False]
+    assert out.lengths.tolist() == [4, 1] and out.thinking_tokens.tolist() == [3, 0]
+    # Row 1 is not thinking: its </think> is a plain stop token, not forced.
+    assert out.tokens[1, 0] == END_THINK and not out.forced[1].any()
+    assert (out.tokens[1, 1:] == PAD).all() and (out.logprobs[1, 1:] == 0).all()
+
+
 def test_reasoning_effort_maps_to_budgets():
     assert budget_lib.thinking_limit(116, reasoning_effort="low") == 25
     assert budget_lib.thinking_limit(116, reasoning_effort="high") == 100
@@ -101,12 +126,15 @@ def test_reasoning_effort_maps_to_budgets():
 
 def test_streaming_hands_each_token_to_callback(tiny_model):
     model, params = tiny_model
+    greedy = generate(model, params, [[5, 6, 7]], jax.random.key(0), SamplerConfig(6, stop_ids=()))
+    stop = int(greedy.tokens[0, 3])
     seen = []
-    cfg = SamplerConfig(max_new_tokens=6, stop_ids=())
-    stream = lambda step, tokens, live: seen.append((int(step), np.asarray(tokens).tolist()))
-    out = generate(model, params, [[5, 6, 7]], jax.random.key(0), cfg, stream=stream)
+    cfg = SamplerConfig(max_new_tokens=6, stop_ids=(stop,))
+    stream = lambda step, tokens, live: seen.append((int(step), np.asarray(tokens).tolist(), bool(live[0])))
+    out = generate(model, params, [[5, 6, 7], [5, 6, 7]], jax.random.key(0), cfg, stream=stream)
     jax.effects_barrier()
-    assert [t for _, (t,) in sorted(seen)] == out.tokens[0].tolist()
+    emitted = [tokens[0] for _, tokens, live in sorted(seen) if live]
+    assert emitted == completions(out)[0] and emitted[-1] == stop
 
 
 def test_top_k_and_top_p_golden():

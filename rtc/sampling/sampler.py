@@ -25,7 +25,10 @@ _NO_FORCE, _FORCE_CUE = 0, 1
 @flax.struct.dataclass
 class SampleOutput:
     tokens: jax.Array  # i32[B, N], pad after each row's end
-    logprobs: jax.Array  # f32[B, N], log p of each emitted token under the (tempered) model; 0 after end
+    # f32[B, N]: log p of each emitted token under the model's softmax at the sampling temperature
+    # (before top-k / top-p filtering; raw logits when greedy); 0 after the end.
+    logprobs: jax.Array
+    forced: jax.Array  # bool[B, N]: the token was forced by the reasoning budget, not sampled
     lengths: jax.Array  # i32[B], emitted tokens including the stop token
     thinking_tokens: jax.Array  # i32[B], tokens emitted between <think> and </think>
 
@@ -36,6 +39,7 @@ class _State:
     next_logits: jax.Array  # f32[B, V]
     tokens: jax.Array  # i32[B, N]
     logprobs: jax.Array  # f32[B, N]
+    forced: jax.Array  # bool[B, N]
     done: jax.Array  # bool[B]
     lengths: jax.Array  # i32[B]
     thinking: jax.Array  # bool[B]
@@ -95,13 +99,14 @@ def _step(model, params, cfg: SamplerConfig, stream: Callable | None, state: _St
     live = ~state.done
     tokens = state.tokens.at[:, state.step].set(jnp.where(live, token, cfg.pad_id))
     logprobs = state.logprobs.at[:, state.step].set(jnp.where(live, token_logp, 0.0))
+    forced = state.forced.at[:, state.step].set(live & (token != sampled))
     thinking, thought = state.thinking, state.thought
     if cfg.budget is not None:
         thought = thought + (live & thinking & (token != cfg.budget.think_end_id))
         thinking = (thinking | (token == cfg.budget.think_start_id)) & (token != cfg.budget.think_end_id)
     done = state.done | jnp.isin(token, jnp.array(cfg.stop_ids, jnp.int32))
     if stream is not None:
-        jax.debug.callback(stream, state.step, jnp.where(live, token, cfg.pad_id), live, ordered=True)
+        jax.debug.callback(stream, state.step, jnp.where(live, token, cfg.pad_id), live, ordered=False)
 
     positions = state.cache["index"][:, None]  # [B, 1]: slots are positions
     logits, _, cache = model.apply(params, token[:, None], positions, state.cache)
@@ -110,6 +115,7 @@ def _step(model, params, cfg: SamplerConfig, stream: Callable | None, state: _St
         next_logits=logits[:, 0],
         tokens=tokens,
         logprobs=logprobs,
+        forced=forced,
         done=done,
         lengths=state.lengths + live,
         thinking=thinking,
@@ -121,6 +127,20 @@ def _step(model, params, cfg: SamplerConfig, stream: Callable | None, state: _St
     )
 
 
+def _prompt_opens_thinking(prompt_tokens, prompt_lengths, budget: ThinkingBudget | None) -> jax.Array:
+    """bool[B]: the prompt leaves a `<think>` block open (its last `<think>` follows its last `</think>`).
+
+    Thinking tokens already in the prompt do not count against the budget.
+    """
+    b, p = prompt_tokens.shape
+    if budget is None:
+        return jnp.zeros((b,), bool)
+    slots = jnp.where(jnp.arange(p)[None, :] < prompt_lengths[:, None], jnp.arange(p)[None, :], -1)  # [B, P]
+    last_start = jnp.max(jnp.where(prompt_tokens == budget.think_start_id, slots, -1), axis=1)
+    last_end = jnp.max(jnp.where(prompt_tokens == budget.think_end_id, slots, -1), axis=1)
+    return last_start > last_end
+
+
 def _sample(
     model,
     params,
@@ -130,24 +150,33 @@ def _sample(
     cfg: SamplerConfig,
     stream: Callable | None,
     cache_dtype,
+    batch_sharding: jax.sharding.Sharding | None,
 ) -> SampleOutput:
-    """prompt_tokens: i32[B, P] right-padded; prompt_lengths: i32[B] (>= 1)."""
+    """prompt_tokens: i32[B, P] right-padded; prompt_lengths: i32[B] (>= 1).
+
+    `batch_sharding` (e.g. rows over the mesh's `data` axis) pins every `[B, ...]` array, the KV
+    cache included, so each device decodes only its rows.
+    """
     b, p = prompt_tokens.shape
     n = cfg.max_new_tokens
-    cache = model.init_cache(b, p + n, cache_dtype)
+    pin = (
+        (lambda tree: jax.lax.with_sharding_constraint(tree, batch_sharding))
+        if batch_sharding
+        else (lambda tree: tree)
+    )
+    cache = pin(model.init_cache(b, p + n, cache_dtype))
     positions = jnp.broadcast_to(jnp.arange(p, dtype=jnp.int32), (b, p))
     logits, _, cache = model.apply(params, prompt_tokens, positions, cache)  # parallel prefill
     cache = {**cache, "index": prompt_lengths.astype(jnp.int32)}
     next_logits = jnp.take_along_axis(logits, (prompt_lengths - 1)[:, None, None], axis=1)[:, 0]
     zeros_b = jnp.zeros((b,), jnp.int32)
-    # A prompt ending in <think> (a template that opens the thinking block) starts rows thinking.
-    last_prompt_token = jnp.take_along_axis(prompt_tokens, (prompt_lengths - 1)[:, None], axis=1)[:, 0]
-    thinking = (last_prompt_token == cfg.budget.think_start_id) if cfg.budget else jnp.zeros((b,), bool)
+    thinking = _prompt_opens_thinking(prompt_tokens, prompt_lengths, cfg.budget)
     state = _State(
         step=jnp.int32(0),
         next_logits=next_logits,
         tokens=jnp.full((b, n), cfg.pad_id, jnp.int32),
         logprobs=jnp.zeros((b, n), jnp.float32),
+        forced=jnp.zeros((b, n), bool),
         done=jnp.zeros((b,), bool),
         lengths=zeros_b,
         thinking=thinking,
@@ -161,11 +190,15 @@ def _sample(
         lambda s: (s.step < n) & ~jnp.all(s.done), lambda s: _step(model, params, cfg, stream, s), state
     )
     return SampleOutput(
-        tokens=state.tokens, logprobs=state.logprobs, lengths=state.lengths, thinking_tokens=state.thought
+        tokens=state.tokens,
+        logprobs=state.logprobs,
+        forced=state.forced,
+        lengths=state.lengths,
+        thinking_tokens=state.thought,
     )
 
 
-sample = jax.jit(_sample, static_argnames=("model", "cfg", "stream", "cache_dtype"))
+sample = jax.jit(_sample, static_argnames=("model", "cfg", "stream", "cache_dtype", "batch_sharding"))
 
 
 def bucket_length(length: int, buckets: Sequence[int] = PROMPT_BUCKETS) -> int:
@@ -207,11 +240,26 @@ def generate(
     cfg: SamplerConfig,
     stream: Callable | None = None,
     cache_dtype=jnp.float32,
+    batch_sharding: jax.sharding.Sharding | None = None,
 ) -> SampleOutput:
-    """Pads `prompts` (token lists) to a bucket and samples `cfg.max_new_tokens` after each."""
+    """Pads `prompts` (token lists) to a bucket and samples `cfg.max_new_tokens` after each.
+
+    With `batch_sharding` the rows are split over devices (their number must divide the batch).
+    A new `stream` function is a new static argument: pass the same function to avoid recompiling.
+    """
     tokens, lengths = pad_prompts(prompts, cfg.pad_id, cfg.max_new_tokens, model.max_seq_len)
+    if batch_sharding is not None:
+        tokens, lengths = jax.device_put((tokens, lengths), batch_sharding)
     return sample(
-        model, params, tokens, lengths, rng, cfg=cfg, stream=stream, cache_dtype=jnp.dtype(cache_dtype)
+        model,
+        params,
+        tokens,
+        lengths,
+        rng,
+        cfg=cfg,
+        stream=stream,
+        cache_dtype=jnp.dtype(cache_dtype),
+        batch_sharding=batch_sharding,
     )
 
 
