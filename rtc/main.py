@@ -1,23 +1,38 @@
 """The rtc command line: `python -m rtc.main --config=experiments/configs/NAME.py[:arg] --workdir=DIR`.
 
 Any config field can be overridden with `--config.key=value` (e.g. `--config.train.num_steps=10`);
-an unknown key or config file is an error that names it.
+an unknown key or config file is an error that names it, and so is a damaged checkpoint, a bad data
+file or tokenizer model, or a setting the run rejects (one line `rtc: ...`, no traceback).
+`--distributed` makes each process of a multi-process run (one per host, every one running the same
+command) call `jax.distributed.initialize()`, which finds the coordinator, process count and id on a
+TPU pod and on Slurm, Open MPI and Kubernetes clusters; elsewhere it is a one-line error.
 """
 
 import logging
 import sys
 
+import jax
 from absl import app, flags
 from ml_collections import config_flags
 
+from rtc.checkpoint import CheckpointError
+from rtc.data.jsonl import DataFormatError
 from rtc.metrics import NonFiniteError
+from rtc.tokenizer.tokenizer import TokenizerModelError
 from rtc.train import sft_loop
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file (NAME.py[:arg]).", lock_config=True
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for data, checkpoints and metrics.")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False, "Call jax.distributed.initialize() first (one process per host)."
+)
 flags.mark_flags_as_required(["config", "workdir"])
+
+# Errors whose message says what to fix; a traceback would only bury it. (DataFormatError is a
+# ValueError; FileNotFoundError covers a missing data file or data root.)
+RUN_ERRORS = (CheckpointError, DataFormatError, TokenizerModelError, FileNotFoundError, ValueError)
 
 MODES = {"sft": sft_loop.run}
 
@@ -25,6 +40,11 @@ MODES = {"sft": sft_loop.run}
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if _DISTRIBUTED.value:  # before anything touches a device
+        try:
+            jax.distributed.initialize()
+        except (RuntimeError, ValueError) as error:
+            sys.exit(f"rtc: --distributed found no multi-process environment to join: {error}")
     logging.getLogger().setLevel(logging.INFO)
     logging.getLogger("absl").setLevel(logging.ERROR)  # orbax and tfds log every file they touch
     config = _CONFIG.value
@@ -34,6 +54,8 @@ def main(argv):
         MODES[config.mode](config, _WORKDIR.value)
     except NonFiniteError as error:
         sys.exit(f"stopped: {error}; the last good checkpoint in {_WORKDIR.value}/checkpoints is kept")
+    except RUN_ERRORS as error:
+        sys.exit("rtc: " + " ".join(str(error).split()))
 
 
 def parse_flags(argv: list[str]) -> list[str]:

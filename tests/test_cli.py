@@ -94,13 +94,14 @@ def test_quickstart_tiny_end_to_end(tmp_path):
 
 def test_non_finite_loss_exits_cleanly(tmp_path):
     # With lr 1e30 the first real update (step 2; warmup starts at 0) blows the params up, so a later
-    # logged loss is nan (step 4 on this CPU); the step-2 checkpoint is still finite and is kept.
+    # step's grad norm or loss is nan (step 3's grad norm on this CPU, reported at the step-4 check);
+    # the step-2 checkpoint is still finite and is kept.
     out = rtc_main(TINY, f"--workdir={tmp_path}", "--config.train.learning_rate=1e30")
     assert out.returncode == 1
     assert "Traceback" not in out.stderr
     last_line = out.stderr.strip().splitlines()[-1]
     stop = re.fullmatch(
-        r"stopped: non-finite loss.* at step (\d+): .*; the last good checkpoint in "
+        r"stopped: non-finite (?:loss|grad_norm).* at step (\d+): .*; the last good checkpoint in "
         + re.escape(f"{tmp_path}/checkpoints")
         + " is kept",
         last_line,
@@ -110,3 +111,41 @@ def test_non_finite_loss_exits_cleanly(tmp_path):
     with Checkpointer(tmp_path / "checkpoints") as ckpt:
         saved = ckpt.all_steps()
     assert saved and max(saved) < int(stop.group(1))
+
+
+def _one_line_error(out: subprocess.CompletedProcess) -> str:
+    """The run's error line; it must be the only `rtc:` line and come without a traceback."""
+    assert out.returncode == 1, out.stderr[-3000:]
+    assert "Traceback" not in out.stderr
+    errors = [line for line in out.stderr.splitlines() if line.startswith("rtc: ")]
+    assert len(errors) == 1 and errors[0] == out.stderr.strip().splitlines()[-1], out.stderr[-3000:]
+    return errors[0]
+
+
+def test_damaged_checkpoint_is_one_line_naming_step_and_path(tmp_path):
+    first = rtc_main(TINY, f"--workdir={tmp_path}", "--config.train.halt_after=2")  # saves step 2, no eval
+    assert first.returncode == 0, first.stderr[-3000:]
+    step_dir = tmp_path / "checkpoints" / "2"
+    largest = max((p for p in (step_dir / "state").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    data = bytearray(largest.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    largest.write_bytes(bytes(data))
+    error = _one_line_error(rtc_main(TINY, f"--workdir={tmp_path}"))
+    assert error.startswith(f"rtc: checkpoint step 2 at {step_dir} is damaged"), error
+
+
+def test_prompt_longer_than_the_context_is_one_line(tmp_path):
+    # Training packs 128-token rows regardless; evaluation needs prompt + max_new_tokens (48) <= 40.
+    out = rtc_main(
+        TINY, f"--workdir={tmp_path}", "--config.model.max_seq_len=40", "--config.train.num_steps=1"
+    )
+    error = _one_line_error(out)
+    assert re.fullmatch(
+        r"rtc: prompt of \d+ tokens plus max_new_tokens=48 exceeds the model's context of 40 tokens", error
+    ), error
+
+
+def test_distributed_outside_a_cluster_is_one_line(tmp_path):
+    out = rtc_main(TINY, f"--workdir={tmp_path}", "--distributed")
+    assert _one_line_error(out).startswith("rtc: --distributed found no multi-process environment to join")
+    assert not (tmp_path / "checkpoints").exists()

@@ -101,6 +101,8 @@ def test_countdown_records_are_solvable():
         assert all(1 <= number <= 99 for number in meta["numbers"])
         assert int(record["step_values"][-1]) == meta["target"]
         assert countdown.is_correct(record["answer"], record)
+        # The gold answer uses every number exactly once (the checker itself asks only "at most once").
+        assert sorted(safe_eval.numbers_used(record["answer"])) == sorted(meta["numbers"])
 
 
 def _countdown_record(numbers, target):
@@ -141,6 +143,20 @@ def test_countdown_answer_parentheses():
 def test_data_root_default_and_override(monkeypatch, tmp_path):
     monkeypatch.delenv(paths.ENV_VAR, raising=False)
     assert paths.data_root() == Path(__file__).resolve().parents[2] / "shared" / "data"
+    monkeypatch.setenv(paths.ENV_VAR, str(tmp_path))
+    assert paths.data_root() == tmp_path
+
+
+def test_missing_default_data_root_names_the_variable(monkeypatch, tmp_path):
+    # As in an installed package: no shared/data beside it. Only reading real data fails.
+    monkeypatch.delenv(paths.ENV_VAR, raising=False)
+    monkeypatch.setattr(paths, "default_root", lambda: tmp_path / "missing")
+    with pytest.raises(
+        FileNotFoundError, match=rf"no data folder at {tmp_path / 'missing'}.*set \$RTC_DATA_DIR"
+    ):
+        paths.data_root()
+    with pytest.raises(FileNotFoundError, match="RTC_DATA_DIR"):
+        list(gsm8k.generate("test"))
     monkeypatch.setenv(paths.ENV_VAR, str(tmp_path))
     assert paths.data_root() == tmp_path
 

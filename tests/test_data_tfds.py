@@ -62,3 +62,32 @@ def test_load_rejects_unknown_task_split_and_arguments(tmp_path):
         tfds_builders.load("math500", "train", tmp_path)
     with pytest.raises(TypeError, match="unexpected arguments"):
         tfds_builders.load("arithmetic", "train", tmp_path, num_examples=3)
+
+
+def test_with_several_processes_only_process_zero_prepares(tmp_path, monkeypatch):
+    kwargs = {"num_train": 10, "num_test": 4, "seed": 3}
+    builder = lambda: tfds_builders.make_builder("countdown", tmp_path, **kwargs)
+    barriers = []
+
+    def process_zero_prepares_meanwhile(name):  # process 1 waits here while process 0 prepares
+        barriers.append(name)
+        assert not builder().is_prepared()
+        builder().download_and_prepare()
+
+    monkeypatch.setattr(tfds_builders.jax, "process_count", lambda: 2)
+    monkeypatch.setattr(tfds_builders.jax, "process_index", lambda: 1)
+    monkeypatch.setattr(tfds_builders.multihost_utils, "sync_global_devices", process_zero_prepares_meanwhile)
+    loaded = tfds_builders.load("countdown", "test", tmp_path, **kwargs)
+    assert barriers == ["rtc-data-prepared"]
+    assert list(loaded) == list(countdown.generate("test", 4, seed=3))
+
+    def prepared_before_the_barrier(name):
+        barriers.append(name)
+        assert builder().is_prepared()
+
+    kwargs["seed"] = 4
+    monkeypatch.setattr(tfds_builders.jax, "process_index", lambda: 0)
+    monkeypatch.setattr(tfds_builders.multihost_utils, "sync_global_devices", prepared_before_the_barrier)
+    loaded = tfds_builders.load("countdown", "test", tmp_path, **kwargs)
+    assert barriers == ["rtc-data-prepared"] * 2
+    assert list(loaded) == list(countdown.generate("test", 4, seed=4))

@@ -17,7 +17,8 @@ from rtc.metrics import MetricWriter, NonFiniteError, read_metrics
 from rtc.tokenizer.tokenizer import Tokenizer
 from rtc.train import sft_loop
 from rtc.train.sft import sft_loss
-from rtc.train.sft_data import assemble, encode_dataset, encode_example, pack, process_rows, row_stream
+from rtc.train.sft_data import RowStream, assemble, encode_dataset, encode_example, pack, process_rows
+from rtc.train.state import make_update
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -173,6 +174,10 @@ def _flat(rows):
     return np.concatenate(rows)
 
 
+def row_stream(position, count, lengths, row_len, packed, seed):
+    return RowStream(lengths, row_len, packed, seed).rows(position, count)
+
+
 def test_unpacked_stream_is_seeded_permutations_crossing_epochs():
     n, seed, lengths = 10, 3, np.full(10, 5)
     a = row_stream(3, 5, lengths, 8, packed=False, seed=seed)
@@ -202,6 +207,41 @@ def test_packing_golden_and_every_example_once_per_epoch():
     first_epoch_rows = len(pack(np.random.default_rng((0, 0)).permutation(50), lengths, 16))
     np.testing.assert_array_equal(np.sort(_flat(epoch[:first_epoch_rows])), np.arange(50))
     assert all(lengths[r].sum() <= 16 for r in epoch)
+
+
+def _replayed_rows(position, count, lengths, row_len, packed, seed):
+    """The stream by its definition: every epoch from 0 packed afresh, concatenated, then sliced."""
+    rows, epoch = [], 0
+    while len(rows) < position + count:
+        order = np.random.default_rng((seed, epoch)).permutation(len(lengths))
+        rows += pack(order, lengths, row_len) if packed else [np.array([i]) for i in order]
+        epoch += 1
+    return rows[position : position + count]
+
+
+@pytest.mark.parametrize("packed", [True, False])
+def test_stream_reads_equal_the_replayed_definition_in_any_order(packed):
+    lengths = np.random.default_rng(1).integers(1, 17, size=37)
+    stream = RowStream(lengths, 16, packed, seed=7)
+    # Forward batches across many epochs, then a jump back to dropped epochs, then a fresh resume.
+    reads = [(p, 9) for p in range(0, 400, 9)] + [(3, 30), (0, 0), (250, 200)]
+    for position, count in reads:
+        expected = _replayed_rows(position, count, lengths, 16, packed, seed=7)
+        got = stream.rows(position, count)
+        assert len(got) == count
+        for a, b in zip(got, expected):
+            np.testing.assert_array_equal(a, b)
+    resumed = RowStream(lengths, 16, packed, seed=7).rows(390, 9)
+    np.testing.assert_array_equal(_flat(resumed), _flat(_replayed_rows(390, 9, lengths, 16, packed, 7)))
+
+
+def test_stream_keeps_only_the_epochs_it_reads():
+    stream = RowStream(np.full(10, 4), 8, packed=True, seed=0)  # 5 rows an epoch
+    stream.rows(0, 12)
+    assert sorted(stream._epochs) == [0, 1, 2]
+    stream.rows(23, 5)
+    assert sorted(stream._epochs) == [4, 5]  # epochs behind the read are dropped, their counts kept
+    assert stream._ends == [5, 10, 15, 20, 25, 30]
 
 
 def test_assemble_restarts_positions_and_pads():
@@ -275,8 +315,8 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(
     good = sft_loop.train(tiny_config, tmp_path, tokenizer, model)  # checkpoint at step 2
     tiny_config.train.halt_after = -1
     monkeypatch.setattr(sft_loop, "sft_loss", _nan_loss)
-    # Step 3 goes bad; log_every = 2, so the check at step 4 catches it before anything is saved.
-    with pytest.raises(NonFiniteError, match=r"non-finite loss.* at step 4"):
+    # Step 3 goes bad; log_every = 2, so the check at step 4 catches it, names step 3, saves nothing.
+    with pytest.raises(NonFiniteError, match=r"non-finite loss.* at step 3"):
         sft_loop.train(tiny_config, tmp_path, tokenizer, model)
     with Checkpointer(tmp_path / "checkpoints") as ckpt:
         assert ckpt.all_steps() == [2]
@@ -284,6 +324,64 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(
     assert meta["data_position"] == 2 * tiny_config.train.batch_size
     assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(restored["params"]))
     assert_trees_close(restored, good)
+
+
+def _nan_loss_at_step(bad_step):
+    """`make_update` whose loss metric is nan at `bad_step` only (the params stay finite)."""
+
+    def make(loss_fn, optimizer, schedule):
+        update = make_update(loss_fn, optimizer, schedule)
+
+        def nan_at_step(state, batch):
+            state, metrics = update(state, batch)
+            loss = jnp.where(state["step"] == bad_step, jnp.nan, metrics["loss"])
+            return state, {**metrics, "loss": loss}
+
+        return nan_at_step
+
+    return make
+
+
+def test_non_finite_step_inside_the_log_window_is_named(tiny_config, tokenizer, model, tmp_path, monkeypatch):
+    tiny_config.train.update(log_every=4, checkpoint_every=4)
+    monkeypatch.setattr(sft_loop, "make_update", _nan_loss_at_step(2))
+    closed = []
+    for cls in (sft_loop.Checkpointer, sft_loop.MetricWriter):
+        monkeypatch.setattr(
+            cls, "close", lambda self, close=cls.close: closed.append(type(self)) or close(self)
+        )
+    # Steps 3 and 4 are finite again: only the window check sees step 2, and it names it.
+    with pytest.raises(NonFiniteError, match=r"non-finite loss at step 2: loss=nan"):
+        sft_loop.train(tiny_config, tmp_path, tokenizer, model)
+    assert Checkpointer(tmp_path / "checkpoints").all_steps() == []
+    assert sorted(c.__name__ for c in closed) == ["Checkpointer", "MetricWriter"]  # closed on the way out
+
+
+def test_logs_window_means_and_throughput_of_timed_steps(tiny_config, tokenizer, model, tmp_path):
+    every = tiny_config.copy_and_resolve_references()
+    every.train.log_every = 1
+    sft_loop.train(every, tmp_path / "every", tokenizer, model)
+    sft_loop.train(tiny_config, tmp_path / "pairs", tokenizer, model)  # log_every = 2
+    per_step = {r["step"]: r for r in read_metrics(tmp_path / "every")}
+    pairs = {r["step"]: r for r in read_metrics(tmp_path / "pairs")}
+    assert sorted(per_step) == [1, 2, 3, 4] and sorted(pairs) == [2, 4]
+    for step in (2, 4):
+        for name in ("loss", "token_accuracy", "grad_norm", "target_tokens"):
+            mean = (per_step[step - 1][f"train/{name}"] + per_step[step][f"train/{name}"]) / 2
+            assert pairs[step][f"train/{name}"] == pytest.approx(mean, rel=1e-5), (step, name)
+        assert pairs[step]["train/learning_rate"] == pytest.approx(per_step[step]["train/learning_rate"])
+    # Step 1 compiles and is not timed: its window has no throughput, and step 2's counts step 2 only.
+    assert "train/row_tokens_per_second" not in per_step[1]
+    row_tokens = tiny_config.train.batch_size * tiny_config.train.seq_len
+    targets = {step: per_step[step]["train/target_tokens"] for step in (2, 3, 4)}
+
+    def target_share(logged):  # the same elapsed time divides both rates
+        return logged["train/target_tokens_per_second"] / logged["train/row_tokens_per_second"]
+
+    for step in (2, 3, 4):
+        assert target_share(per_step[step]) == pytest.approx(targets[step] / row_tokens, rel=1e-6)
+    assert target_share(pairs[2]) == pytest.approx(targets[2] / row_tokens, rel=1e-6)
+    assert target_share(pairs[4]) == pytest.approx((targets[3] + targets[4]) / (2 * row_tokens), rel=1e-6)
 
 
 def _nan_gradient_loss(params, batch, model):

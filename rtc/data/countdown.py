@@ -3,8 +3,18 @@
 The task of the small-scale DeepSeek-R1-Zero reproductions (TinyZero, Pan et al. 2025; numbers in
 1..99, three or four of them). Difficulty 1 has 3 numbers and difficulty 2 has 4 (count = level + 2).
 The target is built from a random expression over all the numbers with positive integer
-intermediate results, so every problem is solvable. An answer is correct when it is an arithmetic
-expression, uses each given number at most once, and equals the target exactly.
+intermediate results, so every problem is solvable, and the gold answer is that expression: it uses
+every given number exactly once.
+
+An answer is correct when it is an arithmetic expression, uses each given number AT MOST once (a
+subset is allowed), and equals the target exactly. This is the rule the question states ("each number
+at most once") and the rule of the Countdown game; TinyZero's prompt says the same ("each number can
+only be used once") but its reward (`validate_equation`) checks that the sorted numbers of the
+equation equal the given ones, i.e. EXACTLY once, every number used. The checker follows the question
+so that a correct answer to the stated problem is never marked wrong. The two differ only on answers
+that leave a number out, possible whenever a subset reaches the target (at least in the ~1.6% of
+generated problems whose target is one of the numbers), so accuracy here is >= TinyZero's exact-use
+score on the same outputs; tests pin the rule (`test_countdown_checker`: "75/(4-1)" leaves 25 out).
 Splits are assigned by hashing the sorted numbers and the target (see `rtc.data.splits`).
 """
 

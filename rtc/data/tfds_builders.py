@@ -12,9 +12,11 @@ import dataclasses
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import jax
 import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
+from jax.experimental import multihost_utils
 
 from rtc.data import arithmetic, countdown, gsm8k, math500
 
@@ -195,10 +197,17 @@ class DecodedSource(collections.abc.Sequence):
 
 
 def load(task_name: str, split: str, data_dir: str | Path, **task_kwargs) -> DecodedSource:
-    """Split `split` of `task_name` as a random-access sequence of dicts, preparing it if missing."""
+    """Split `split` of `task_name` as a random-access sequence of dicts, preparing it if missing.
+
+    With several processes, `data_dir` must be shared by all of them: process 0 prepares and the
+    others wait at a barrier until it is done, so no two processes write the same files.
+    """
     builder = make_builder(task_name, data_dir, **task_kwargs)
     if split not in builder.SPLITS:
         raise ValueError(f"task {task_name!r} has splits {builder.SPLITS}, not {split!r}")
-    if not builder.is_prepared():
+    if jax.process_index() == 0 and not builder.is_prepared():
         builder.download_and_prepare()
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices("rtc-data-prepared")
+        builder = make_builder(task_name, data_dir, **task_kwargs)  # re-reads what process 0 wrote
     return DecodedSource(builder.as_data_source(split=split))

@@ -13,8 +13,17 @@ DATA = "data"
 
 
 def make_mesh(num_devices: int | None = None) -> Mesh:
-    """A 1-D mesh over `num_devices` (default: all devices of all processes) named `data`."""
+    """A 1-D mesh over `num_devices` (default: all devices of all processes) named `data`.
+
+    With several processes the mesh must span every device: the first `n` devices would leave some
+    processes without a device of the mesh to feed their rows of the batch to.
+    """
     n = num_devices or jax.device_count()
+    if jax.process_count() > 1 and n != jax.device_count():
+        raise ValueError(
+            f"num_devices={n} with {jax.process_count()} processes: a multi-process run uses all "
+            f"{jax.device_count()} devices (set num_devices to 0 or {jax.device_count()})"
+        )
     return jax.make_mesh((n,), (DATA,), axis_types=(AxisType.Auto,), devices=jax.devices()[:n])
 
 

@@ -7,7 +7,7 @@ attends only to itself), which spends compute on tokens rather than padding. The
 a pure function of (seed, position), so a resumed run reads the same batches.
 """
 
-import functools
+import bisect
 from typing import Sequence
 
 import numpy as np
@@ -44,50 +44,68 @@ def encode_dataset(tokenizer, records: Sequence[dict], seq_len: int) -> dict[str
     return {"tokens": tokens, "loss_mask": loss_mask, "lengths": lengths}
 
 
-@functools.lru_cache(maxsize=4)
-def _epoch_order(num_examples: int, seed: int, epoch: int) -> np.ndarray:
-    return np.random.default_rng((seed, epoch)).permutation(num_examples)
-
-
 def pack(order: np.ndarray, lengths: np.ndarray, row_len: int) -> list[np.ndarray]:
     """Greedy in-order packing: examples in `order` fill rows of `row_len` tokens (a full row closes)."""
     rows, row, used = [], [], 0
-    for i in order:
-        if row and used + lengths[i] > row_len:
+    for i, n in zip(order.tolist(), np.asarray(lengths)[order].tolist()):
+        if row and used + n > row_len:
             rows.append(np.array(row))
             row, used = [], 0
         row.append(i)
-        used += lengths[i]
+        used += n
     if row:
         rows.append(np.array(row))
     return rows
 
 
-@functools.lru_cache(maxsize=4)
-def _epoch_rows(lengths: tuple[int, ...], row_len: int, packed: bool, seed: int, epoch: int) -> tuple:
-    order = _epoch_order(len(lengths), seed, epoch)
-    if not packed:
-        return tuple(np.array([i]) for i in order)
-    return tuple(pack(order, np.array(lengths), row_len))
+class RowStream:
+    """The stream of rows (arrays of example indices): epoch 0's rows, then epoch 1's, and so on.
 
-
-def row_stream(
-    position: int, count: int, lengths: np.ndarray, row_len: int, packed: bool, seed: int
-) -> list[np.ndarray]:
-    """The `count` rows (arrays of example indices) starting at row `position` of the stream.
-
-    Epoch e packs the examples in its own seeded order; the stream is epoch 0's rows, then epoch 1's...
+    Epoch e orders the examples by a permutation seeded with `(seed, e)` and packs them into rows of
+    `row_len` tokens (or one example a row when not `packed`), so the stream is a pure function of
+    (seed, position). Each epoch is packed once, when first read; the row lists of epochs behind the
+    last read are dropped (only their row counts are kept) and rebuilt if asked for again.
     """
-    key = tuple(int(x) for x in lengths)
-    rows, epoch, start = [], 0, 0
-    while len(rows) < count:
-        epoch_rows = _epoch_rows(key, row_len, packed, seed, epoch)
-        lo = max(position - start, 0)
-        if lo < len(epoch_rows):
-            rows += list(epoch_rows[lo : lo + count - len(rows)])
-        start += len(epoch_rows)
-        epoch += 1
-    return rows
+
+    def __init__(self, lengths: np.ndarray, row_len: int, packed: bool, seed: int):
+        self.lengths = np.asarray(lengths)
+        self.row_len = row_len
+        self.packed = packed
+        self.seed = seed
+        self._ends: list[int] = []  # _ends[e]: rows in epochs 0..e
+        self._epochs: dict[int, list[np.ndarray]] = {}
+
+    def _pack(self, epoch: int) -> list[np.ndarray]:
+        order = np.random.default_rng((self.seed, epoch)).permutation(len(self.lengths))
+        if self.packed:
+            return pack(order, self.lengths, self.row_len)
+        return [np.array([i]) for i in order.tolist()]
+
+    def _epoch_rows(self, epoch: int) -> list[np.ndarray]:
+        if epoch not in self._epochs:
+            self._epochs[epoch] = self._pack(epoch)
+        return self._epochs[epoch]
+
+    def _epoch_of(self, position: int) -> int:
+        """The epoch holding row `position`; epochs before it are packed only to count their rows."""
+        while not self._ends or self._ends[-1] <= position:
+            epoch = len(self._ends)
+            rows = self._pack(epoch)
+            self._ends.append((self._ends[-1] if self._ends else 0) + len(rows))
+            if self._ends[-1] > position:
+                self._epochs[epoch] = rows
+        return bisect.bisect_right(self._ends, position)
+
+    def rows(self, position: int, count: int) -> list[np.ndarray]:
+        """The `count` rows starting at row `position` of the stream."""
+        first, last = self._epoch_of(position), self._epoch_of(position + count - 1)
+        rows = []
+        for epoch in range(first, last + 1):
+            start = self._ends[epoch - 1] if epoch else 0
+            rows += self._epoch_rows(epoch)[max(position - start, 0) : position + count - start]
+        for old in [e for e in self._epochs if e < first]:
+            del self._epochs[old]
+        return rows
 
 
 def assemble(data: dict[str, np.ndarray], rows: Sequence[np.ndarray], pad_id: int) -> dict[str, np.ndarray]:

@@ -27,7 +27,7 @@ from rtc.tokenizer.build import ensure_model
 from rtc.tokenizer.tokenizer import Tokenizer
 from rtc.train import optimizer as optimizer_lib
 from rtc.train.sft import sft_loss
-from rtc.train.sft_data import assemble, encode_dataset, process_rows, row_stream
+from rtc.train.sft_data import RowStream, assemble, encode_dataset, process_rows
 from rtc.train.state import init_train_state, make_update
 
 
@@ -76,13 +76,42 @@ def _jit_update(update, state, mesh):
     )
 
 
+def _window_metrics(window: list[tuple[int, dict]], timed_from: tuple[int, float], row_tokens: int) -> dict:
+    """The mean metrics of a log window plus its throughput, once every step is checked finite.
+
+    `window` holds `(step, metrics on device)` for each step since the last log. Raises `NonFiniteError`
+    naming the first step whose loss or grad norm is nan or inf. Throughput counts the steps after
+    `timed_from = (step, time)` (none when the window is only a run's first, compiling step), each
+    of `row_tokens` tokens. The learning rate is the last step's, not a mean over the schedule.
+    """
+    steps = [step for step, _ in window]
+    values = jax.device_get([metrics for _, metrics in window])  # waits for the window's last step
+    elapsed = time.time() - timed_from[1]
+    for step, metrics in zip(steps, values):
+        check_finite(step, metrics, keys=("loss", "grad_norm"))
+    logged = {name: float(np.mean([v[name] for v in values])) for name in values[0]}
+    if "learning_rate" in logged:
+        logged["learning_rate"] = float(values[-1]["learning_rate"])
+    timed = [v for step, v in zip(steps, values) if step > timed_from[0]]
+    if timed:
+        logged["row_tokens_per_second"] = len(timed) * row_tokens / elapsed
+        logged["target_tokens_per_second"] = sum(float(v["target_tokens"]) for v in timed) / elapsed
+    return logged
+
+
 def train(config: ml_collections.ConfigDict, workdir: Path, tokenizer: Tokenizer, model: Model) -> dict:
-    """Runs (or resumes) SFT to `config.train.num_steps`; returns the final train state."""
+    """Runs (or resumes) SFT to `config.train.num_steps`; returns the final train state.
+
+    Every `log_every` steps, at every checkpoint and at the end it logs the mean metrics of the steps
+    since the last log and their throughput, or stops with `NonFiniteError` at the first of those
+    steps whose loss or grad norm is not finite, before anything is saved.
+    """
     t = config.train
     records = task_records(config, "train", workdir)
     started = time.time()
     data = encode_dataset(tokenizer, records, t.seq_len)
     logging.info("encoded %d training examples in %.1fs", len(records), time.time() - started)
+    stream = RowStream(data["lengths"], t.seq_len + 1, t.pack, config.seed)
     mesh = mesh_lib.make_mesh(config.num_devices or None)
     mesh_lib.check_divisible(t.batch_size, mesh)
 
@@ -94,44 +123,48 @@ def train(config: ml_collections.ConfigDict, workdir: Path, tokenizer: Tokenizer
     loss_fn = lambda params, batch, rng: sft_loss(params, batch, model)
     update = _jit_update(make_update(loss_fn, optimizer, schedule), state, mesh)
 
-    checkpointer = Checkpointer(workdir / "checkpoints", max_to_keep=t.max_to_keep)
-    position = 0
-    if checkpointer.latest_step() is not None:
-        state, meta = checkpointer.restore(state)
-        position = meta["data_position"]
-        logging.info("resumed from step %d (data position %d)", int(state["step"]), position)
-    start = int(state["step"])
-    writer = MetricWriter(workdir, total_steps=t.num_steps, initial_step=start)
-    rows = process_rows(t.batch_size, jax.process_index(), jax.process_count())
-    last_log = time.time()
-    for step in range(start + 1, t.num_steps + 1):
-        batch_rows = row_stream(position, t.batch_size, data["lengths"], t.seq_len + 1, t.pack, config.seed)
-        batch = mesh_lib.shard_batch(assemble(data, batch_rows[rows], tokenizer.pad_id), mesh)
-        state, metrics = update(state, batch)
-        position += t.batch_size
-        writer.advance()
-        is_last = step == t.num_steps
-        if step % t.log_every == 0 or step % t.checkpoint_every == 0 or is_last:
-            metrics = jax.device_get(metrics)
-            # The loss is taken before this step's update; a non-finite gradient has already poisoned
-            # the params that are about to be checkpointed.
-            check_finite(step, metrics, keys=("loss", "grad_norm"))
-            now = time.time()
-            steps_done = t.log_every if step % t.log_every == 0 else 1
-            metrics["tokens_per_second"] = steps_done * t.batch_size * t.seq_len / max(now - last_log, 1e-9)
-            last_log = now
-            writer.write(step, metrics, prefix="train/")
-            writer.log(
-                f"step {step}/{t.num_steps}  loss {metrics['loss']:.4f}  "
-                f"token acc {metrics['token_accuracy']:.3f}  {metrics['tokens_per_second']:,.0f} tok/s"
-            )
-        if step % t.checkpoint_every == 0 or is_last:
-            checkpointer.save(step, state, {"data_position": position, "task": config.task.name})
-        if step == t.halt_after:
-            logging.warning("halting after step %d as configured (train.halt_after)", step)
-            break
-    checkpointer.close()
-    writer.close()
+    with Checkpointer(workdir / "checkpoints", max_to_keep=t.max_to_keep) as checkpointer:
+        position = 0
+        if checkpointer.latest_step() is not None:
+            state, meta = checkpointer.restore(state)
+            position = meta["data_position"]
+            logging.info("resumed from step %d (data position %d)", int(state["step"]), position)
+        start = int(state["step"])
+        local_rows = process_rows(t.batch_size, jax.process_index(), jax.process_count())
+        window = []  # (step, metrics on device) since the last log: no host sync per step
+        timed_from = None  # (step, time) the throughput is measured from
+        with MetricWriter(workdir, total_steps=t.num_steps, initial_step=start) as writer:
+            for step in range(start + 1, t.num_steps + 1):
+                batch = mesh_lib.shard_batch(
+                    assemble(data, stream.rows(position, t.batch_size)[local_rows], tokenizer.pad_id), mesh
+                )
+                state, metrics = update(state, batch)
+                position += t.batch_size
+                window.append((step, metrics))
+                writer.advance()
+                if timed_from is None:  # the first step compiles: time only the steps after it
+                    jax.block_until_ready(metrics)
+                    timed_from = (step, time.time())
+                is_last = step == t.num_steps
+                is_checkpoint = step % t.checkpoint_every == 0 or is_last
+                if step % t.log_every == 0 or is_checkpoint:
+                    # The loss is taken before this step's update; a non-finite gradient has already
+                    # poisoned the params that are about to be checkpointed.
+                    logged = _window_metrics(window, timed_from, t.batch_size * t.seq_len)
+                    writer.write(step, logged, prefix="train/")
+                    speed = logged.get("row_tokens_per_second")
+                    writer.log(
+                        f"step {step}/{t.num_steps}  loss {logged['loss']:.4f}  "
+                        f"token acc {logged['token_accuracy']:.3f}"
+                        + (f"  {speed:,.0f} tok/s" if speed is not None else "")
+                    )
+                    window = []
+                    if is_checkpoint:
+                        checkpointer.save(step, state, {"data_position": position, "task": config.task.name})
+                    timed_from = (step, time.time())  # the next window excludes logging and saving
+                if step == t.halt_after:
+                    logging.warning("halting after step %d as configured (train.halt_after)", step)
+                    break
     return state
 
 
