@@ -135,14 +135,24 @@ def test_damaged_checkpoint_is_one_line_naming_step_and_path(tmp_path):
 
 
 def test_prompt_longer_than_the_context_is_one_line(tmp_path):
-    # Training packs 128-token rows regardless; evaluation needs prompt + max_new_tokens (48) <= 40.
+    # Training fits (level-1 examples in 32-token rows); evaluation needs prompt + max_new_tokens (48) <= 40.
     out = rtc_main(
-        TINY, f"--workdir={tmp_path}", "--config.model.max_seq_len=40", "--config.train.num_steps=1"
+        TINY,
+        f"--workdir={tmp_path}",
+        "--config.model.max_seq_len=40",
+        "--config.train.seq_len=32",
+        "--config.task.levels=(1,)",
+        "--config.train.num_steps=1",
     )
     error = _one_line_error(out)
     assert re.fullmatch(
         r"rtc: prompt of \d+ tokens plus max_new_tokens=48 exceeds the model's context of 40 tokens", error
     ), error
+
+
+def test_train_rows_longer_than_the_context_is_one_line(tmp_path):
+    out = rtc_main(TINY, f"--workdir={tmp_path}", "--config.model.max_seq_len=40")
+    assert _one_line_error(out) == "rtc: train.seq_len=128 exceeds the model's context of 40 tokens"
 
 
 def test_distributed_outside_a_cluster_is_one_line(tmp_path):

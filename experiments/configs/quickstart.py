@@ -52,13 +52,15 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     )  # pack: several examples per row; halt_after: stop after that step as a preempted job would (tests resume)
     c.eval = ml_collections.ConfigDict(
         dict(
-            num_examples=500,
-            batch_size=100,
+            num_examples=512,
+            batch_size=128,
             max_new_tokens=96,
             temperature=0.7,
             top_p=1.0,
-            reasoning_effort="",
-            budget_tokens=-1,
+            reasoning_effort="",  # low / medium / high: a share of max_new_tokens for thinking
+            budget_tokens=-1,  # >= 0: at most this many thinking tokens, then </think> is forced
+            min_thinking_tokens=0,  # > 0: an earlier </think> is replaced by the cue (s1 budget forcing)
+            cue="Wait,",
             num_traces=3,
         )
     )

@@ -25,17 +25,21 @@ def sample_completions(
     rng: jax.Array,
     batch_size: int,
     stream=None,
+    batch_sharding=None,
 ) -> tuple[list[str], list[int]]:
     """Completion texts and thinking-token counts for `records`, in fixed-size batches.
 
-    The last batch is padded with copies of its first prompt so every call has one shape.
+    The last batch is padded with copies of its first prompt so every call has one shape. With
+    `batch_sharding` each device decodes its share of the rows.
     """
     texts, thinking = [], []
     for start in range(0, len(records), batch_size):
         chunk = [prompt_tokens(tokenizer, r) for r in records[start : start + batch_size]]
         real = len(chunk)
         chunk += [chunk[0]] * (batch_size - real)
-        out = generate(model, params, chunk, jax.random.fold_in(rng, start), cfg, stream=stream)
+        out = generate(
+            model, params, chunk, jax.random.fold_in(rng, start), cfg, stream, batch_sharding=batch_sharding
+        )
         texts += [tokenizer.decode(ids) for ids in completions(out)[:real]]
         thinking += np.asarray(out.thinking_tokens)[:real].tolist()
     return texts, thinking

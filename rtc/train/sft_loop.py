@@ -56,7 +56,13 @@ def sampler_config(
         reasoning_effort=e.reasoning_effort or None,
         budget_tokens=None if e.budget_tokens < 0 else e.budget_tokens,
     )
-    budget = ThinkingBudget(tokenizer.think_start_id, tokenizer.think_end_id, max_thinking_tokens=limit)
+    budget = ThinkingBudget(
+        tokenizer.think_start_id,
+        tokenizer.think_end_id,
+        max_thinking_tokens=limit,
+        min_thinking_tokens=e.min_thinking_tokens,
+        cue_ids=tuple(tokenizer.encode(e.cue)) if e.min_thinking_tokens else (),
+    )
     return SamplerConfig(
         max_new_tokens=e.max_new_tokens,
         stop_ids=(tokenizer.answer_end_id, tokenizer.eos_id),
@@ -107,6 +113,10 @@ def train(config: ml_collections.ConfigDict, workdir: Path, tokenizer: Tokenizer
     steps whose loss or grad norm is not finite, before anything is saved.
     """
     t = config.train
+    if t.seq_len > model.max_seq_len:
+        raise ValueError(
+            f"train.seq_len={t.seq_len} exceeds the model's context of {model.max_seq_len} tokens"
+        )
     records = task_records(config, "train", workdir)
     started = time.time()
     data = encode_dataset(tokenizer, records, t.seq_len)
@@ -182,11 +192,20 @@ def evaluate(
     records = task_records(config, "test", workdir)
     records = [records[i] for i in range(min(e.num_examples, len(records)))]
     task = get_task(config.task.name)
+    mesh = mesh_lib.make_mesh(config.num_devices or None)
+    mesh_lib.check_divisible(e.batch_size, mesh)
     results = {}
     for mode, temperature in (("greedy", 0.0), ("sampled", e.temperature)):
         cfg = sampler_config(config, tokenizer, temperature)
         texts, thinking = sample_completions(
-            model, params, tokenizer, records, cfg, jax.random.key(config.seed + 1), e.batch_size
+            model,
+            params,
+            tokenizer,
+            records,
+            cfg,
+            jax.random.key(config.seed + 1),
+            e.batch_size,
+            batch_sharding=mesh_lib.batch_sharded(mesh),
         )
         results[mode] = accuracy_by_difficulty(task, records, texts)
         results[mode]["mean_thinking_tokens"] = float(np.mean(thinking))
