@@ -25,5 +25,5 @@ setuptools.setup(
         "tqdm==4.70.1",
         "matplotlib==3.11.2",
     ],
-    extras_require={"test": ["pytest==9.2.0", "hypothesis==6.170.17"]},
+    extras_require={"test": ["pytest==9.2.0", "hypothesis==6.170.17"], "bench": ["torch==2.13.0", "transformers==5.24.0"]},
 )
