@@ -1,6 +1,8 @@
 """The KV cache: an explicit pytree passed into and returned from `apply`.
 
-Layout (DESIGN.md): `{"layers": [{"k": f[B, S, Hkv, D], "v": f[B, S, Hkv, D]}, ...], "index": i32[B]}`.
+Layout: `{"layers": [{"k": f[B, Hkv, S, D], "v": f[B, Hkv, S, D]}, ...], "index": i32[B]}`. DESIGN.md
+names `[B, S, Hkv, D]`; heads-before-slots decodes 1.3x faster on CPU because attention then
+batches over leading axes and XLA no longer copies every layer's cache each step (bench/kv_write.py).
 `index[b]` is the next slot row b writes; slots are positions, so a query at slot `q` attends to
 keys at slots `<= q`. Rows advance independently (right-padded prompts, ragged search steps).
 """
@@ -15,16 +17,16 @@ def init_cache(config: ModelConfig, batch_size: int, max_len: int, dtype=jnp.flo
     """An empty cache of `max_len` slots for `batch_size` rows."""
     if max_len > config.max_seq_len:
         raise ValueError(f"cache length {max_len} exceeds the model's context {config.max_seq_len}")
-    shape = (batch_size, max_len, config.num_kv_heads, config.head_dim)
+    shape = (batch_size, config.num_kv_heads, max_len, config.head_dim)
     layers = [{"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)} for _ in range(config.num_layers)]
     return {"layers": layers, "index": jnp.zeros((batch_size,), jnp.int32)}
 
 
 def write(buffer: jax.Array, new: jax.Array, index: jax.Array) -> jax.Array:
-    """Writes `new: [B, T, H, D]` into `buffer: [B, S, H, D]` at per-row slot `index: [B]`."""
+    """Writes `new: [B, H, T, D]` into `buffer: [B, H, S, D]` at per-row slot `index: [B]`."""
 
     def write_row(row_buffer, row_new, row_index):
-        return jax.lax.dynamic_update_slice(row_buffer, row_new.astype(row_buffer.dtype), (row_index, 0, 0))
+        return jax.lax.dynamic_update_slice(row_buffer, row_new.astype(row_buffer.dtype), (0, row_index, 0))
 
     return jax.vmap(write_row)(buffer, new, index)
 

@@ -29,11 +29,11 @@ def rms_norm(x: jax.Array, scale: jax.Array, eps: float) -> jax.Array:
 
 
 def apply_rope(x: jax.Array, positions: jax.Array, theta: float) -> jax.Array:
-    """Rotates adjacent pairs `(2j, 2j+1)` of `x: [B, T, H, D]` by `pos * theta^(-2j/D)` (RoFormer, eq. 34)."""
+    """Rotates adjacent pairs `(2j, 2j+1)` of `x: [B, H, T, D]` by `pos * theta^(-2j/D)` (RoFormer, eq. 34)."""
     d = x.shape[-1]
     inv_freq = theta ** (-jnp.arange(0, d, 2, dtype=jnp.float32) / d)  # [D/2]
     angles = positions[..., None].astype(jnp.float32) * inv_freq  # [B, T, D/2]
-    cos, sin = jnp.cos(angles)[:, :, None, :], jnp.sin(angles)[:, :, None, :]  # [B, T, 1, D/2]
+    cos, sin = jnp.cos(angles)[:, None], jnp.sin(angles)[:, None]  # [B, 1, T, D/2]
     pairs = x.astype(jnp.float32).reshape(*x.shape[:-1], d // 2, 2)
     a, b = pairs[..., 0], pairs[..., 1]
     rotated = jnp.stack([a * cos - b * sin, a * sin + b * cos], axis=-1)
@@ -43,17 +43,18 @@ def apply_rope(x: jax.Array, positions: jax.Array, theta: float) -> jax.Array:
 def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
     """Grouped-query attention.
 
-    q: [B, T, H, D]; k, v: [B, S, Hkv, D]; mask: bool[B, T, S] (True = may attend). Returns [B, T, H, D].
-    Query head h reads kv head h // (H / Hkv).
+    q: [B, H, T, D]; k, v: [B, Hkv, S, D]; mask: bool[B, T, S] (True = may attend). Returns [B, H, T, D].
+    Query head h reads kv head h // (H / Hkv). Heads lead the sequence axis so both einsums batch
+    over leading axes: with `[B, S, Hkv, D]` XLA copied the whole cache into this layout every step.
     """
-    b, t, h, d = q.shape
-    hkv = k.shape[2]
-    q = q.reshape(b, t, hkv, h // hkv, d)
-    scores = jnp.einsum("btkgd,bskd->bkgts", q, k) / jnp.sqrt(d).astype(q.dtype)  # [B, Hkv, G, T, S]
+    b, h, t, d = q.shape
+    hkv = k.shape[1]
+    q = q.reshape(b, hkv, h // hkv, t, d)
+    scores = jnp.einsum("bkgtd,bksd->bkgts", q, k) / jnp.sqrt(d).astype(q.dtype)  # [B, Hkv, G, T, S]
     scores = jnp.where(mask[:, None, None], scores.astype(jnp.float32), -1e30)
     probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-    out = jnp.einsum("bkgts,bskd->btkgd", probs, v)  # [B, T, Hkv, G, D]
-    return out.reshape(b, t, h, d)
+    out = jnp.einsum("bkgts,bksd->bkgtd", probs, v)  # [B, Hkv, G, T, D]
+    return out.reshape(b, h, t, d)
 
 
 class Block(nn.Module):
@@ -77,9 +78,9 @@ class Block(nn.Module):
         mlp_norm = self.param("mlp_norm", nn.initializers.ones, (e,))
 
         y = rms_norm(x, attn_norm, c.norm_eps)  # [B, T, E]
-        q = jnp.einsum("bte,ehd->bthd", y, w_q.astype(dtype))
-        k = jnp.einsum("bte,ehd->bthd", y, w_k.astype(dtype))
-        v = jnp.einsum("bte,ehd->bthd", y, w_v.astype(dtype))
+        q = jnp.einsum("bte,ehd->bhtd", y, w_q.astype(dtype))  # [B, H, T, D]
+        k = jnp.einsum("bte,ehd->bhtd", y, w_k.astype(dtype))  # [B, Hkv, T, D]
+        v = jnp.einsum("bte,ehd->bhtd", y, w_v.astype(dtype))
         q = apply_rope(q, positions, c.rope_theta)
         k = apply_rope(k, positions, c.rope_theta)
         if layer_cache is not None:
@@ -88,8 +89,8 @@ class Block(nn.Module):
                 "v": kv_cache.write(layer_cache["v"], v, cache_index),
             }
             k, v = layer_cache["k"].astype(dtype), layer_cache["v"].astype(dtype)
-        out = attention(q, k, v, mask)  # [B, T, H, D]
-        x = x + jnp.einsum("bthd,hde->bte", out, w_o.astype(dtype))
+        out = attention(q, k, v, mask)  # [B, H, T, D]
+        x = x + jnp.einsum("bhtd,hde->bte", out, w_o.astype(dtype))
 
         y = rms_norm(x, mlp_norm, c.norm_eps)
         gate = jnp.einsum("bte,ef->btf", y, w_gate.astype(dtype))
@@ -145,7 +146,7 @@ def _attention_mask(positions: jax.Array, cache) -> jax.Array:
         causal = jnp.arange(t)[:, None] >= jnp.arange(t)[None, :]  # [T, T]
         segments = jnp.cumsum(positions == 0, axis=1)  # [B, T]
         return causal[None] & (segments[:, :, None] == segments[:, None, :])
-    s = cache["layers"][0]["k"].shape[1]
+    s = cache["layers"][0]["k"].shape[2]
     query_slots = cache["index"][:, None] + jnp.arange(t)[None, :]  # [B, T]
     return jnp.arange(s)[None, None, :] <= query_slots[:, :, None]
 
