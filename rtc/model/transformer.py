@@ -40,6 +40,17 @@ def apply_rope(x: jax.Array, positions: jax.Array, theta: float) -> jax.Array:
     return rotated.reshape(x.shape).astype(x.dtype)
 
 
+def dense(x: jax.Array, w: jax.Array) -> jax.Array:
+    """`x: [..., In] @ w: [In, *Out] -> [..., *Out]` as one 2-D matmul.
+
+    XLA:CPU runs a 2-D dot (rows = batch x time) much faster than the same 3-D einsum, forward and
+    backward (the SwiGLU MLP's gradient: 50 ms against 82 ms at the cpu-small demo size).
+    """
+    lead, out = x.shape[:-1], w.shape[1:]
+    y = x.reshape(-1, x.shape[-1]) @ w.reshape(w.shape[0], -1)
+    return y.reshape(*lead, *out)
+
+
 def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
     """Grouped-query attention.
 
@@ -78,9 +89,9 @@ class Block(nn.Module):
         mlp_norm = self.param("mlp_norm", nn.initializers.ones, (e,))
 
         y = rms_norm(x, attn_norm, c.norm_eps)  # [B, T, E]
-        q = jnp.einsum("bte,ehd->bhtd", y, w_q.astype(dtype))  # [B, H, T, D]
-        k = jnp.einsum("bte,ehd->bhtd", y, w_k.astype(dtype))  # [B, Hkv, T, D]
-        v = jnp.einsum("bte,ehd->bhtd", y, w_v.astype(dtype))
+        q = dense(y, w_q.astype(dtype)).transpose(0, 2, 1, 3)  # [B, H, T, D]
+        k = dense(y, w_k.astype(dtype)).transpose(0, 2, 1, 3)  # [B, Hkv, T, D]
+        v = dense(y, w_v.astype(dtype)).transpose(0, 2, 1, 3)
         q = apply_rope(q, positions, c.rope_theta)
         k = apply_rope(k, positions, c.rope_theta)
         if layer_cache is not None:
@@ -90,12 +101,14 @@ class Block(nn.Module):
             }
             k, v = layer_cache["k"].astype(dtype), layer_cache["v"].astype(dtype)
         out = attention(q, k, v, mask)  # [B, H, T, D]
-        x = x + jnp.einsum("bhtd,hde->bte", out, w_o.astype(dtype))
+        x = x + dense(
+            out.transpose(0, 2, 1, 3).reshape(*x.shape[:2], h * d), w_o.reshape(h * d, e).astype(dtype)
+        )
 
         y = rms_norm(x, mlp_norm, c.norm_eps)
-        gate = jnp.einsum("bte,ef->btf", y, w_gate.astype(dtype))
-        up = jnp.einsum("bte,ef->btf", y, w_up.astype(dtype))
-        x = x + jnp.einsum("btf,fe->bte", nn.silu(gate) * up, w_down.astype(dtype))
+        gate = dense(y, w_gate.astype(dtype))  # [B, T, F]
+        up = dense(y, w_up.astype(dtype))
+        x = x + dense(nn.silu(gate) * up, w_down.astype(dtype))
         return x, layer_cache
 
 
@@ -119,11 +132,9 @@ class Transformer(nn.Module):
             new_layers.append(layer_cache)
         x = rms_norm(x, self.param("final_norm", nn.initializers.ones, (c.embed_dim,)), c.norm_eps)
         if c.tie_embeddings:
-            logits = jnp.einsum("bte,ve->btv", x, embedding.astype(dtype))
+            logits = dense(x, embedding.T.astype(dtype))  # [B, T, V]
         else:
-            logits = jnp.einsum(
-                "bte,ev->btv", x, self.param("lm_head", _init, (c.embed_dim, c.vocab_size)).astype(dtype)
-            )
+            logits = dense(x, self.param("lm_head", _init, (c.embed_dim, c.vocab_size)).astype(dtype))
         values = None
         if c.scalar_head:
             w_value = self.param("value_head", nn.initializers.zeros, (c.embed_dim,))
