@@ -68,7 +68,7 @@ PRESETS = {
         num_heads=12,
         num_kv_heads=4,
         head_dim=64,
-        mlp_dim=2048,
+        mlp_dim=2816,
         max_seq_len=2048,
         vocab_size=32000,
     ),

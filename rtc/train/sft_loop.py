@@ -16,13 +16,14 @@ import numpy as np
 from rtc.checkpoint import Checkpointer
 from rtc.data import tfds_builders
 from rtc.data.tasks import get_task
-from rtc.eval.accuracy import accuracy_by_difficulty, format_table, sample_completions
+from rtc.eval.accuracy import accuracy_by_difficulty, format_table, prompt_tokens, sample_completions
 from rtc.metrics import MetricWriter, check_finite
 from rtc.model import Model, model_config
 from rtc.parallel import mesh as mesh_lib
 from rtc.sampling.budget import ThinkingBudget, thinking_limit
 from rtc.sampling.rules import SamplingRule
-from rtc.sampling.sampler import SamplerConfig
+from rtc.sampling.sampler import SamplerConfig, generate
+from rtc.sampling.stream import StreamPrinter
 from rtc.tokenizer.build import ensure_model
 from rtc.tokenizer.tokenizer import Tokenizer
 from rtc.train import optimizer as optimizer_lib
@@ -218,7 +219,30 @@ def evaluate(
     print(format_table(results))
     print("\nThinking traces (greedy):")
     print("\n\n".join(traces))
+    stream_trace(
+        config, tokenizer, model, params, records[e.num_traces] if len(records) > e.num_traces else records[0]
+    )
     return results
+
+
+def stream_trace(config, tokenizer: Tokenizer, model: Model, params, record: dict) -> None:
+    """Prints one held-out problem and the model's completion token by token as it is sampled."""
+    printer = StreamPrinter(tokenizer.decode)
+    print(
+        f"\nStreaming (sampled, temperature {config.eval.temperature}): {record['question']}\nthinking... ",
+        end="",
+    )
+    cfg = sampler_config(config, tokenizer, config.eval.temperature)
+    generate(
+        model,
+        params,
+        [prompt_tokens(tokenizer, record)],
+        jax.random.key(config.seed + 2),
+        cfg,
+        stream=printer,
+    )
+    jax.effects_barrier()
+    print()
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
