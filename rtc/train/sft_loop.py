@@ -106,6 +106,24 @@ def _window_metrics(window: list[tuple[int, dict]], timed_from: tuple[int, float
     return logged
 
 
+def make_optimizer(config: ml_collections.ConfigDict):
+    """`(schedule, optimizer)` from `config.train`: AdamW with warmup and cosine decay."""
+    t = config.train
+    schedule = optimizer_lib.learning_rate_schedule(t.learning_rate, t.warmup_steps, t.num_steps)
+    return schedule, optimizer_lib.adamw(schedule, t.weight_decay, t.grad_clip)
+
+
+def restore_params(
+    config: ml_collections.ConfigDict, workdir: str | Path, model: Model, step: int | None = None
+):
+    """The params of a run's checkpoint (default: the latest), e.g. to sample from a trained model."""
+    _, optimizer = make_optimizer(config)
+    template = init_train_state(model.init_params(jax.random.key(0)), optimizer, jax.random.key(0))
+    with Checkpointer(Path(workdir) / "checkpoints") as checkpointer:
+        state, _ = checkpointer.restore(template, step=step)
+    return state["params"]
+
+
 def train(config: ml_collections.ConfigDict, workdir: Path, tokenizer: Tokenizer, model: Model) -> dict:
     """Runs (or resumes) SFT to `config.train.num_steps`; returns the final train state.
 
@@ -126,8 +144,7 @@ def train(config: ml_collections.ConfigDict, workdir: Path, tokenizer: Tokenizer
     mesh = mesh_lib.make_mesh(config.num_devices or None)
     mesh_lib.check_divisible(t.batch_size, mesh)
 
-    schedule = optimizer_lib.learning_rate_schedule(t.learning_rate, t.warmup_steps, t.num_steps)
-    optimizer = optimizer_lib.adamw(schedule, t.weight_decay, t.grad_clip)
+    schedule, optimizer = make_optimizer(config)
     rng = jax.random.key(config.seed)
     params = model.init_params(jax.random.fold_in(rng, 0))
     state = mesh_lib.replicate(init_train_state(params, optimizer, jax.random.fold_in(rng, 1)), mesh)
