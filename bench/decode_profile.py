@@ -1,20 +1,17 @@
 """Where the sampler's decode time goes, at the DESIGN's demo shape (batch 32, prompt 32, 128 new).
 
-Run: `python bench/decode_profile.py` (about 40 s on 2 idle CPU cores). Prints
+Run: `python bench/decode_profile.py` (about 25 s on 2 CPU cores). Profiles `rtc` as it is
+(KV cache `[B, Hkv, S, D]`, projections as 2-D matmuls) and prints
   1. the sampler's time per new token next to one jitted decode-step forward and the prefill;
-  2. what-if variants of the sampler, each built by swapping an `rtc` function at trace time
-     (nothing in rtc/ is edited), with the time per call and whether greedy tokens equal the
-     baseline's:
-       shared-index write   `kv_cache.write` as one `dynamic_update_slice` at a scalar slot
-       head-major cache     k, v stored `[B, Hkv, S, D]` (bench/head_major.py): no per-step relayout
-       greedy               temperature 0: no Gumbel noise, so the sampling-rule cost drops out
-  3. the XLA ops that take the most time in one sampler call (from a `jax.profiler` trace),
-     grouped over layers.
+  2. temperature-1 against greedy (temperature 0: no Gumbel noise, so the sampling-rule cost drops
+     out), calls interleaved round-robin;
+  3. the XLA ops that take the most time in one temperature-1 sampler call (from a `jax.profiler`
+     trace), summed over layers, and their shares by kind.
 Times are medians of several calls after a warmup call; the machine is shared, so they are noisy.
+The old `[B, S, Hkv, D]` cache layout against the library's is compared in bench/kv_write.py.
 """
 
 import collections
-import contextlib
 import functools
 import glob
 import gzip
@@ -28,14 +25,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rtc.model import Model, kv_cache, model_config, transformer
+from rtc.model import Model, model_config
 from rtc.sampling import sampler
 from rtc.sampling.rules import SamplingRule
-
-try:
-    from bench import head_major
-except ImportError:  # run as `python bench/decode_profile.py`: bench/ itself is on sys.path
-    import head_major
 
 BATCH, PROMPT_LEN, NEW_TOKENS, REPS, TOP_OPS = 32, 32, 128, 5, 12
 
@@ -52,7 +44,7 @@ def median_seconds(fn, reps: int = REPS) -> float:
 
 def interleaved_median_seconds(calls: dict, reps: int = REPS) -> dict:
     """Median seconds per call of each warmed-up `calls[key]()`, timed round-robin so that load from
-    other jobs on a shared machine falls on every variant alike."""
+    other jobs on a shared machine falls on every call alike."""
     times = collections.defaultdict(list)
     for _ in range(reps):
         for key, call in calls.items():
@@ -60,42 +52,6 @@ def interleaved_median_seconds(calls: dict, reps: int = REPS) -> dict:
             jax.block_until_ready(call())
             times[key].append(time.perf_counter() - start)
     return {key: statistics.median(values) for key, values in times.items()}
-
-
-def shared_index_write(buffer, new, index):
-    """Every row at slot `index[0]`: exact when all rows advance together (equal prompt lengths)."""
-    return jax.lax.dynamic_update_slice(buffer, new.astype(buffer.dtype), (0, index[0], 0, 0))
-
-
-@contextlib.contextmanager
-def swapped(*patches):
-    """Temporarily sets `(module, name, value)` attributes; jit traces inside see the new functions."""
-    saved = [(module, name, getattr(module, name)) for module, name, _ in patches]
-    for module, name, value in patches:
-        setattr(module, name, value)
-    try:
-        yield
-    finally:
-        for module, name, value in saved:
-            setattr(module, name, value)
-
-
-VARIANTS = {
-    "baseline": (),
-    "shared-index write": ((kv_cache, "write", shared_index_write),),
-    "head-major cache": (
-        (kv_cache, "init_cache", head_major.init_cache),
-        (kv_cache, "write", head_major.write),
-        (transformer, "attention", head_major.attention),
-        (transformer, "_attention_mask", head_major.attention_mask),
-    ),
-}
-
-
-def variant_model(config, name: str) -> Model:
-    """A `Model` of a class of its own: `sample`'s jit keys on the model, so each variant is traced
-    anew (under its swaps) rather than served from another variant's cached trace."""
-    return type(f"Model[{name}]", (Model,), {})(config)
 
 
 def sampler_call(model, params, prompts, rule):
@@ -114,7 +70,7 @@ def compiled_sampler_call(model, params, prompts, rule):
 
 
 def step_and_prefill_seconds(model, params, tokens) -> tuple[float, float]:
-    """One jitted decode-step forward (cache at the mean context) and one jitted prefill."""
+    """One jitted decode-step forward with its logits (cache at the mean context) and one jitted prefill."""
     length = PROMPT_LEN + NEW_TOKENS
     positions = jnp.broadcast_to(jnp.arange(PROMPT_LEN), tokens.shape)
 
@@ -124,7 +80,8 @@ def step_and_prefill_seconds(model, params, tokens) -> tuple[float, float]:
 
     @functools.partial(jax.jit, donate_argnums=2)
     def step(params, token, cache):
-        return model.apply(params, token, cache["index"][:, None], cache)[2]
+        logits, _, cache = model.apply(params, token, cache["index"][:, None], cache)
+        return logits, cache  # the logits too, or XLA drops the final norm and output projection
 
     cache = prefill(params, tokens)
     cache = {**cache, "index": jnp.full((BATCH,), PROMPT_LEN + NEW_TOKENS // 2, jnp.int32)}
@@ -132,9 +89,9 @@ def step_and_prefill_seconds(model, params, tokens) -> tuple[float, float]:
 
     def decode():
         nonlocal cache
-        cache = step(params, token, cache)
+        logits, cache = step(params, token, cache)
         cache = {**cache, "index": cache["index"] - 1}  # stay at the same slot
-        return cache
+        return logits, cache
 
     return median_seconds(decode, reps=50), median_seconds(lambda: prefill(params, tokens))
 
@@ -166,6 +123,26 @@ def op_profile(call, compiled_text: str) -> list[tuple[float, int, str]]:
     return [(us / 1e3, counts[key], key) for key, us in micros.most_common()]
 
 
+def decode_category(key: str) -> str:
+    """A coarse kind of one `op_profile` key of the sampler."""
+    op, source = key.split(": ", 1)
+    if op == "dot" and source == "(no source)":  # XLA rewrote the T=1 einsums and dropped their metadata
+        return "decode attention dots (q.k and p.v, batched over B x Hkv)"
+    if "dot_general" in source:
+        if "while/body" in source:
+            return "decode projections and output head (2-D matmuls)"
+        return "prefill matmuls and attention"
+    if op.startswith("iota_reduce") or "_gumbel" in source or "threefry" in source:
+        return "sampling rule (Gumbel noise, argmax)"
+    if op.startswith(("transpose", "copy")):
+        return "layout copies (transpose/copy)"
+    if "scatter" in source or "dynamic_update_slice" in source:
+        return "cache and output writes (scatter, dynamic_update_slice)"
+    if "Transformer" in source:
+        return "other model ops (norms, RoPE, softmax, mask)"
+    return "step bookkeeping and the rest"
+
+
 def main():
     config = model_config("cpu-small", vocab_size=1024)
     model = Model(config)
@@ -174,55 +151,47 @@ def main():
     tokens = jnp.asarray(prompts, jnp.int32)
     temperature_1, greedy = SamplingRule(temperature=1.0), SamplingRule(temperature=0.0)
     print(
-        f"cpu-small (4L x 256, vocab 1024), batch {BATCH}, prompt {PROMPT_LEN}, {NEW_TOKENS} new tokens; "
-        f"medians of {REPS} calls after warmup (shared machine: noisy)\n"
+        f"cpu-small (4L x 256, vocab 1024), KV cache [B, Hkv, S, D], batch {BATCH}, prompt {PROMPT_LEN}, "
+        f"{NEW_TOKENS} new tokens; medians of {REPS} calls after warmup (shared machine: noisy)\n"
     )
 
-    sample_seconds = median_seconds(sampler_call(model, params, prompts, temperature_1))
+    calls = {"T=1": sampler_call(model, params, prompts, temperature_1)}
+    calls["greedy"] = sampler_call(model, params, prompts, greedy)
+    for call in calls.values():  # compile
+        jax.block_until_ready(call())
+    seconds = interleaved_median_seconds(calls)
     step_seconds, prefill_seconds = step_and_prefill_seconds(model, params, tokens)
-    per_token = (sample_seconds - prefill_seconds) / NEW_TOKENS
-    print("1. Sampler per token vs one decode-step forward")
+
+    print("1. Sampler per token vs one decode-step forward (temperature 1)")
+    per_token = (seconds["T=1"] - prefill_seconds) / NEW_TOKENS
     print(
-        f"   sampler call {sample_seconds * 1e3:.0f} ms; prefill {prefill_seconds * 1e3:.1f} ms; "
+        f"   sampler call {seconds['T=1'] * 1e3:.0f} ms; prefill {prefill_seconds * 1e3:.1f} ms; "
         f"(call - prefill) / {NEW_TOKENS} = {per_token * 1e3:.2f} ms per step"
     )
     print(
         f"   one jitted decode-step forward (own dispatch, cache at slot {PROMPT_LEN + NEW_TOKENS // 2}): "
-        f"{step_seconds * 1e3:.2f} ms\n"
+        f"{step_seconds * 1e3:.2f} ms; sampler step / forward = {per_token / step_seconds:.2f}\n"
     )
 
-    print("2. What-if variants (rtc functions swapped at trace time; calls interleaved round-robin)")
-    calls, greedy_tokens = {}, {}
-    for name, patches in VARIANTS.items():
-        model_variant = variant_model(config, name)
-        with swapped(*patches):  # the first call traces and compiles under the swap; later calls reuse it
-            for rule in (temperature_1, greedy):
-                calls[name, rule.greedy] = sampler_call(model_variant, params, prompts, rule)
-                out = jax.block_until_ready(calls[name, rule.greedy]())
-            greedy_tokens[name] = np.asarray(out.tokens)
-    seconds = interleaved_median_seconds(calls)
-    base = seconds["baseline", False]
-    print(f"   {'variant':<20} {'T=1 ms':>8} {'vs base':>8} {'greedy ms':>10} {'greedy tokens':>14}")
-    for name in VARIANTS:
-        same = "same" if np.array_equal(greedy_tokens[name], greedy_tokens["baseline"]) else "DIFFER"
-        print(
-            f"   {name:<20} {seconds[name, False] * 1e3:>8.0f} {base / seconds[name, False]:>7.2f}x "
-            f"{seconds[name, True] * 1e3:>10.0f} {same:>14}"
-        )
-    print("   T=1 ms: temperature-1 sampling, as in bench/throughput.py; greedy: temperature 0\n")
+    print("2. Temperature 1 vs greedy (calls interleaved round-robin)")
+    print(f"   {'rule':<8} {'call ms':>8} {'ms/step':>8}")
+    for name, value in seconds.items():
+        print(f"   {name:<8} {value * 1e3:>8.0f} {(value - prefill_seconds) / NEW_TOKENS * 1e3:>8.2f}")
+    print(f"   greedy / T=1 call time: {seconds['greedy'] / seconds['T=1']:.2f}\n")
 
-    print("3. Slowest XLA ops in one baseline sampler call (profiler trace, summed over layers)")
+    print("3. Slowest XLA ops in one temperature-1 sampler call (profiler trace, summed over layers)")
     call, compiled_text = compiled_sampler_call(model, params, prompts, temperature_1)
     rows = op_profile(call, compiled_text)
     total = sum(ms for ms, _, _ in rows)
     print(f"   {'ms':>7} {'share':>6} {'calls':>6}  op: source")
     for ms, count, key in rows[:TOP_OPS]:
         print(f"   {ms:>7.1f} {ms / total:>6.1%} {count:>6}  {key[:110]}")
-    print(
-        f"   all ops: {total:.0f} ms; tracing slows the call, so read the shares. A transpose_copy_fusion "
-        f"tagged .../scatter is a layer's k or v cache, just written by the scatter, copied whole into the "
-        f"[B, Hkv, ...] layout that the attention dots ('dot: (no source)', 2 per layer and step) want."
-    )
+    shares = collections.Counter()
+    for ms, _, key in rows:
+        shares[decode_category(key)] += ms
+    print(f"   all ops: {total:.0f} ms (tracing slows the call: read the shares); by kind:")
+    for name, ms in shares.most_common():
+        print(f"   {ms / total:>6.1%}  {name}")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ Run: `python bench/matmul_peak.py` (about 10 s on 2 CPU cores). Prints GFLOP/s o
 `jnp.dot` per square size, the median of several timed calls after warmup, and the max.
 On a shared machine the numbers are noisy; the max over sizes is the figure to use.
 """
+
 import statistics
 import time
 

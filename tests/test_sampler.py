@@ -169,3 +169,13 @@ def test_prompt_buckets_share_one_compile(tiny_model):
     for prompt in ([5, 6, 7], [5] * 9, [7] * 16):
         generate(model, params, [prompt], jax.random.key(0), cfg)
     assert sample._cache_size() == before + 1
+
+
+def test_first_argmax_and_gumbel_draws_match_jax():
+    from rtc.sampling.rules import first_argmax
+
+    x = jnp.array([[1.0, 3.0, 3.0, 0.0], [5.0, -1.0, 2.0, 5.0], [-jnp.inf, -jnp.inf, 0.0, -jnp.inf]])
+    assert first_argmax(x).tolist() == jnp.argmax(x, axis=-1).tolist() == [1, 0, 2]
+    logits = jax.random.normal(jax.random.key(0), (64, 100))
+    ours = SamplingRule(temperature=1.0).get_next_tokens(logits, jax.random.key(5))
+    assert ours.tolist() == jax.random.categorical(jax.random.key(5), logits, axis=-1).tolist()
