@@ -17,6 +17,7 @@ from ml_collections import config_flags
 
 from rtc.checkpoint import CheckpointError
 from rtc.data.jsonl import DataFormatError
+from rtc.errors import ConfigError
 from rtc.metrics import NonFiniteError
 from rtc.tokenizer.tokenizer import TokenizerModelError
 from rtc.train import sft_loop
@@ -32,7 +33,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 # Errors whose message says what to fix; a traceback would only bury it. (DataFormatError is a
 # ValueError; FileNotFoundError covers a missing data file or data root.)
-RUN_ERRORS = (CheckpointError, DataFormatError, TokenizerModelError, FileNotFoundError, ValueError)
+RUN_ERRORS = (CheckpointError, DataFormatError, TokenizerModelError, FileNotFoundError, ConfigError)
 
 MODES = {"sft": sft_loop.run}
 

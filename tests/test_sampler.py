@@ -81,6 +81,7 @@ def test_budget_forcing_respects_max_thinking(tiny_model):
     for row in out.tokens.tolist():
         assert row[0] == THINK and row[6] == END_THINK, row
     assert out.thinking_tokens.tolist() == [5, 5]
+    assert out.forced[:, 6].all() and not out.forced[:, :6].any()
 
 
 def test_budget_forcing_respects_min_thinking(tiny_model):

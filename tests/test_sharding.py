@@ -106,6 +106,7 @@ def test_multi_process_mesh_must_span_every_device(monkeypatch):
 
 # One process of a data-parallel run: `PROCESS_ID` of 2 (gloo collectives on the CPU), or `single`.
 PROCESS = textwrap.dedent("""
+    import json
     import sys
     from pathlib import Path
 
@@ -113,6 +114,7 @@ PROCESS = textwrap.dedent("""
     import numpy as np
 
     from experiments.configs.quickstart import get_config
+    from rtc.metrics import MetricWriter
     from rtc.tokenizer.tokenizer import Tokenizer
     from rtc.train import sft_loop
 
@@ -133,6 +135,10 @@ PROCESS = textwrap.dedent("""
     leaves = jax.tree_util.tree_leaves_with_path(state["params"])  # replicated: any local copy is all
     params = {jax.tree_util.keystr(p): np.asarray(x.addressable_data(0)) for p, x in leaves}
     np.savez(out / f"params_{process}.npz", **params)
+    # Evaluation decodes rows sharded over every process's devices, then gathers them to print.
+    with MetricWriter(workdir, progress=False) as writer:
+        results = sft_loop.evaluate(config, workdir, tokenizer, model, state["params"], writer, 2)
+    (out / f"eval_{process}.json").write_text(json.dumps(results, sort_keys=True))
 """)
 
 
@@ -178,7 +184,13 @@ def test_two_processes_equal_one(tmp_path):
     for name in params["single"]:
         np.testing.assert_array_equal(params["0"][name], params["1"][name], err_msg=name)
         np.testing.assert_allclose(params["0"][name], params["single"][name], rtol=0, atol=1e-5, err_msg=name)
-    losses = [[r["train/loss"] for r in read_metrics(tmp_path / run)] for run in ("two", "single")]
+    losses = [
+        [r["train/loss"] for r in read_metrics(tmp_path / run) if "train/loss" in r]
+        for run in ("two", "single")
+    ]
     assert len(losses[0]) == 2  # process 0 alone writes metrics
     np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
     assert sorted(os.listdir(tmp_path / "two" / "checkpoints")) == ["2"]
+    evals = {name: (tmp_path / f"eval_{name}.json").read_text() for name in ("0", "1", "single")}
+    assert evals["0"] == evals["1"] == evals["single"]
+    assert logs[0].count("Held-out accuracy") == 1 and "Held-out accuracy" not in logs[1]

@@ -27,6 +27,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from rtc.data import safe_eval, splits
+from rtc.errors import ConfigError
 
 LEVELS = (1, 2)
 _PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2}
@@ -134,7 +135,7 @@ def generate(
     """`num_examples` records of `split`, spread evenly over `levels` (round robin)."""
     splits.check_split(split)
     if not levels or any(level < 1 for level in levels):
-        raise ValueError(f"levels must be >= 1 (count of numbers = level + 2), got {levels!r}")
+        raise ConfigError(f"levels must be >= 1 (count of numbers = level + 2), got {levels!r}")
     for index in range(num_examples):
         yield example(split, index, seed, levels, max_number, max_target)
 

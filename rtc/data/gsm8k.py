@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from rtc.data import jsonl, paths, step_values
+from rtc.errors import ConfigError
 
 SPLITS = ("train", "test")
 MAX_DIFFICULTY = 8
@@ -51,6 +52,6 @@ def read_file(path: Path) -> Iterator[dict]:
 def generate(split: str, data_dir: str | Path | None = None) -> Iterator[dict]:
     """Records of `split` ('train' or 'test') from `data_dir` (default `paths.data_root()`)."""
     if split not in SPLITS:
-        raise ValueError(f"GSM8K has splits {SPLITS}, not {split!r}")
+        raise ConfigError(f"GSM8K has splits {SPLITS}, not {split!r}")
     root = Path(data_dir) if data_dir is not None else paths.data_root()
     return read_file(root / "gsm8k" / f"{split}.jsonl")

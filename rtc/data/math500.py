@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from rtc.data import jsonl, paths, step_values
+from rtc.errors import ConfigError
 
 SPLITS = ("test",)
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t\r]*\n")
@@ -71,6 +72,6 @@ def read_file(path: Path) -> Iterator[dict]:
 def generate(split: str = "test", data_dir: str | Path | None = None) -> Iterator[dict]:
     """Records of the test split from `data_dir` (default `paths.data_root()`)."""
     if split not in SPLITS:
-        raise ValueError(f"MATH-500 has only a 'test' split (it is the PRM800K held-out set), not {split!r}")
+        raise ConfigError(f"MATH-500 has only a 'test' split (it is the PRM800K held-out set), not {split!r}")
     root = Path(data_dir) if data_dir is not None else paths.data_root()
     return read_file(root / "math500" / "test.jsonl")

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import numpy as np
+from rtc.errors import ConfigError
 
 SPLIT_IDS = {"train": 0, "test": 1}
 TEST_PER_MILLE = 100
@@ -29,7 +30,7 @@ def split_of(key: str) -> str:
 def check_split(split: str) -> int:
     """The integer id of `split`; unknown names raise `ValueError`."""
     if split not in SPLIT_IDS:
-        raise ValueError(f"unknown split {split!r}; known splits: {sorted(SPLIT_IDS)}")
+        raise ConfigError(f"unknown split {split!r}; known splits: {sorted(SPLIT_IDS)}")
     return SPLIT_IDS[split]
 
 

@@ -19,6 +19,7 @@ from etils import epath
 from jax.experimental import multihost_utils
 
 from rtc.data import arithmetic, countdown, gsm8k, math500
+from rtc.errors import ConfigError
 
 VERSION = "1.1.0"  # 1.1.0: arithmetic levels grow operand size too (LEVEL_SPECS)
 FILE_FORMAT = "array_record"
@@ -204,7 +205,7 @@ def load(task_name: str, split: str, data_dir: str | Path, **task_kwargs) -> Dec
     """
     builder = make_builder(task_name, data_dir, **task_kwargs)
     if split not in builder.SPLITS:
-        raise ValueError(f"task {task_name!r} has splits {builder.SPLITS}, not {split!r}")
+        raise ConfigError(f"task {task_name!r} has splits {builder.SPLITS}, not {split!r}")
     if jax.process_index() == 0 and not builder.is_prepared():
         builder.download_and_prepare()
     if jax.process_count() > 1:

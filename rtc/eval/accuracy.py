@@ -4,6 +4,7 @@ import collections
 from typing import Sequence
 
 import jax
+from jax.experimental import multihost_utils
 import numpy as np
 
 from rtc.data.answers import extract_answer
@@ -40,6 +41,8 @@ def sample_completions(
         out = generate(
             model, params, chunk, jax.random.fold_in(rng, start), cfg, stream, batch_sharding=batch_sharding
         )
+        if not out.tokens.is_fully_addressable:  # rows live on other processes' devices too
+            out = multihost_utils.process_allgather(out, tiled=True)
         texts += [tokenizer.decode(ids) for ids in completions(out)[:real]]
         thinking += np.asarray(out.thinking_tokens)[:real].tolist()
     return texts, thinking

@@ -5,6 +5,7 @@ overridden (`--config.model.num_layers=2`).
 """
 
 import dataclasses
+from rtc.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,11 +28,11 @@ class ModelConfig:
 
     def __post_init__(self):
         if self.num_heads % self.num_kv_heads:
-            raise ValueError(
+            raise ConfigError(
                 f"num_heads={self.num_heads} must be a multiple of num_kv_heads={self.num_kv_heads}"
             )
         if self.head_dim % 2:
-            raise ValueError(f"head_dim={self.head_dim} must be even for rotary positions")
+            raise ConfigError(f"head_dim={self.head_dim} must be even for rotary positions")
 
     @property
     def num_params(self) -> int:
@@ -88,9 +89,9 @@ PRESETS = {
 def model_config(preset: str, **overrides) -> ModelConfig:
     """The preset named `preset` with `overrides` applied; unknown names or fields raise."""
     if preset not in PRESETS:
-        raise ValueError(f"unknown model preset {preset!r}; known: {sorted(PRESETS)}")
+        raise ConfigError(f"unknown model preset {preset!r}; known: {sorted(PRESETS)}")
     fields = {f.name for f in dataclasses.fields(ModelConfig)}
     unknown = set(overrides) - fields
     if unknown:
-        raise ValueError(f"unknown model config keys {sorted(unknown)}; known: {sorted(fields)}")
+        raise ConfigError(f"unknown model config keys {sorted(unknown)}; known: {sorted(fields)}")
     return ModelConfig(**{**PRESETS[preset], **overrides})

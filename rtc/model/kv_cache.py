@@ -11,12 +11,13 @@ import jax
 import jax.numpy as jnp
 
 from rtc.model.config import ModelConfig
+from rtc.errors import ConfigError
 
 
 def init_cache(config: ModelConfig, batch_size: int, max_len: int, dtype=jnp.float32) -> dict:
     """An empty cache of `max_len` slots for `batch_size` rows."""
     if max_len > config.max_seq_len:
-        raise ValueError(f"cache length {max_len} exceeds the model's context {config.max_seq_len}")
+        raise ConfigError(f"cache length {max_len} exceeds the model's context {config.max_seq_len}")
     shape = (batch_size, config.num_kv_heads, max_len, config.head_dim)
     layers = [{"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)} for _ in range(config.num_layers)]
     return {"layers": layers, "index": jnp.zeros((batch_size,), jnp.int32)}

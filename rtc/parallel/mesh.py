@@ -8,6 +8,7 @@ over the mesh's `data` axis and parameters are replicated (data parallelism). Ru
 import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+from rtc.errors import ConfigError
 
 DATA = "data"
 
@@ -20,7 +21,7 @@ def make_mesh(num_devices: int | None = None) -> Mesh:
     """
     n = num_devices or jax.device_count()
     if jax.process_count() > 1 and n != jax.device_count():
-        raise ValueError(
+        raise ConfigError(
             f"num_devices={n} with {jax.process_count()} processes: a multi-process run uses all "
             f"{jax.device_count()} devices (set num_devices to 0 or {jax.device_count()})"
         )
@@ -38,7 +39,7 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
 
 def check_divisible(batch_size: int, mesh: Mesh) -> None:
     if batch_size % mesh.size:
-        raise ValueError(f"batch size {batch_size} is not divisible by the {mesh.size} devices of the mesh")
+        raise ConfigError(f"batch size {batch_size} is not divisible by the {mesh.size} devices of the mesh")
 
 
 def shard_batch(batch, mesh: Mesh):

@@ -8,6 +8,7 @@
 """
 
 import dataclasses
+from rtc.errors import ConfigError
 
 EFFORT_FRACTIONS = {"low": 0.25, "medium": 0.5, "high": 1.0}
 
@@ -24,9 +25,9 @@ class ThinkingBudget:
 
     def __post_init__(self):
         if self.min_thinking_tokens and not self.cue_ids:
-            raise ValueError("min_thinking_tokens needs a continuation cue (cue_ids)")
+            raise ConfigError("min_thinking_tokens needs a continuation cue (cue_ids)")
         if self.max_thinking_tokens is not None and self.max_thinking_tokens < self.min_thinking_tokens:
-            raise ValueError(
+            raise ConfigError(
                 f"max_thinking_tokens={self.max_thinking_tokens} < "
                 f"min_thinking_tokens={self.min_thinking_tokens}"
             )
@@ -43,13 +44,13 @@ def thinking_limit(
     The effort fraction applies to `max_new_tokens - answer_reserve`, leaving room for the answer.
     """
     if budget_tokens is not None and reasoning_effort is not None:
-        raise ValueError("give budget_tokens or reasoning_effort, not both")
+        raise ConfigError("give budget_tokens or reasoning_effort, not both")
     if budget_tokens is not None:
         if budget_tokens < 0:
-            raise ValueError(f"budget_tokens must be >= 0, got {budget_tokens}")
+            raise ConfigError(f"budget_tokens must be >= 0, got {budget_tokens}")
         return budget_tokens
     if reasoning_effort is None:
         return None
     if reasoning_effort not in EFFORT_FRACTIONS:
-        raise ValueError(f"unknown reasoning_effort {reasoning_effort!r}; known: {list(EFFORT_FRACTIONS)}")
+        raise ConfigError(f"unknown reasoning_effort {reasoning_effort!r}; known: {list(EFFORT_FRACTIONS)}")
     return max(1, int(EFFORT_FRACTIONS[reasoning_effort] * max(max_new_tokens - answer_reserve, 1)))

@@ -16,6 +16,7 @@ import numpy as np
 
 from rtc.sampling.budget import ThinkingBudget
 from rtc.sampling.rules import SamplingRule
+from rtc.errors import ConfigError
 
 PROMPT_BUCKETS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 
@@ -61,12 +62,13 @@ class SamplerConfig:
     budget: ThinkingBudget | None = None
 
 
-def _force(state: _State, sampled: jax.Array, cfg: SamplerConfig) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Applies budget forcing to `sampled: i32[B]`; returns (token, force_mode, force_ptr)."""
+def _force(state: _State, sampled: jax.Array, cfg: SamplerConfig) -> tuple[jax.Array, ...]:
+    """Applies budget forcing to `sampled: i32[B]`; returns (token, forced: bool[B], force_mode, force_ptr)."""
     budget = cfg.budget
     if budget is None:
-        return sampled, state.force_mode, state.force_ptr
+        return sampled, jnp.zeros(sampled.shape, bool), state.force_mode, state.force_ptr
     token, mode, ptr = sampled, state.force_mode, state.force_ptr
+    forced = jnp.zeros(sampled.shape, bool)
     ending = jnp.isin(sampled, jnp.array((budget.think_end_id,) + cfg.stop_ids))
     if budget.min_thinking_tokens:
         cue = jnp.array(budget.cue_ids, jnp.int32)
@@ -74,24 +76,27 @@ def _force(state: _State, sampled: jax.Array, cfg: SamplerConfig) -> tuple[jax.A
             state.thinking & (state.thought < budget.min_thinking_tokens) & ending & (mode == _NO_FORCE)
         )
         token = jnp.where(too_early, cue[0], token)
+        forced = forced | too_early
         start_ptr = 1 if len(budget.cue_ids) > 1 else 0
         mode = jnp.where(too_early & (start_ptr > 0), _FORCE_CUE, mode)
         ptr = jnp.where(too_early, start_ptr, ptr)
         continuing = state.force_mode == _FORCE_CUE
         token = jnp.where(continuing, cue[jnp.minimum(state.force_ptr, len(cue) - 1)], token)
+        forced = forced | continuing
         ptr = jnp.where(continuing, state.force_ptr + 1, ptr)
         mode = jnp.where(continuing & (ptr >= len(cue)), _NO_FORCE, mode)
     if budget.max_thinking_tokens is not None:
         over = state.thinking & (state.thought >= budget.max_thinking_tokens)
         token = jnp.where(over, budget.think_end_id, token)
+        forced = forced | over
         mode = jnp.where(over, _NO_FORCE, mode)
-    return token, mode, ptr
+    return token, forced, mode, ptr
 
 
 def _step(model, params, cfg: SamplerConfig, stream: Callable | None, state: _State) -> _State:
     rng, key = jax.random.split(state.rng)
     sampled = cfg.rule.get_next_tokens(state.next_logits, key)
-    token, force_mode, force_ptr = _force(state, sampled, cfg)
+    token, was_forced, force_mode, force_ptr = _force(state, sampled, cfg)
     scale = 1.0 if cfg.rule.greedy else 1.0 / cfg.rule.temperature
     logp = jax.nn.log_softmax(state.next_logits * scale, axis=-1)
     token_logp = jnp.take_along_axis(logp, token[:, None], axis=-1)[:, 0]
@@ -99,7 +104,7 @@ def _step(model, params, cfg: SamplerConfig, stream: Callable | None, state: _St
     live = ~state.done
     tokens = state.tokens.at[:, state.step].set(jnp.where(live, token, cfg.pad_id))
     logprobs = state.logprobs.at[:, state.step].set(jnp.where(live, token_logp, 0.0))
-    forced = state.forced.at[:, state.step].set(live & (token != sampled))
+    forced = state.forced.at[:, state.step].set(live & was_forced)
     thinking, thought = state.thinking, state.thought
     if cfg.budget is not None:
         thought = thought + (live & thinking & (token != cfg.budget.think_end_id))
@@ -154,8 +159,8 @@ def _sample(
 ) -> SampleOutput:
     """prompt_tokens: i32[B, P] right-padded; prompt_lengths: i32[B] (>= 1).
 
-    `batch_sharding` (e.g. rows over the mesh's `data` axis) pins every `[B, ...]` array, the KV
-    cache included, so each device decodes only its rows.
+    `batch_sharding` (e.g. rows over the mesh's `data` axis) pins the KV cache to it; with the
+    prompts placed the same way, sharding propagation keeps every `[B, ...]` array split by rows.
     """
     b, p = prompt_tokens.shape
     n = cfg.max_new_tokens
@@ -206,7 +211,7 @@ def bucket_length(length: int, buckets: Sequence[int] = PROMPT_BUCKETS) -> int:
     for size in buckets:
         if length <= size:
             return size
-    raise ValueError(f"prompt of {length} tokens is longer than the largest bucket {buckets[-1]}")
+    raise ConfigError(f"prompt of {length} tokens is longer than the largest bucket {buckets[-1]}")
 
 
 def pad_prompts(
@@ -218,10 +223,10 @@ def pad_prompts(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Right-pads token lists into `(i32[B, P], i32[B])` with P a bucket; checks the context fits."""
     if not prompts or any(len(x) == 0 for x in prompts):
-        raise ValueError("every prompt needs at least one token")
+        raise ConfigError("every prompt needs at least one token")
     longest = max(len(x) for x in prompts)
     if longest + max_new_tokens > max_seq_len:
-        raise ValueError(
+        raise ConfigError(
             f"prompt of {longest} tokens plus max_new_tokens={max_new_tokens} exceeds the "
             f"model's context of {max_seq_len} tokens"
         )

@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from rtc.data.format import completion_text, prompt_text
+from rtc.errors import ConfigError
 
 
 def encode_example(tokenizer, example: dict) -> tuple[list[int], list[int]]:
@@ -34,9 +35,9 @@ def encode_dataset(tokenizer, records: Sequence[dict], seq_len: int) -> dict[str
     for i in range(n):
         ids, mask = encode_example(tokenizer, records[i])
         if len(ids) > seq_len + 1:
-            raise ValueError(
+            raise ConfigError(
                 f"example {i} has {len(ids)} tokens, more than seq_len + 1 = {seq_len + 1}; "
-                f"raise data.seq_len"
+                f"raise train.seq_len"
             )
         tokens[i, : len(ids)] = ids
         loss_mask[i, : len(ids)] = mask

@@ -5,7 +5,9 @@ params, optimizer state, step, rng and the data position, and batches are a pure
 position, so a run killed and restarted ends with the same parameters as one left alone.
 """
 
+import io
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from rtc.train import optimizer as optimizer_lib
 from rtc.train.sft import sft_loss
 from rtc.train.sft_data import RowStream, assemble, encode_dataset, process_rows
 from rtc.train.state import init_train_state, make_update
+from rtc.errors import ConfigError
 
 
 def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> Model:
@@ -133,7 +136,7 @@ def train(config: ml_collections.ConfigDict, workdir: Path, tokenizer: Tokenizer
     """
     t = config.train
     if t.seq_len > model.max_seq_len:
-        raise ValueError(
+        raise ConfigError(
             f"train.seq_len={t.seq_len} exceeds the model's context of {model.max_seq_len} tokens"
         )
     records = task_records(config, "train", workdir)
@@ -232,22 +235,24 @@ def evaluate(
             traces = [f"Q: {r['question']}\nA: {text}" for r, text in zip(records[: e.num_traces], texts)]
             for trace in traces:
                 writer.write_text(step, "eval/trace", trace)
-    print(f"\nHeld-out accuracy on {len(records)} {config.task.name} problems (step {step}):")
-    print(format_table(results))
-    print("\nThinking traces (greedy):")
-    print("\n\n".join(traces))
-    stream_trace(
-        config, tokenizer, model, params, records[e.num_traces] if len(records) > e.num_traces else records[0]
-    )
+    if jax.process_index() == 0:
+        print(f"\nHeld-out accuracy on {len(records)} {config.task.name} problems (step {step}):")
+        print(format_table(results))
+        print("\nThinking traces (greedy):")
+        print("\n\n".join(traces))
+    stream_trace(config, tokenizer, model, params, records[min(e.num_traces, len(records) - 1)])
     return results
 
 
 def stream_trace(config, tokenizer: Tokenizer, model: Model, params, record: dict) -> None:
-    """Prints one held-out problem and the model's completion token by token as it is sampled."""
-    printer = StreamPrinter(tokenizer.decode)
-    print(
-        f"\nStreaming (sampled, temperature {config.eval.temperature}): {record['question']}\nthinking... ",
-        end="",
+    """Prints one held-out problem and the model's completion token by token as it is sampled.
+
+    Every process samples (the params span all of them); only process 0 prints.
+    """
+    out = sys.stdout if jax.process_index() == 0 else io.StringIO()
+    printer = StreamPrinter(tokenizer.decode, out=out)
+    out.write(
+        f"\nStreaming (sampled, temperature {config.eval.temperature}): {record['question']}\nthinking... "
     )
     cfg = sampler_config(config, tokenizer, config.eval.temperature)
     generate(
@@ -259,7 +264,7 @@ def stream_trace(config, tokenizer: Tokenizer, model: Model, params, record: dic
         stream=printer,
     )
     jax.effects_barrier()
-    print()
+    out.write("\n")
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
