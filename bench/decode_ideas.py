@@ -22,14 +22,15 @@ bench/decode_profile.py (cpu-small, vocab 1024, batch 32, prompt 32, 128 new tok
 Times are medians after a warmup call; the machine is shared, so they are noisy.
 """
 
-import collections
-import statistics
-import time
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+try:
+    from bench.decode_profile import interleaved_median_seconds
+except ImportError:  # run as `python bench/decode_ideas.py`: bench/ itself is on sys.path
+    from decode_profile import interleaved_median_seconds
 
 from rtc.model import Model, kv_cache, model_config, transformer
 from rtc.sampling import sampler
@@ -111,16 +112,6 @@ class FusedBlock(transformer.Block):
         )
         x = x + transformer.dense(nn.silu(gate) * up, w_down.astype(dtype))
         return x, layer_cache
-
-
-def interleaved_median_seconds(calls: dict, reps: int = REPS) -> dict:
-    times = collections.defaultdict(list)
-    for _ in range(reps):
-        for key, call in calls.items():
-            start = time.perf_counter()
-            jax.block_until_ready(call())
-            times[key].append(time.perf_counter() - start)
-    return {key: statistics.median(values) for key, values in times.items()}
 
 
 def sampler_variants(config, params, prompts):

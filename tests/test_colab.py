@@ -15,6 +15,8 @@ def test_quickstart_notebook_runs(tmp_path, monkeypatch, capsys):
         "num_steps = 300": "num_steps = 4",
         "/tmp/rtc_colab": str(tmp_path),
     }
+    for old in shrink:
+        assert any(old in source for source in code), f"the notebook no longer contains {old!r}"
     namespace = {}
     for source in code:
         for old, new in shrink.items():

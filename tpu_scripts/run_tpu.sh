@@ -2,9 +2,12 @@
 # Copies this checkout to every worker of a TPU VM (single host or pod slice), sets up a venv with
 # jax[tpu], and runs one rtc command on all workers at once (big_vision's run_tpu.sh pattern).
 #
-#   tpu_scripts/run_tpu.sh NAME ZONE python -m rtc.main --config=experiments/configs/quickstart.py --workdir=gs://BUCKET/run
+#   tpu_scripts/run_tpu.sh NAME ZONE python -m rtc.main --distributed \
+#       --config=experiments/configs/quickstart.py --workdir=/tmp/rtc_run
 #
-# Not exercised in CI (there is no TPU here); multi-host initialisation lands with the scale-out issue.
+# `--distributed` joins the workers with jax.distributed (needed on a pod slice). The workdir is a
+# local path on each worker (process 0 writes metrics and checkpoints); gs:// workdirs are not
+# supported yet. Not exercised in CI: there is no TPU here.
 set -euo pipefail
 name=$1 zone=$2; shift 2
 cmd="$*"
