@@ -1,0 +1,160 @@
+"""The SFT loop: exact resume, non-finite stops, window metrics, evaluation errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from helpers import assert_trees_close
+from rtc.checkpoint import Checkpointer
+from rtc.eval.accuracy import prompt_tokens
+from rtc.metrics import MetricWriter, NonFiniteError, read_metrics
+from rtc.train import sft_loop
+from rtc.train.sft import sft_loss
+from rtc.train.state import make_update
+
+# --- the loop ---------------------------------------------------------------------------------------
+
+
+def test_resumed_run_equals_uninterrupted(tiny_config, tokenizer, model, tmp_path):
+    tiny_config.train.num_steps = 6  # checkpoints at 2, 4, 6
+    whole = sft_loop.train(tiny_config, tmp_path / "a", tokenizer, model)
+
+    halted = tiny_config.copy_and_resolve_references()
+    halted.train.halt_after = 3  # killed after step 3: step 3 is lost, the rerun restarts from 2
+    state = sft_loop.train(halted, tmp_path / "b", tokenizer, model)
+    assert int(state["step"]) == 3
+    assert Checkpointer(tmp_path / "b/checkpoints").all_steps() == [2]
+    resumed = sft_loop.train(tiny_config, tmp_path / "b", tokenizer, model)
+
+    assert int(whole["step"]) == int(resumed["step"]) == 6
+    assert_trees_close(resumed, whole)
+    metas = []
+    for run in ("a", "b"):
+        with Checkpointer(tmp_path / run / "checkpoints") as ckpt:
+            assert ckpt.latest_step() == 6
+            restored, meta = ckpt.restore(whole)
+        assert_trees_close(restored, whole)
+        metas.append(meta)
+    assert metas[0]["data_position"] == metas[1]["data_position"] == 6 * tiny_config.train.batch_size
+    losses = [{r["step"]: r["train/loss"] for r in read_metrics(tmp_path / run)} for run in ("a", "b")]
+    assert losses[1][4] == pytest.approx(losses[0][4], abs=1e-6)  # b logs step 2 twice, then 4 and 6
+    assert losses[1][6] == pytest.approx(losses[0][6], abs=1e-6)
+
+
+def _nan_loss(params, batch, model):
+    loss, metrics = sft_loss(params, batch, model)
+    loss = loss * jnp.nan
+    return loss, {**metrics, "loss": loss}
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(
+    tiny_config, tokenizer, model, tmp_path, monkeypatch
+):
+    tiny_config.train.halt_after = 2
+    good = sft_loop.train(tiny_config, tmp_path, tokenizer, model)  # checkpoint at step 2
+    tiny_config.train.halt_after = -1
+    monkeypatch.setattr(sft_loop, "sft_loss", _nan_loss)
+    # Step 3 goes bad; log_every = 2, so the check at step 4 catches it, names step 3, saves nothing.
+    with pytest.raises(NonFiniteError, match=r"non-finite loss.* at step 3"):
+        sft_loop.train(tiny_config, tmp_path, tokenizer, model)
+    with Checkpointer(tmp_path / "checkpoints") as ckpt:
+        assert ckpt.all_steps() == [2]
+        restored, meta = ckpt.restore(good)
+    assert meta["data_position"] == 2 * tiny_config.train.batch_size
+    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(restored["params"]))
+    assert_trees_close(restored, good)
+
+
+def _nan_loss_at_step(bad_step):
+    """`make_update` whose loss metric is nan at `bad_step` only (the params stay finite)."""
+
+    def make(loss_fn, optimizer, schedule):
+        update = make_update(loss_fn, optimizer, schedule)
+
+        def nan_at_step(state, batch):
+            state, metrics = update(state, batch)
+            loss = jnp.where(state["step"] == bad_step, jnp.nan, metrics["loss"])
+            return state, {**metrics, "loss": loss}
+
+        return nan_at_step
+
+    return make
+
+
+def test_non_finite_step_inside_the_log_window_is_named(tiny_config, tokenizer, model, tmp_path, monkeypatch):
+    tiny_config.train.update(log_every=4, checkpoint_every=4)
+    monkeypatch.setattr(sft_loop, "make_update", _nan_loss_at_step(2))
+    closed = []
+    for cls in (sft_loop.Checkpointer, sft_loop.MetricWriter):
+        monkeypatch.setattr(
+            cls, "close", lambda self, close=cls.close: closed.append(type(self)) or close(self)
+        )
+    # Steps 3 and 4 are finite again: only the window check sees step 2, and it names it.
+    with pytest.raises(NonFiniteError, match=r"non-finite loss at step 2: loss=nan"):
+        sft_loop.train(tiny_config, tmp_path, tokenizer, model)
+    assert Checkpointer(tmp_path / "checkpoints").all_steps() == []
+    assert sorted(c.__name__ for c in closed) == ["Checkpointer", "MetricWriter"]  # closed on the way out
+
+
+def test_logs_window_means_and_throughput_of_timed_steps(tiny_config, tokenizer, model, tmp_path):
+    every = tiny_config.copy_and_resolve_references()
+    every.train.log_every = 1
+    sft_loop.train(every, tmp_path / "every", tokenizer, model)
+    sft_loop.train(tiny_config, tmp_path / "pairs", tokenizer, model)  # log_every = 2
+    per_step = {r["step"]: r for r in read_metrics(tmp_path / "every")}
+    pairs = {r["step"]: r for r in read_metrics(tmp_path / "pairs")}
+    assert sorted(per_step) == [1, 2, 3, 4] and sorted(pairs) == [2, 4]
+    for step in (2, 4):
+        for name in ("loss", "token_accuracy", "grad_norm", "target_tokens"):
+            mean = (per_step[step - 1][f"train/{name}"] + per_step[step][f"train/{name}"]) / 2
+            assert pairs[step][f"train/{name}"] == pytest.approx(mean, rel=1e-5), (step, name)
+        assert pairs[step]["train/learning_rate"] == pytest.approx(per_step[step]["train/learning_rate"])
+    # Step 1 compiles and is not timed: its window has no throughput, and step 2's counts step 2 only.
+    assert "train/row_tokens_per_second" not in per_step[1]
+    row_tokens = tiny_config.train.batch_size * tiny_config.train.seq_len
+    targets = {step: per_step[step]["train/target_tokens"] for step in (2, 3, 4)}
+
+    def target_share(logged):  # the same elapsed time divides both rates
+        return logged["train/target_tokens_per_second"] / logged["train/row_tokens_per_second"]
+
+    for step in (2, 3, 4):
+        assert target_share(per_step[step]) == pytest.approx(targets[step] / row_tokens, rel=1e-6)
+    assert target_share(pairs[2]) == pytest.approx(targets[2] / row_tokens, rel=1e-6)
+    assert target_share(pairs[4]) == pytest.approx((targets[3] + targets[4]) / (2 * row_tokens), rel=1e-6)
+
+
+def _nan_gradient_loss(params, batch, model):
+    """The true loss plus sqrt(0): the value stays finite, its gradient is 0 * inf = nan."""
+    loss, metrics = sft_loss(params, batch, model)
+    return loss + jnp.sqrt(jnp.sum(params["final_norm"]) * 0.0), metrics
+
+
+def test_non_finite_gradient_stops_before_the_checkpoint(
+    tiny_config, tokenizer, model, tmp_path, monkeypatch
+):
+    tiny_config.train.update(log_every=1, checkpoint_every=1)
+    monkeypatch.setattr(sft_loop, "sft_loss", _nan_gradient_loss)
+    with pytest.raises(NonFiniteError, match=r"non-finite grad_norm at step 1: grad_norm=nan \(.*loss=\d"):
+        sft_loop.train(tiny_config, tmp_path, tokenizer, model)
+    assert Checkpointer(tmp_path / "checkpoints").all_steps() == []
+
+
+# --- evaluation -------------------------------------------------------------------------------------
+
+
+def test_prompt_longer_than_the_context_is_named(tiny_config, tokenizer, tmp_path):
+    tiny_config.model.max_seq_len = 40  # less than any prompt plus eval.max_new_tokens = 48
+    model = sft_loop.build_model(tiny_config, tokenizer.vocab_size)
+    params = model.init_params(jax.random.key(0))
+    records = sft_loop.task_records(tiny_config, "test", tmp_path)
+    first_batch = [records[i] for i in range(tiny_config.eval.batch_size)]
+    longest = max(len(prompt_tokens(tokenizer, r)) for r in first_batch)
+    with (
+        MetricWriter(tmp_path, progress=False) as writer,
+        pytest.raises(
+            ValueError,
+            match=rf"prompt of {longest} tokens plus max_new_tokens=48 exceeds the model's context of 40",
+        ),
+    ):
+        sft_loop.evaluate(tiny_config, tmp_path, tokenizer, model, params, writer, step=0)
