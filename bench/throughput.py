@@ -67,6 +67,9 @@ def median_rates(calls: dict, reps: int) -> dict:
     return {key: (statistics.median(times[key]), statistics.median(rates[key])) for key in calls}
 
 
+CACHE_PHASES = 4  # SamplerConfig.cache_phases: the KV cache grows in 4 phases of 32 new tokens
+
+
 def sampler_flops(config: ModelConfig) -> float:
     """Model FLOPs of one sampler call: the prefill plus one forward per new token.
 
@@ -85,7 +88,9 @@ def rtc_sampler(config: ModelConfig) -> Callable[[], int]:
     """A warmed-up `generate` call (a new sampling key each call) returning the new tokens."""
     model = Model(config)
     params = model.init_params(jax.random.key(0))
-    cfg = SamplerConfig(max_new_tokens=NEW_TOKENS, stop_ids=(), rule=SamplingRule(temperature=1.0))
+    cfg = SamplerConfig(
+        max_new_tokens=NEW_TOKENS, stop_ids=(), rule=SamplingRule(temperature=1.0), cache_phases=CACHE_PHASES
+    )
     batch, seeds = prompts(), itertools.count()
 
     def call():
@@ -188,7 +193,8 @@ def measure_samplers(configs: dict, reps: int, peer_max_seconds: float) -> dict:
 
 def print_sampler_table(configs: dict, results: dict, peak: float, peer_max_seconds: float):
     print(
-        f"1-2. Sampler: batch {BATCH}, prompt {PROMPT_LEN}, {NEW_TOKENS} new tokens, temperature 1, no stop "
+        f"1-2. Sampler: batch {BATCH}, prompt {PROMPT_LEN}, {NEW_TOKENS} new tokens, rtc cache_phases={CACHE_PHASES}, "
+        f"temperature 1, no stop "
         f"tokens; new tokens/s = {BATCH}*{NEW_TOKENS} / call time"
     )
     peer_header = "".join(f" {f'HF {t}thr tok/s':>14} {'rtc/HF':>7}" for t in PEER_THREADS)

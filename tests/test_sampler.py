@@ -61,6 +61,7 @@ def _biased_model(model, bias):
     class Biased:
         max_seq_len = model.max_seq_len
         init_cache = staticmethod(model.init_cache)
+        grow_cache = staticmethod(model.grow_cache)
 
         @staticmethod
         def apply(params, tokens, positions, cache=None):
@@ -180,3 +181,21 @@ def test_first_argmax_and_gumbel_draws_match_jax():
     logits = jax.random.normal(jax.random.key(0), (64, 100))
     ours = SamplingRule(temperature=1.0).get_next_tokens(logits, jax.random.key(5))
     assert ours.tolist() == jax.random.categorical(jax.random.key(5), logits, axis=-1).tolist()
+
+
+def test_decoding_in_cache_phases_equals_one_phase(tiny_model):
+    from rtc.sampling.sampler import phase_ends
+
+    assert (
+        phase_ends(128, 4) == [32, 64, 96, 128]
+        and phase_ends(10, 3) == [4, 7, 10]
+        and phase_ends(2, 5) == [1, 2]
+    )
+    model, params = tiny_model
+    prompts = [[5, 6, 7], [8, 9, 10, 11, 12, 13, 14]]
+    for rule in (SamplingRule(0.0), SamplingRule(1.0, top_k=10)):
+        one = generate(model, params, prompts, jax.random.key(2), SamplerConfig(13, stop_ids=(1,), rule=rule))
+        phased = SamplerConfig(13, stop_ids=(1,), rule=rule, cache_phases=4)
+        four = generate(model, params, prompts, jax.random.key(2), phased)
+        assert four.tokens.tolist() == one.tokens.tolist() and four.lengths.tolist() == one.lengths.tolist()
+        np.testing.assert_allclose(four.logprobs, one.logprobs, atol=1e-5)

@@ -64,6 +64,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
             budget_tokens=-1,  # >= 0: at most this many thinking tokens, then </think> is forced
             min_thinking_tokens=0,  # > 0: an earlier </think> is replaced by the cue (s1 budget forcing)
             cue="Wait,",
+            cache_phases=1,  # > 1: grow the KV cache in phases (faster decoding, one compile per phase)
             num_traces=3,
         )
     )

@@ -32,6 +32,16 @@ def write(buffer: jax.Array, new: jax.Array, index: jax.Array) -> jax.Array:
     return jax.vmap(write_row)(buffer, new, index)
 
 
+def grow(cache: dict, max_len: int) -> dict:
+    """The cache with `max_len` slots: the new slots are zeros after the old ones."""
+
+    def pad(x):
+        return jnp.pad(x, ((0, 0), (0, 0), (0, max_len - x.shape[2]), (0, 0)))
+
+    layers = [{"k": pad(layer["k"]), "v": pad(layer["v"])} for layer in cache["layers"]]
+    return {"layers": layers, "index": cache["index"]}
+
+
 def reorder(cache: dict, rows: jax.Array) -> dict:
     """Gathers cache rows (`rows: i32[B']`), e.g. to keep the surviving branches of a search."""
     return jax.tree.map(lambda x: jnp.take(x, rows, axis=0), cache)

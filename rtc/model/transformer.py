@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from rtc.errors import ConfigError
 from rtc.model import kv_cache
 from rtc.model.config import ModelConfig
 
@@ -187,6 +188,11 @@ class Model:
 
     def init_cache(self, batch_size: int, max_len: int, dtype=jnp.float32) -> dict:
         return kv_cache.init_cache(self.config, batch_size, max_len, dtype)
+
+    def grow_cache(self, cache: dict, max_len: int) -> dict:
+        if max_len > self.config.max_seq_len:
+            raise ConfigError(f"cache length {max_len} exceeds the model's context {self.config.max_seq_len}")
+        return kv_cache.grow(cache, max_len)
 
     def init_params(self, rng: jax.Array) -> dict:
         return init_params(self.config, rng)

@@ -73,6 +73,7 @@ def sampler_config(
         pad_id=tokenizer.pad_id,
         rule=SamplingRule(temperature=temperature, top_p=e.top_p if temperature else 1.0),
         budget=budget,
+        cache_phases=e.cache_phases,
     )
 
 
