@@ -2,7 +2,7 @@
 
 Command:   python -m rtc.main --config=experiments/configs/quickstart.py --workdir=/tmp/rtc_quickstart
 Hardware:  2 CPU cores.
-Runtime:   6.0 min for `make quickstart` from a fresh clone (pip cache warm), measured 2026-11-29:
+Runtime:   6.0-6.3 min for `make quickstart` from a fresh clone (pip cache warm), measured 2026-11-29:
            venv + install, data, 600 SFT steps at ~8k row tokens/s (~5 min), then evaluation.
 Expected:  held-out accuracy by difficulty, greedy / sampled (T=0.7), 512 problems:
            level 1 97.1% / 96.1%, level 2 67.0% / 58.3%, level 3 20.6% / 19.6%, level 4 6.9% / 4.9%,
