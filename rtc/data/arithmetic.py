@@ -15,7 +15,6 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from rtc.data import splits
-from rtc.errors import ConfigError
 
 LEVELS = (1, 2, 3, 4, 5)
 # level -> (number of operations, largest operand); levels above 5 add operations on 0..99.
@@ -113,8 +112,7 @@ def generate(
 ) -> Iterator[dict]:
     """`num_examples` records of `split`, spread evenly over `levels` (round robin)."""
     splits.check_split(split)
-    if not levels or any(level < 1 for level in levels):
-        raise ConfigError(f"levels must be positive operation counts, got {levels!r}")
+    splits.check_levels(levels, "a level is a row of LEVEL_SPECS")
     for index in range(num_examples):
         yield example(split, index, seed, levels, max_operand, max_multiplier)
 

@@ -27,7 +27,6 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from rtc.data import safe_eval, splits
-from rtc.errors import ConfigError
 
 LEVELS = (1, 2)
 _PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2}
@@ -134,8 +133,7 @@ def generate(
 ) -> Iterator[dict]:
     """`num_examples` records of `split`, spread evenly over `levels` (round robin)."""
     splits.check_split(split)
-    if not levels or any(level < 1 for level in levels):
-        raise ConfigError(f"levels must be >= 1 (count of numbers = level + 2), got {levels!r}")
+    splits.check_levels(levels, "count of numbers = level + 2")
     for index in range(num_examples):
         yield example(split, index, seed, levels, max_number, max_target)
 

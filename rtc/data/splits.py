@@ -44,3 +44,9 @@ def draw_in_split(
         if split_of(key) == split:
             return record
     raise RuntimeError(f"no {split} problem in {_MAX_DRAWS} draws (seed={seed}, index={index})")
+
+
+def check_levels(levels, meaning: str) -> None:
+    """Raises `ConfigError` unless `levels` is a non-empty sequence of positive ints (`meaning` says what a level is)."""
+    if not levels or any(level < 1 for level in levels):
+        raise ConfigError(f"levels must be >= 1 ({meaning}), got {levels!r}")
