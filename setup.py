@@ -24,6 +24,12 @@ setuptools.setup(
         "tensorboardX==2.6.5",
         "tqdm==4.70.1",
         "matplotlib==3.11.2",
+        "safetensors==0.8.0",
+        "tokenizers==0.23.3",
     ],
-    extras_require={"test": ["pytest==9.2.0", "hypothesis==6.170.17"], "bench": ["torch==2.13.0", "transformers==5.24.0"]},
+    extras_require={
+        # torch + transformers: the reference implementations the parity tests compare against.
+        "test": ["pytest==9.2.0", "hypothesis==6.170.17", "torch==2.13.0", "transformers==5.24.0"],
+        "bench": ["torch==2.13.0", "transformers==5.24.0"],
+    },
 )

@@ -8,6 +8,7 @@ command) call `jax.distributed.initialize()`, which finds the coordinator, proce
 TPU pod and on Slurm, Open MPI and Kubernetes clusters; elsewhere it is a one-line error.
 """
 
+import importlib
 import logging
 import sys
 
@@ -20,7 +21,6 @@ from rtc.data.jsonl import DataFormatError
 from rtc.errors import ConfigError
 from rtc.metrics import NonFiniteError
 from rtc.tokenizer.tokenizer import TokenizerModelError
-from rtc.train import sft_loop
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file (NAME.py[:arg]).", lock_config=True
@@ -35,7 +35,20 @@ flags.mark_flags_as_required(["config", "workdir"])
 # ValueError; FileNotFoundError covers a missing data file or data root.)
 RUN_ERRORS = (CheckpointError, DataFormatError, TokenizerModelError, FileNotFoundError, ConfigError)
 
-MODES = {"sft": sft_loop.run}
+# config.mode -> "module:function" with `function(config, workdir)`; imported only when chosen.
+MODES = {
+    "sft": "rtc.train.sft_loop:run",
+    "grpo": "rtc.rl.rl_loop:run",
+    "ppo": "rtc.rl.rl_loop:run",
+    "orm": "rtc.rewards.rm_loop:run",
+    "prm": "rtc.rewards.rm_loop:run",
+}
+
+
+def mode_runner(mode: str):
+    """The run function registered for `mode`."""
+    module, function = MODES[mode].split(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def main(argv):
@@ -52,7 +65,7 @@ def main(argv):
     if config.mode not in MODES:
         raise app.UsageError(f"unknown mode {config.mode!r}; known: {sorted(MODES)}")
     try:
-        MODES[config.mode](config, _WORKDIR.value)
+        mode_runner(config.mode)(config, _WORKDIR.value)
     except NonFiniteError as error:
         sys.exit(f"stopped: {error}; the last good checkpoint in {_WORKDIR.value}/checkpoints is kept")
     except RUN_ERRORS as error:

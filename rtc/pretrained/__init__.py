@@ -1,0 +1,1 @@
+"""Pretrained checkpoints: llama2.c and Hugging Face safetensors in, safetensors out."""

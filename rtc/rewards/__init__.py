@@ -1,0 +1,1 @@
+"""Rewards: rule verifiers (answer, format, overlong) and learned reward models (ORM, PRM)."""

@@ -1,0 +1,1 @@
+"""Reinforcement learning on verifiable rewards: GRPO and its variants, PPO with a critic."""
