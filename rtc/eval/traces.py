@@ -1,0 +1,56 @@
+"""Reading thinking traces: their steps, self-correction (the "aha moment") and repetition.
+
+DeepSeek-AI 2025 (DeepSeek-R1, sec. 2.2.4) describes the "aha moment": mid-training the policy starts to
+revisit and re-evaluate earlier steps. Here a trace *self-corrects* when one of its steps returns to the
+expression of an earlier step (recomputes it) or opens with a correction cue such as "Wait"; the rate
+over a batch is the fraction of completions that do, plotted over RL training.
+"""
+
+from typing import Sequence
+
+from rtc.tokenizer.special import STEP_DELIMITER, THINK_END, THINK_START
+
+CORRECTION_CUES = ("wait", "let me re", "actually", "no,")
+
+
+def thinking_steps(text: str) -> list[str]:
+    """The non-empty steps of the first `<think>` block (to `</think>` or the end of the text)."""
+    if THINK_START not in text:
+        return []
+    thinking = text.split(THINK_START, 1)[1].split(THINK_END, 1)[0]
+    return [step.strip() for step in thinking.split(STEP_DELIMITER) if step.strip()]
+
+
+def _expression(step: str) -> str:
+    """The left-hand side of `lhs=value`, spaces removed (the whole step if it has no '=')."""
+    return step.split("=", 1)[0].replace(" ", "")
+
+
+def self_corrects(text: str) -> bool:
+    """Whether the trace revisits an earlier step's expression or has a step opening with a correction cue."""
+    seen = set()
+    for step in thinking_steps(text):
+        if step.lower().startswith(CORRECTION_CUES):
+            return True
+        expression = _expression(step)
+        if expression in seen:
+            return True
+        seen.add(expression)
+    return False
+
+
+def self_correction_rate(texts: Sequence[str]) -> float:
+    """The fraction of completions whose thinking self-corrects (0 for an empty batch)."""
+    return sum(map(self_corrects, texts)) / len(texts) if texts else 0.0
+
+
+def repetition_rate(texts: Sequence[str], repeats: int = 3) -> float:
+    """The fraction of traces with one step written at least `repeats` times ("reasoning thrashing")."""
+    if not texts:
+        return 0.0
+
+    def thrashes(text: str) -> bool:
+        steps = thinking_steps(text)
+        return any(steps.count(step) >= repeats for step in set(steps))
+
+    return sum(map(thrashes, texts)) / len(texts)

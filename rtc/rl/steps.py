@@ -1,0 +1,122 @@
+"""The jitted RL programs: a fused sample -> reward -> advantage -> update step for on-device rewards, and
+a rollout plus a learn step around host-side verifiers.
+
+Both paths share `learner.make_experience` and `learner.learn`, so they train identically; the fused one
+keeps everything in one XLA program (`tests/test_rl.py` checks they agree).
+"""
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from rtc.rewards import device as device_rewards
+from rtc.rl import learner
+from rtc.rl.rollout import sequences
+from rtc.sampling import sampler
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceReward:
+    """What the on-device verifier needs (static): lookup tables as tuples, special ids, weights."""
+
+    digit: tuple[int, ...]
+    sign: tuple[int, ...]
+    ids: device_rewards.SpecialIds
+    weights: tuple[tuple[str, float], ...]
+    max_tokens: int
+    overlong_cache: int
+
+    @classmethod
+    def of(cls, tokenizer, weights, max_tokens: int, overlong_cache: int) -> "DeviceReward":
+        tables = device_rewards.answer_tables(tokenizer)
+        return cls(
+            tuple(int(x) for x in tables.digit),
+            tuple(int(x) for x in tables.sign),
+            device_rewards.SpecialIds.of(tokenizer),
+            tuple(weights),
+            max_tokens,
+            overlong_cache,
+        )
+
+    def __call__(self, tokens, lengths, gold):
+        tables = device_rewards.AnswerTables(
+            jnp.array(self.digit, jnp.int32), jnp.array(self.sign, jnp.int32)
+        )
+        return device_rewards.rewards(
+            tokens, lengths, gold, tables, self.ids, self.weights, self.max_tokens, self.overlong_cache
+        )
+
+
+def _learn_from_rollout(
+    state, prompts, prompt_lengths, out, rewards, model, critic, cfg, optimizer, schedule, pad_id
+):
+    seqs = sequences(prompts, prompt_lengths, out.tokens, out.lengths, pad_id)
+    exp, stats = learner.make_experience(model, critic, state, seqs, rewards, cfg)
+    state, metrics = learner.learn(state, exp, model, critic, cfg, optimizer, schedule)
+    return state, {**metrics, **stats, **learner.rollout_stats(out.lengths, out.thinking_tokens, rewards)}
+
+
+def make_fused_step(model, critic, cfg, sampler_cfg, optimizer, schedule, reward: DeviceReward, shardings):
+    """`step(state, prompts i32[B, Pp], prompt_lengths i32[B], gold i32[B]) -> (state, metrics, rollout)`.
+
+    Rows are already repeated G times per prompt. `shardings = (state, rows)`; rows split over `data`.
+    """
+    state_sharding, rows = shardings
+
+    def step(state, prompts, prompt_lengths, gold):
+        state, key = learner.split_rng(state)
+        out = sampler._sample(
+            model,
+            state["params"]["policy"],
+            prompts,
+            prompt_lengths,
+            key,
+            sampler_cfg,
+            None,
+            jnp.float32,
+            rows,
+        )
+        rewards, per_fn = reward(out.tokens, out.lengths, gold)
+        state, metrics = _learn_from_rollout(
+            state,
+            prompts,
+            prompt_lengths,
+            out,
+            rewards,
+            model,
+            critic,
+            cfg,
+            optimizer,
+            schedule,
+            sampler_cfg.pad_id,
+        )
+        metrics.update({f"reward/{name}": value.mean() for name, value in per_fn.items()})
+        return state, metrics, out
+
+    return jax.jit(step, donate_argnums=0, in_shardings=(state_sharding, rows, rows, rows))
+
+
+def make_rollout(model, sampler_cfg, rows):
+    """`rollout(params, prompts, prompt_lengths, key) -> SampleOutput` (the compiled sampler)."""
+    return functools.partial(
+        sampler.sample,
+        model,
+        cfg=sampler_cfg,
+        stream=None,
+        cache_dtype=jnp.dtype(jnp.float32),
+        batch_sharding=rows,
+    )
+
+
+def make_learn_step(model, critic, cfg, optimizer, schedule, pad_id: int, shardings):
+    """`learn(state, prompts, prompt_lengths, rollout, rewards f32[B]) -> (state, metrics)` after host rewards."""
+    state_sharding, rows = shardings
+
+    def step(state, prompts, prompt_lengths, out, rewards):
+        return _learn_from_rollout(
+            state, prompts, prompt_lengths, out, rewards, model, critic, cfg, optimizer, schedule, pad_id
+        )
+
+    return jax.jit(step, donate_argnums=0, in_shardings=(state_sharding, rows, rows, rows, rows))

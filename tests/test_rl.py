@@ -1,0 +1,254 @@
+"""GRPO and PPO end to end: rollout layout, fused == host path, resume == uninterrupted, 8 devices == 1."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from helpers import REPO, assert_trees_close
+from rtc.data import arithmetic
+from rtc.eval import traces
+from rtc.eval.accuracy import prompt_tokens
+from rtc.metrics import read_metrics
+from rtc.rewards import rule
+from rtc.data.tasks import get_task
+from rtc.rl import learner, rl_loop, steps
+from rtc.rl.rollout import repeat_groups, sequences
+from rtc.parallel import mesh as mesh_lib
+from rtc.sampling.rules import SamplingRule
+from rtc.sampling.sampler import SamplerConfig, generate, pad_prompts
+from rtc.train import optimizer as optimizer_lib
+
+
+def grpo_config(arg="tiny"):
+    spec = importlib.util.spec_from_file_location("grpo", REPO / "experiments/configs/grpo.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config(arg)
+    # a random policy rarely answers; a length penalty gives the groups reward variance to learn from
+    config.rewards.weights = {"correct": 1.0, "overlong": 1.0}
+    config.rewards.overlong_cache = config.rl.max_new_tokens
+    return config
+
+
+def test_rollout_sequences_reproduce_the_sampler_logprobs(model, tokenizer):
+    params = model.init_params(jax.random.key(1))
+    prompts = [[2, 11, 12, 13], [2, 21], [2, 31, 32]]
+    cfg = SamplerConfig(max_new_tokens=8, stop_ids=(tokenizer.eos_id,), rule=SamplingRule(temperature=1.0))
+    out = generate(model, params, prompts, jax.random.key(2), cfg)
+    tokens, lengths = pad_prompts(prompts, 0, 8, model.max_seq_len)
+    seqs = sequences(jnp.asarray(tokens), jnp.asarray(lengths), out.tokens, out.lengths, pad_id=0)
+    for b, prompt in enumerate(prompts):
+        n = int(out.lengths[b])
+        row = np.asarray(seqs["tokens"][b])
+        assert row[: len(prompt)].tolist() == prompt
+        assert row[len(prompt) : len(prompt) + n].tolist() == np.asarray(out.tokens[b, :n]).tolist()
+        # target t is token t + 1: the completion's targets start at len(prompt) - 1
+        assert np.flatnonzero(np.asarray(seqs["mask"][b])).tolist() == list(
+            range(len(prompt) - 1, len(prompt) - 1 + n)
+        )
+    logp, _, _ = learner.forward(model, params, seqs["tokens"], seqs["positions"], temperature=1.0)
+    for b, prompt in enumerate(prompts):
+        n = int(out.lengths[b])
+        start = len(prompt) - 1
+        np.testing.assert_allclose(logp[b, start : start + n], out.logprobs[b, :n], atol=2e-5)
+
+
+def test_zero_variance_groups_are_masked_and_counted(model, tokenizer):
+    params = model.init_params(jax.random.key(1))
+    cfg = learner.RLConfig(group_size=2)
+    state = learner.init_state(params, optimizer_lib.adamw(1e-3, 0.0, 1.0), jax.random.key(0))
+    tokens = jnp.tile(jnp.arange(2, 10)[None], (4, 1))
+    seqs = {"tokens": tokens, "positions": jnp.tile(jnp.arange(8)[None], (4, 1)), "mask": jnp.ones((4, 7))}
+    exp, stats = learner.make_experience(model, None, state, seqs, jnp.array([1.0, 1.0, 0.0, 1.0]), cfg)
+    assert float(stats["zero_variance_fraction"]) == 0.5
+    np.testing.assert_array_equal(exp["loss_mask"].sum(axis=1), [0, 0, 7, 7])
+    assert np.all(np.isfinite(exp["advantages"])) and np.all(exp["advantages"][:2] == 0)
+
+
+def _batch(tokenizer, group_size, num_prompts=2):
+    records = list(arithmetic.generate("train", num_prompts, seed=0, levels=(1,)))
+    prompts, lengths = pad_prompts([prompt_tokens(tokenizer, r) for r in records], tokenizer.pad_id, 16, 128)
+    prompts, lengths = repeat_groups(prompts, lengths, group_size)
+    return [r for r in records for _ in range(group_size)], jnp.asarray(prompts), jnp.asarray(lengths)
+
+
+@pytest.mark.parametrize("algorithm", ["grpo", "ppo"])
+def test_fused_step_equals_rollout_then_host_rewards(model, tokenizer, algorithm):
+    config = grpo_config("tiny_ppo" if algorithm == "ppo" else "tiny")
+    cfg = rl_loop.rl_config(config)
+    cfg = learner.RLConfig(**{**cfg.__dict__, "max_new_tokens": 16})
+    sampler_cfg = SamplerConfig(
+        16, (tokenizer.answer_end_id, tokenizer.eos_id), rule=SamplingRule(temperature=1.0)
+    )
+    schedule, optimizer = lambda step: 1e-3, optimizer_lib.adamw(1e-3, 0.0, 1.0)
+    critic = (
+        rl_loop.Model(model.config.__class__(**{**model.config.__dict__, "scalar_head": True}))
+        if algorithm == "ppo"
+        else None
+    )
+    params = model.init_params(jax.random.key(3))
+    make_state = lambda: learner.init_state(
+        jax.tree.map(jnp.copy, params),  # the steps donate their state
+        optimizer,
+        jax.random.key(4),
+        rl_loop.critic_params(params, critic, jax.random.key(5)) if critic else None,
+    )
+    mesh = mesh_lib.make_mesh(1)
+    shardings = (
+        jax.tree.map(lambda _: mesh_lib.replicated(mesh), make_state()),
+        mesh_lib.batch_sharded(mesh),
+    )
+    weights = (("correct", 1.0), ("overlong", 1.0))
+    records, prompts, lengths = _batch(tokenizer, cfg.group_size)
+    gold = jnp.array([int(r["answer"]) for r in records], jnp.int32)
+
+    reward = steps.DeviceReward.of(tokenizer, weights, 16, 16)
+    fused = steps.make_fused_step(model, critic, cfg, sampler_cfg, optimizer, schedule, reward, shardings)
+    fused_state, fused_metrics, _ = fused(make_state(), prompts, lengths, gold)
+
+    state, key = learner.split_rng(make_state())
+    out = steps.make_rollout(model, sampler_cfg, shardings[1])(
+        state["params"]["policy"], prompts, lengths, key
+    )
+    texts = [
+        tokenizer.decode(np.asarray(out.tokens[i, : out.lengths[i]]).tolist()) for i in range(len(records))
+    ]
+    fns = rule.make_reward_fns(get_task("arithmetic"), 16, 16)
+    total, _, _ = rule.score(fns, rule.RewardSpec(weights), texts, records, np.asarray(out.lengths))
+    learn = steps.make_learn_step(model, critic, cfg, optimizer, schedule, tokenizer.pad_id, shardings)
+    host_state, host_metrics = learn(state, prompts, lengths, out, jnp.asarray(total))
+
+    assert float(fused_metrics["reward_std"]) > 0  # the update had something to learn from
+    np.testing.assert_allclose(fused_metrics["loss"], host_metrics["loss"], rtol=1e-5, atol=1e-7)
+    assert_trees_close(fused_state["params"], host_state["params"], atol=1e-6)
+    assert not np.allclose(fused_state["params"]["policy"]["final_norm"], params["final_norm"])
+
+
+def _run(config, workdir):
+    return rl_loop.run(config, str(workdir))
+
+
+@pytest.mark.parametrize("algorithm", ["grpo", "ppo"])
+def test_shrunk_run_logs_metrics_and_resumes_exactly(tmp_path, data_dir, algorithm):
+    config = grpo_config("tiny_ppo" if algorithm == "ppo" else "tiny")
+    config.data_dir = str(data_dir)
+    config.train.update(num_steps=4, checkpoint_every=2)
+    results = _run(config, tmp_path / "whole")
+    assert "accuracy" in results["greedy"]
+    metrics = read_metrics(tmp_path / "whole")
+    train = [m for m in metrics if "train/loss" in m]
+    assert [m["step"] for m in train] == [1, 2, 3, 4]
+    expected = {
+        "reward_mean",
+        "reward_std",
+        "reward/correct",
+        "reward/overlong",
+        "accuracy",
+        "completion_length",
+        "thinking_length",
+        "clip_fraction_low",
+        "clip_fraction_high",
+        "kl",
+        "entropy",
+        "grad_norm",
+        "zero_variance_fraction",
+        "self_correction_rate",
+    }
+    assert expected <= {k.removeprefix("train/") for k in train[0]}
+    if algorithm == "ppo":
+        assert "train/value_loss" in train[0]
+    memory = [m for m in metrics if "memory/param_and_optimizer_bytes" in m]
+    assert memory and memory[0]["memory/param_and_optimizer_bytes"] > 0
+
+    halted = config.copy_and_resolve_references()
+    halted.train.halt_after = 2
+    assert _run(halted, tmp_path / "resumed") == {}
+    _run(config, tmp_path / "resumed")
+    model = rl_loop.sft_loop.build_model(config, 1024)
+    assert_trees_close(
+        rl_loop.restore_policy(config, tmp_path / "resumed", model),
+        rl_loop.restore_policy(config, tmp_path / "whole", model),
+        atol=0,
+    )
+    whole = [m for m in read_metrics(tmp_path / "whole") if m.get("step") == 4 and "train/loss" in m][0]
+    resumed = [m for m in read_metrics(tmp_path / "resumed") if m.get("step") == 4 and "train/loss" in m][0]
+    for key in ("train/loss", "train/reward_mean", "train/grad_norm", "train/kl"):
+        assert resumed[key] == whole[key], key
+
+
+def test_self_correction_on_hand_examples():
+    assert not traces.self_corrects("<think>8*4=32\n37+32=69\n</think><answer>69</answer>")
+    assert traces.self_corrects("<think>8*4=31\n8*4=32\n37+32=69\n</think><answer>69</answer>")
+    assert traces.self_corrects("<think>8*4=31\nWait, 8*4=32\n</think><answer>32</answer>")
+    assert traces.self_correction_rate(["<think>1+1=2\n1+1=2\n</think>", "<think>1+1=2\n</think>"]) == 0.5
+    assert traces.repetition_rate(["<think>a\na\na\n</think>", "<think>a\nb\n</think>"]) == 0.5
+
+
+def test_bad_rl_settings_are_config_errors():
+    from rtc.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="rl algorithm 'a2c'"):
+        learner.RLConfig(algorithm="a2c")
+    with pytest.raises(ConfigError, match="mu must be >= 1"):
+        learner.RLConfig(mu=0)
+    with pytest.raises(ConfigError, match="unknown reward function 'speling'"):
+        rule.RewardSpec.from_dict({"correct": 1.0, "speling": 1.0}).check(
+            list(rule.make_reward_fns(None, 8, 0))
+        )
+    config = grpo_config()
+    config.rl.device_rewards = "on"
+    with pytest.raises(ConfigError, match="device_rewards='on' needs the arithmetic task"):
+        rl_loop.use_device_rewards(config, get_task("countdown"))
+
+
+# XLA_FLAGS must be set before jax is imported, hence a fresh process.
+SHARDED = textwrap.dedent("""
+    import json, sys
+    from pathlib import Path
+    import importlib.util
+    import jax, numpy as np
+    sys.path.insert(0, "tests")
+    from test_rl import grpo_config
+    from rtc.rl import rl_loop
+    from rtc.tokenizer.tokenizer import Tokenizer
+
+    out = Path(sys.argv[1])
+    tokenizer = Tokenizer.load()
+    for algorithm in ("grpo", "ppo"):
+        for n in (8, 1):
+            config = grpo_config("tiny_ppo" if algorithm == "ppo" else "tiny")
+            config.data_dir = str(out / "data")
+            config.num_devices = n
+            config.train.num_steps = 2
+            model = rl_loop.sft_loop.build_model(config, tokenizer.vocab_size)
+            state = rl_loop.train(config, out / f"{algorithm}{n}", tokenizer, model)
+            leaves = jax.tree_util.tree_leaves_with_path(state["params"])
+            np.savez(out / f"{algorithm}{n}.npz", **{jax.tree_util.keystr(p): np.asarray(x) for p, x in leaves})
+    (out / "done").write_text(json.dumps(jax.device_count()))
+""")
+
+
+def test_eight_devices_equal_one(tmp_path):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    out = subprocess.run(
+        [sys.executable, "-c", SHARDED, str(tmp_path)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (tmp_path / "done").read_text() == "8"
+    for algorithm in ("grpo", "ppo"):
+        eight, one = np.load(tmp_path / f"{algorithm}8.npz"), np.load(tmp_path / f"{algorithm}1.npz")
+        assert sorted(eight) == sorted(one)
+        for key in one:
+            np.testing.assert_allclose(eight[key], one[key], rtol=0, atol=2e-6, err_msg=f"{algorithm} {key}")
