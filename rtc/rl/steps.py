@@ -93,6 +93,7 @@ def make_fused_step(model, critic, cfg, sampler_cfg, optimizer, schedule, reward
             sampler_cfg.pad_id,
         )
         metrics.update({f"reward/{name}": value.mean() for name, value in per_fn.items()})
+        metrics.update({f"reward_std/{name}": value.std() for name, value in per_fn.items()})
         return state, metrics, out
 
     return jax.jit(step, donate_argnums=0, in_shardings=(state_sharding, rows, rows, rows))
