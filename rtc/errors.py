@@ -3,3 +3,7 @@
 
 class ConfigError(ValueError):
     """A configuration value or input that cannot work: the message names it and what would."""
+
+
+class PretrainedError(ConfigError):
+    """A pretrained checkpoint or tokenizer rtc cannot load: the message names the file, tensor or field."""

@@ -7,10 +7,18 @@ overridden (`--config.model.num_layers=2`).
 import dataclasses
 from rtc.errors import ConfigError
 
+ACTIVATIONS = ("silu", "gelu_tanh")
+ROPE_SCALINGS = ("", "linear", "llama3")
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """A decoder-only transformer in the Llama family (RMSNorm, RoPE, GQA, SwiGLU)."""
+    """A decoder-only transformer in the Llama family (RMSNorm, RoPE, GQA, SwiGLU).
+
+    The fields after `dtype` cover the pretrained families (`rtc.pretrained`); their defaults are the
+    Llama architecture. Qwen2 adds q/k/v biases; Gemma scales embeddings by sqrt(embed_dim), uses
+    `(1 + w)` norm scales and a GELU-tanh gated MLP; Llama 3.x stretches long rotary wavelengths.
+    """
 
     vocab_size: int = 1024
     num_layers: int = 2
@@ -25,6 +33,15 @@ class ModelConfig:
     tie_embeddings: bool = True
     scalar_head: bool = False
     dtype: str = "float32"
+    qkv_bias: bool = False  # Qwen2: biases on the q, k and v projections
+    norm_offset: float = 0.0  # Gemma: RMSNorm multiplies by (norm_offset + w)
+    embed_scale: float = 1.0  # Gemma: sqrt(embed_dim), applied to the looked-up embeddings
+    activation: str = "silu"  # gate of the gated MLP: "silu" (SwiGLU) or "gelu_tanh" (GeGLU, Gemma)
+    rope_scaling: str = ""  # "": none; "linear" (position interpolation); "llama3"
+    rope_scaling_factor: float = 1.0
+    rope_low_freq_factor: float = 1.0  # llama3 scaling only
+    rope_high_freq_factor: float = 4.0  # llama3 scaling only
+    rope_original_max_len: int = 8192  # llama3 scaling: the context the model was pretrained at
 
     def __post_init__(self):
         if self.num_heads % self.num_kv_heads:
@@ -33,12 +50,17 @@ class ModelConfig:
             )
         if self.head_dim % 2:
             raise ConfigError(f"head_dim={self.head_dim} must be even for rotary positions")
+        if self.activation not in ACTIVATIONS:
+            raise ConfigError(f"activation={self.activation!r} is not one of {ACTIVATIONS}")
+        if self.rope_scaling not in ROPE_SCALINGS:
+            raise ConfigError(f"rope_scaling={self.rope_scaling!r} is not one of {ROPE_SCALINGS}")
 
     @property
     def num_params(self) -> int:
         """Parameter count (embeddings included once when tied)."""
         e, h, k, d, f = self.embed_dim, self.num_heads, self.num_kv_heads, self.head_dim, self.mlp_dim
         per_layer = e * (h + 2 * k) * d + h * d * e + 3 * e * f + 2 * e
+        per_layer += (h + 2 * k) * d if self.qkv_bias else 0
         head = 0 if self.tie_embeddings else e * self.vocab_size
         return self.vocab_size * e + self.num_layers * per_layer + e + head + (e if self.scalar_head else 0)
 

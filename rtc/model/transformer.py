@@ -5,10 +5,13 @@
 Llama architecture (Touvron et al. 2023): pre-RMSNorm (Zhang & Sennrich 2019), rotary positions
 (Su et al. 2021, interleaved-pair convention as in Meta's and llama2.c's code), grouped-query
 attention (Ainslie et al. 2023), SwiGLU MLP (Shazeer 2020). Optional tied embeddings and an
-optional scalar head (critic / ORM / PRM score per token).
+optional scalar head (critic / ORM / PRM score per token). Config switches cover the pretrained
+families loaded by `rtc.pretrained`: q/k/v biases (Qwen2), `(1 + w)` norms, embedding scaling and a
+GELU-tanh gate (Gemma), and rotary frequency scaling (linear; Llama 3.1's).
 """
 
 import dataclasses
+import math
 from typing import Callable
 
 import flax.linen as nn
@@ -22,17 +25,57 @@ from rtc.model.config import ModelConfig
 _init = nn.initializers.normal(stddev=0.02)
 
 
-def rms_norm(x: jax.Array, scale: jax.Array, eps: float) -> jax.Array:
-    """RMSNorm: `scale * x / sqrt(mean(x^2) + eps)` (Zhang & Sennrich 2019), in float32."""
+def _norm_init(c: ModelConfig):
+    """Norm scales start at an effective 1 (stored as 1 - norm_offset)."""
+    return nn.initializers.constant(1.0 - c.norm_offset) if c.norm_offset else nn.initializers.ones
+
+
+def rms_norm(x: jax.Array, scale: jax.Array, eps: float, offset: float = 0.0) -> jax.Array:
+    """RMSNorm: `(offset + scale) * x / sqrt(mean(x^2) + eps)` (Zhang & Sennrich 2019), in float32.
+
+    Gemma stores `scale - 1` (`offset = 1`, HF `GemmaRMSNorm`).
+    """
     x32 = x.astype(jnp.float32)
     normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + eps)
+    if offset:
+        scale = offset + scale.astype(jnp.float32)
     return (normed * scale).astype(x.dtype)
 
 
-def apply_rope(x: jax.Array, positions: jax.Array, theta: float) -> jax.Array:
-    """Rotates adjacent pairs `(2j, 2j+1)` of `x: [B, H, T, D]` by `pos * theta^(-2j/D)` (RoFormer, eq. 34)."""
+def rope_frequencies(c: ModelConfig) -> jax.Array:
+    """f32[D/2]: `theta^(-2j/D)`, rescaled when `c.rope_scaling` is set.
+
+    "linear": divided by the factor (position interpolation, Chen et al. 2023). "llama3": wavelengths
+    longer than `original_max_len / low_freq_factor` are stretched by the factor, those shorter than
+    `original_max_len / high_freq_factor` kept, the band between interpolated (Meta's Llama 3.1
+    `apply_scaling`; HF `_compute_llama3_parameters`).
+    """
+    d = c.head_dim
+    inv_freq = c.rope_theta ** (-jnp.arange(0, d, 2, dtype=jnp.float32) / d)
+    factor = c.rope_scaling_factor
+    if c.rope_scaling == "linear":
+        return inv_freq / factor
+    if c.rope_scaling == "llama3":
+        wavelen = 2 * math.pi / inv_freq
+        low, high = c.rope_low_freq_factor, c.rope_high_freq_factor
+        smooth = (c.rope_original_max_len / wavelen - low) / (high - low)
+        smoothed = (1 - smooth) * inv_freq / factor + smooth * inv_freq
+        long = wavelen > c.rope_original_max_len / low
+        short = wavelen < c.rope_original_max_len / high
+        return jnp.where(long, inv_freq / factor, jnp.where(short, inv_freq, smoothed))
+    return inv_freq
+
+
+def apply_rope(
+    x: jax.Array, positions: jax.Array, theta: float, inv_freq: jax.Array | None = None
+) -> jax.Array:
+    """Rotates adjacent pairs `(2j, 2j+1)` of `x: [B, H, T, D]` by `pos * theta^(-2j/D)` (RoFormer, eq. 34).
+
+    `inv_freq: f32[D/2]` replaces `theta^(-2j/D)` (scaled frequencies, `rope_frequencies`).
+    """
     d = x.shape[-1]
-    inv_freq = theta ** (-jnp.arange(0, d, 2, dtype=jnp.float32) / d)  # [D/2]
+    if inv_freq is None:
+        inv_freq = theta ** (-jnp.arange(0, d, 2, dtype=jnp.float32) / d)  # [D/2]
     angles = positions[..., None].astype(jnp.float32) * inv_freq  # [B, T, D/2]
     cos, sin = jnp.cos(angles)[:, None], jnp.sin(angles)[:, None]  # [B, 1, T, D/2]
     pairs = x.astype(jnp.float32).reshape(*x.shape[:-1], d // 2, 2)
@@ -86,15 +129,21 @@ class Block(nn.Module):
         w_gate = self.param("w_gate", _init, (e, f))
         w_up = self.param("w_up", _init, (e, f))
         w_down = self.param("w_down", _init, (f, e))
-        attn_norm = self.param("attn_norm", nn.initializers.ones, (e,))
-        mlp_norm = self.param("mlp_norm", nn.initializers.ones, (e,))
+        attn_norm = self.param("attn_norm", _norm_init(c), (e,))
+        mlp_norm = self.param("mlp_norm", _norm_init(c), (e,))
 
-        y = rms_norm(x, attn_norm, c.norm_eps)  # [B, T, E]
-        q = dense(y, w_q.astype(dtype)).transpose(0, 2, 1, 3)  # [B, H, T, D]
-        k = dense(y, w_k.astype(dtype)).transpose(0, 2, 1, 3)  # [B, Hkv, T, D]
-        v = dense(y, w_v.astype(dtype)).transpose(0, 2, 1, 3)
-        q = apply_rope(q, positions, c.rope_theta)
-        k = apply_rope(k, positions, c.rope_theta)
+        y = rms_norm(x, attn_norm, c.norm_eps, c.norm_offset)  # [B, T, E]
+        q = dense(y, w_q.astype(dtype))  # [B, T, H, D]
+        k = dense(y, w_k.astype(dtype))  # [B, T, Hkv, D]
+        v = dense(y, w_v.astype(dtype))
+        if c.qkv_bias:
+            q = q + self.param("b_q", nn.initializers.zeros, (h, d)).astype(dtype)
+            k = k + self.param("b_k", nn.initializers.zeros, (hkv, d)).astype(dtype)
+            v = v + self.param("b_v", nn.initializers.zeros, (hkv, d)).astype(dtype)
+        q, k, v = (a.transpose(0, 2, 1, 3) for a in (q, k, v))  # [B, H or Hkv, T, D]
+        inv_freq = rope_frequencies(c) if c.rope_scaling else None
+        q = apply_rope(q, positions, c.rope_theta, inv_freq)
+        k = apply_rope(k, positions, c.rope_theta, inv_freq)
         if layer_cache is not None:
             layer_cache = {
                 "k": kv_cache.write(layer_cache["k"], k, cache_index),
@@ -106,10 +155,11 @@ class Block(nn.Module):
             out.transpose(0, 2, 1, 3).reshape(*x.shape[:2], h * d), w_o.reshape(h * d, e).astype(dtype)
         )
 
-        y = rms_norm(x, mlp_norm, c.norm_eps)
+        y = rms_norm(x, mlp_norm, c.norm_eps, c.norm_offset)
         gate = dense(y, w_gate.astype(dtype))  # [B, T, F]
         up = dense(y, w_up.astype(dtype))
-        x = x + dense(nn.silu(gate) * up, w_down.astype(dtype))
+        act = nn.silu if c.activation == "silu" else lambda a: jax.nn.gelu(a, approximate=True)
+        x = x + dense(act(gate) * up, w_down.astype(dtype))
         return x, layer_cache
 
 
@@ -124,6 +174,8 @@ class Transformer(nn.Module):
         dtype = jnp.dtype(c.dtype)
         embedding = self.param("embedding", _init, (c.vocab_size, c.embed_dim))  # [V, E]
         x = jnp.take(embedding, tokens, axis=0).astype(dtype)  # [B, T, E]
+        if c.embed_scale != 1.0:
+            x = x * jnp.asarray(c.embed_scale, dtype)
         mask = _attention_mask(positions, cache)
         index = None if cache is None else cache["index"]
         new_layers = []
@@ -131,7 +183,8 @@ class Transformer(nn.Module):
             layer_cache = None if cache is None else cache["layers"][i]
             x, layer_cache = Block(c, name=f"layer_{i}")(x, positions, mask, layer_cache, index)
             new_layers.append(layer_cache)
-        x = rms_norm(x, self.param("final_norm", nn.initializers.ones, (c.embed_dim,)), c.norm_eps)
+        final_norm = self.param("final_norm", _norm_init(c), (c.embed_dim,))
+        x = rms_norm(x, final_norm, c.norm_eps, c.norm_offset)
         if c.tie_embeddings:
             logits = dense(x, embedding.T.astype(dtype))  # [B, T, V]
         else:

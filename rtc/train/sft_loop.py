@@ -22,6 +22,7 @@ from rtc.eval.accuracy import accuracy_by_difficulty, format_table, prompt_token
 from rtc.metrics import MetricWriter, check_finite
 from rtc.model import Model, model_config
 from rtc.parallel import mesh as mesh_lib
+from rtc.pretrained import from_config as pretrained_from_config
 from rtc.sampling.budget import ThinkingBudget, thinking_limit
 from rtc.sampling.rules import SamplingRule
 from rtc.sampling.sampler import SamplerConfig, generate
@@ -128,8 +129,13 @@ def restore_params(
     return state["params"]
 
 
-def train(config: ml_collections.ConfigDict, workdir: Path, tokenizer: Tokenizer, model: Model) -> dict:
+def train(
+    config: ml_collections.ConfigDict, workdir: Path, tokenizer: Tokenizer, model: Model, params=None
+) -> dict:
     """Runs (or resumes) SFT to `config.train.num_steps`; returns the final train state.
+
+    `params`: the initial parameters (a pretrained checkpoint's, `rtc.pretrained.from_config`);
+    None: a random init. A resumed run restores its own checkpoint either way.
 
     Every `log_every` steps, at every checkpoint and at the end it logs the mean metrics of the steps
     since the last log and their throughput, or stops with `NonFiniteError` at the first of those
@@ -150,7 +156,8 @@ def train(config: ml_collections.ConfigDict, workdir: Path, tokenizer: Tokenizer
 
     schedule, optimizer = make_optimizer(config)
     rng = jax.random.key(config.seed)
-    params = model.init_params(jax.random.fold_in(rng, 0))
+    if params is None:
+        params = model.init_params(jax.random.fold_in(rng, 0))
     state = mesh_lib.replicate(init_train_state(params, optimizer, jax.random.fold_in(rng, 1)), mesh)
     loss_fn = lambda params, batch, rng: sft_loss(params, batch, model)
     update = _jit_update(make_update(loss_fn, optimizer, schedule), state, mesh)
@@ -272,10 +279,15 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """SFT then evaluation; returns the evaluation results."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    tokenizer = Tokenizer.load(ensure_model(config.tokenizer_path or None))
-    model = build_model(config, tokenizer.vocab_size)
-    logging.info("model %s: %.2fM parameters", config.model.preset, model.config.num_params / 1e6)
-    state = train(config, workdir, tokenizer, model)
+    loaded = pretrained_from_config(config)
+    if loaded is None:
+        tokenizer = Tokenizer.load(ensure_model(config.tokenizer_path or None))
+        model, params = build_model(config, tokenizer.vocab_size), None
+    else:
+        tokenizer, model, params = loaded
+    name = config.get("pretrained") or config.model.preset
+    logging.info("model %s: %.2fM parameters", name, model.config.num_params / 1e6)
+    state = train(config, workdir, tokenizer, model, params)
     if int(state["step"]) < config.train.num_steps:
         return {}
     with MetricWriter(workdir, progress=False) as writer:
