@@ -90,7 +90,7 @@ def time_split(s, num_steps: int) -> tuple[float, float, float]:
         total, _, _ = rule.score(fns, spec, texts, s["group_records"], np.asarray(out.lengths))
         t2 = time.perf_counter()
         state, metrics = jax.block_until_ready(
-            learn(state, s["prompts"], s["lengths"], out, jnp.asarray(total))
+            learn(state, s["prompts"], s["lengths"], out, jnp.asarray(total), None)
         )
         t3 = time.perf_counter()
         if i:  # the first step compiles

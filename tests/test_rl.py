@@ -123,7 +123,7 @@ def test_fused_step_equals_rollout_then_host_rewards(model, tokenizer, algorithm
     fns = rule.make_reward_fns(get_task("arithmetic"), 16, 16)
     total, _, _ = rule.score(fns, rule.RewardSpec(weights), texts, records, np.asarray(out.lengths))
     learn = steps.make_learn_step(model, critic, cfg, optimizer, schedule, tokenizer.pad_id, shardings)
-    host_state, host_metrics = learn(state, prompts, lengths, out, jnp.asarray(total))
+    host_state, host_metrics = learn(state, prompts, lengths, out, jnp.asarray(total), None)
 
     assert float(fused_metrics["reward_std"]) > 0  # the update had something to learn from
     np.testing.assert_allclose(fused_metrics["loss"], host_metrics["loss"], rtol=1e-5, atol=1e-7)
@@ -252,3 +252,39 @@ def test_eight_devices_equal_one(tmp_path):
         assert sorted(eight) == sorted(one)
         for key in one:
             np.testing.assert_allclose(eight[key], one[key], rtol=0, atol=2e-6, err_msg=f"{algorithm} {key}")
+
+
+def test_process_supervision_learns_from_step_rewards(model, tokenizer):
+    """Step rewards from a callable (here a toy "PRM": +1 for each step that ends with a digit)."""
+    config = grpo_config("tiny")
+    cfg = learner.RLConfig(
+        **{**rl_loop.rl_config(config).__dict__, "process_supervision": True, "max_new_tokens": 16}
+    )
+    sampler_cfg = SamplerConfig(
+        16, (tokenizer.answer_end_id, tokenizer.eos_id), rule=SamplingRule(temperature=1.0)
+    )
+    optimizer = optimizer_lib.adamw(1e-3, 0.0, 1.0)
+    params = model.init_params(jax.random.key(3))
+    state = learner.init_state(jax.tree.map(jnp.copy, params), optimizer, jax.random.key(4))
+    mesh = mesh_lib.make_mesh(1)
+    shardings = (jax.tree.map(lambda _: mesh_lib.replicated(mesh), state), mesh_lib.batch_sharded(mesh))
+    records, prompts, lengths = _batch(tokenizer, cfg.group_size)
+    state, key = learner.split_rng(state)
+    out = steps.make_rollout(model, sampler_cfg, shardings[1])(
+        state["params"]["policy"], prompts, lengths, key
+    )
+
+    def toy_prm(prm_params, tokens, completion):
+        ends = completion & (jnp.arange(tokens.shape[1]) % 3 == 0)[None]  # every third token ends a "step"
+        return jnp.where(ends, prm_params["bias"] + (tokens % 2), 0.0), ends
+
+    learn = steps.make_learn_step(model, None, cfg, optimizer, None, tokenizer.pad_id, shardings, toy_prm)
+    new_state, metrics = learn(
+        state, prompts, lengths, out, jnp.zeros(len(records)), {"bias": jnp.float32(0.5)}
+    )
+    assert np.isfinite(float(metrics["loss"])) and float(metrics["advantage_abs_mean"]) > 0
+    assert not np.allclose(new_state["params"]["policy"]["final_norm"], params["final_norm"])
+    with pytest.raises(Exception, match="per-step rewards"):
+        steps.make_learn_step(model, None, cfg, optimizer, None, tokenizer.pad_id, shardings)(
+            new_state, prompts, lengths, out, jnp.zeros(len(records)), None
+        )

@@ -212,7 +212,7 @@ def train(config, workdir: Path, tokenizer, model: Model) -> dict:
                     host.update({f"reward/{k}": float(v.mean()) for k, v in per_fn.items()})
                     host.update({f"reward_std/{k}": float(v.std()) for k, v in per_fn.items()})
                     host.update({f"reward_errors/{k}": float(v) for k, v in failures.items()})
-                    state, metrics = learn(state, prompts, lengths, out, jax.device_put(total, rows))
+                    state, metrics = learn(state, prompts, lengths, out, jax.device_put(total, rows), None)
                     host["rollout_seconds"] = rollout_time
                 position += r.prompts_per_step
                 metrics = jax.device_get(metrics)

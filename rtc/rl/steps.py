@@ -50,10 +50,29 @@ class DeviceReward:
 
 
 def _learn_from_rollout(
-    state, prompts, prompt_lengths, out, rewards, model, critic, cfg, optimizer, schedule, pad_id
+    state,
+    prompts,
+    prompt_lengths,
+    out,
+    rewards,
+    model,
+    critic,
+    cfg,
+    optimizer,
+    schedule,
+    pad_id,
+    step_rewards=None,
 ):
+    """`step_rewards`: optional `(fn, params)` with `fn(params, tokens i32[B, L], completion bool[B, L]) ->
+    (f32[B, L], bool[B, L])`, each step's reward at its last token (a PRM's `prm_step_rewards`)."""
     seqs = sequences(prompts, prompt_lengths, out.tokens, out.lengths, pad_id)
-    exp, stats = learner.make_experience(model, critic, state, seqs, rewards, cfg)
+    per_step = None
+    if step_rewards is not None:
+        fn, params = step_rewards
+        completion = jnp.pad(seqs["mask"], ((0, 0), (1, 0))) > 0  # token j is target j - 1
+        values, ends = fn(params, seqs["tokens"], completion)
+        per_step = (values[:, 1:], ends[:, 1:])  # on target indices, like the mask
+    exp, stats = learner.make_experience(model, critic, state, seqs, rewards, cfg, per_step)
     state, metrics = learner.learn(state, exp, model, critic, cfg, optimizer, schedule)
     return state, {**metrics, **stats, **learner.rollout_stats(out.lengths, out.thinking_tokens, rewards)}
 
@@ -111,13 +130,26 @@ def make_rollout(model, sampler_cfg, rows):
     )
 
 
-def make_learn_step(model, critic, cfg, optimizer, schedule, pad_id: int, shardings):
-    """`learn(state, prompts, prompt_lengths, rollout, rewards f32[B]) -> (state, metrics)` after host rewards."""
+def make_learn_step(model, critic, cfg, optimizer, schedule, pad_id: int, shardings, step_reward_fn=None):
+    """`learn(state, prompts, prompt_lengths, rollout, rewards f32[B], step_params) -> (state, metrics)`
+    after host rewards; `step_params` are `step_reward_fn`'s params (a PRM's; process supervision), else None."""
     state_sharding, rows = shardings
 
-    def step(state, prompts, prompt_lengths, out, rewards):
+    def step(state, prompts, prompt_lengths, out, rewards, step_params):
+        step_rewards = None if step_reward_fn is None else (step_reward_fn, step_params)
         return _learn_from_rollout(
-            state, prompts, prompt_lengths, out, rewards, model, critic, cfg, optimizer, schedule, pad_id
+            state,
+            prompts,
+            prompt_lengths,
+            out,
+            rewards,
+            model,
+            critic,
+            cfg,
+            optimizer,
+            schedule,
+            pad_id,
+            step_rewards,
         )
 
-    return jax.jit(step, donate_argnums=0, in_shardings=(state_sharding, rows, rows, rows, rows))
+    return jax.jit(step, donate_argnums=0, in_shardings=(state_sharding, rows, rows, rows, rows, None))
