@@ -288,3 +288,12 @@ def test_process_supervision_learns_from_step_rewards(model, tokenizer):
         steps.make_learn_step(model, None, cfg, optimizer, None, tokenizer.pad_id, shardings)(
             new_state, prompts, lengths, out, jnp.zeros(len(records)), None
         )
+
+
+def test_grpo_from_a_pretrained_checkpoint(tmp_path, data_dir):
+    config = grpo_config("tiny_pretrained")
+    config.data_dir = str(data_dir)
+    config.train.num_steps = 2
+    results = _run(config, tmp_path)
+    assert "accuracy" in results["greedy"]
+    assert len([m for m in read_metrics(tmp_path) if "train/loss" in m]) == 2

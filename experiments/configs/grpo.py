@@ -1,8 +1,9 @@
 """GRPO on multi-step arithmetic after an SFT cold start, on the CPU.
 
 Command:   python -m rtc.main --config=experiments/configs/grpo.py --workdir=/tmp/rtc_grpo
-           (variants: `:ppo` the PPO-with-critic baseline, `:scratch` GRPO from random weights, no cold start;
-           `:tiny` / `:tiny_ppo` shrink everything for the end-to-end tests)
+           (variants, joined by `_`: `ppo` the PPO-with-critic baseline, `scratch` GRPO from random weights
+           (no cold start), `pretrained` start from llama2.c's stories260K (any checkpoint:
+           `--config.pretrained=DIR`), `tiny` shrinks everything for the end-to-end tests)
 Hardware:  2 CPU cores.
 Runtime and expected result: see experiments/README.md (measured).
 
@@ -52,6 +53,14 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.rewards = ml_collections.ConfigDict(
         dict(weights=dict(correct=1.0, format=0.1), overlong_cache=16, on_error=0.0)
     )
+    if (
+        "pretrained" in variant
+    ):  # llama2.c's stories260K, cold-started with SFT, then GRPO (see pretrained_sft.py)
+        c.pretrained = "stories260K/stories260K.bin"
+        c.pretrained_tokenizer = ""
+        c.pretrained_template = ""
+        c.model.preset = "pretrained"  # informational: the checkpoint defines the architecture
+        c.train.seq_len = 96
     if "scratch" in variant:
         c.init.sft_steps = 0
         c.train.learning_rate = 1e-3
@@ -62,7 +71,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         c.train.update(num_steps=3, checkpoint_every=2, log_every=1, warmup_steps=1)
         c.rl.update(prompts_per_step=2, group_size=4, max_new_tokens=32)
         c.eval.update(num_examples=8, batch_size=8, max_new_tokens=32)
-    unknown = variant - {"tiny", "ppo", "scratch"}
+    unknown = variant - {"tiny", "ppo", "scratch", "pretrained"}
     if unknown:
-        raise ValueError(f"unknown grpo variant {arg!r}; known parts: tiny, ppo, scratch")
+        raise ValueError(f"unknown grpo variant {arg!r}; known parts: tiny, ppo, scratch, pretrained")
     return c

@@ -133,3 +133,19 @@ def rewards(
 
 
 DEVICE_REWARDS = ("correct", "format", "overlong")
+
+
+def supports(tokenizer) -> bool:
+    """Whether `tokenizer` writes integers the way the device parser reads them (one token per digit,
+    nothing else inside the answer block): checked on sample answers, not assumed."""
+    ids = SpecialIds.of(tokenizer)
+    tables = answer_tables(tokenizer)
+    for value in (7, -305, 123456789):
+        tokens = tokenizer.encode(f"<answer>{value}</answer>")
+        tokens = tokens[tokens.index(ids.answer_start) :] if ids.answer_start in tokens else tokens
+        parsed, valid = parse_integer_answer(
+            jnp.array([tokens], jnp.int32), jnp.array([len(tokens)], jnp.int32), tables, ids
+        )
+        if not (bool(valid[0]) and int(parsed[0]) == value):
+            return False
+    return True

@@ -26,6 +26,7 @@ from rtc.eval.accuracy import prompt_tokens
 from rtc.metrics import MetricWriter, check_finite
 from rtc.model import Model
 from rtc.parallel import mesh as mesh_lib
+from rtc.pretrained import from_config as pretrained_from_config
 from rtc.rewards import device as device_rewards
 from rtc.rewards import rule
 from rtc.rl import learner, losses, steps
@@ -88,16 +89,21 @@ def prompt_order(position: int, count: int, num_records: int, seed: int) -> np.n
     return np.array([perms[e][o] for e, o in zip(epochs.tolist(), offsets.tolist())])
 
 
-def initial_policy(config, workdir: Path, tokenizer, model: Model):
-    """The params RL starts from (see the module docstring), and where they came from."""
+def initial_policy(config, workdir: Path, tokenizer, model: Model, pretrained=None):
+    """The params RL starts from (see the module docstring), and where they came from.
+
+    `pretrained`: a loaded checkpoint's params (`rtc.pretrained.from_config`); a cold-start SFT starts from them.
+    """
     init = config.init
     if init.sft_workdir:
         return sft_loop.restore_params(config, init.sft_workdir, model), f"SFT run {init.sft_workdir}"
     if init.sft_steps > 0:
         sft = ml_collections.ConfigDict(config.to_dict())
         sft.train.update(num_steps=init.sft_steps, halt_after=-1)
-        state = sft_loop.train(sft, workdir / "sft", tokenizer, model)
+        state = sft_loop.train(sft, workdir / "sft", tokenizer, model, pretrained)
         return state["params"], f"cold start: {init.sft_steps} SFT steps in {workdir / 'sft'}"
+    if pretrained is not None:
+        return pretrained, f"pretrained checkpoint {config.pretrained}"
     return model.init_params(jax.random.key(config.seed)), "random weights (no cold start)"
 
 
@@ -114,11 +120,14 @@ def state_bytes(state: dict) -> int:
     return int(sum(x.size * x.dtype.itemsize for x in leaves if hasattr(x, "dtype")))
 
 
-def use_device_rewards(config, task) -> bool:
-    """Rewards on device when asked (`auto`: when the task's answers are integers and the rewards are rules)."""
+def use_device_rewards(config, task, tokenizer=None) -> bool:
+    """Rewards on device when asked (`auto`: when the task's answers are integers, the rewards are rules
+    and the tokenizer writes digits one per token)."""
     choice = config.rl.device_rewards
-    possible = task.name == "arithmetic" and all(
-        k in device_rewards.DEVICE_REWARDS for k in config.rewards.weights
+    possible = (
+        task.name == "arithmetic"
+        and all(k in device_rewards.DEVICE_REWARDS for k in config.rewards.weights)
+        and (tokenizer is None or device_rewards.supports(tokenizer))
     )
     if choice == "auto":
         return possible
@@ -129,8 +138,10 @@ def use_device_rewards(config, task) -> bool:
     return choice == "on"
 
 
-def train(config, workdir: Path, tokenizer, model: Model) -> dict:
-    """Runs (or resumes) RL to `config.train.num_steps`; returns the final train state."""
+def train(config, workdir: Path, tokenizer, model: Model, pretrained=None) -> dict:
+    """Runs (or resumes) RL to `config.train.num_steps`; returns the final train state.
+
+    `pretrained`: params of a loaded checkpoint to start from (see `initial_policy`)."""
     t, r, cfg = config.train, config.rl, rl_config(config)
     task = get_task(config.task.name)
     records = sft_loop.task_records(config, "train", workdir)
@@ -142,7 +153,7 @@ def train(config, workdir: Path, tokenizer, model: Model) -> dict:
     schedule, optimizer = sft_loop.make_optimizer(config)
     critic = Model(dataclasses.replace(model.config, scalar_head=True)) if cfg.algorithm == "ppo" else None
     weights = tuple((str(k), float(v)) for k, v in config.rewards.weights.items())
-    on_device = use_device_rewards(config, task)
+    on_device = use_device_rewards(config, task, tokenizer)
     reward_fns = rule.make_reward_fns(task, r.max_new_tokens, config.rewards.overlong_cache)
     spec = rule.RewardSpec(weights, config.rewards.on_error)
     spec.check(list(reward_fns))
@@ -153,7 +164,7 @@ def train(config, workdir: Path, tokenizer, model: Model) -> dict:
         if resuming:  # the template's values are replaced by the checkpoint's
             policy, origin = model.init_params(jax.random.key(0)), "checkpoint"
         else:
-            policy, origin = initial_policy(config, workdir, tokenizer, model)
+            policy, origin = initial_policy(config, workdir, tokenizer, model, pretrained)
         logging.info("policy from %s", origin)
         rng = jax.random.key(config.seed + 17)
         critic_init = critic_params(policy, critic, jax.random.fold_in(rng, 1)) if critic else None
@@ -268,10 +279,16 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """RL then held-out evaluation of the policy; returns the evaluation results."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    tokenizer = Tokenizer.load(ensure_model(config.tokenizer_path or None))
-    model = sft_loop.build_model(config, tokenizer.vocab_size)
-    logging.info("%s on %s, model %s", config.mode, config.task.name, config.model.preset)
-    state = train(config, workdir, tokenizer, model)
+    loaded = pretrained_from_config(config)
+    if loaded is None:
+        tokenizer = Tokenizer.load(ensure_model(config.tokenizer_path or None))
+        model, pretrained = sft_loop.build_model(config, tokenizer.vocab_size), None
+    else:
+        tokenizer, model, pretrained = loaded
+    logging.info(
+        "%s on %s, model %s", config.mode, config.task.name, config.get("pretrained") or config.model.preset
+    )
+    state = train(config, workdir, tokenizer, model, pretrained)
     if int(state["step"]) < config.train.num_steps:
         return {}
     with MetricWriter(workdir, progress=False) as writer:
