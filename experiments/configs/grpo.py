@@ -23,7 +23,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # The initial policy: an SFT run's workdir, else a cold-start SFT of sft_steps steps, else random weights.
     c.init = ml_collections.ConfigDict(dict(sft_workdir="", sft_steps=600))
     c.train.update(
-        num_steps=100, learning_rate=2e-5, warmup_steps=5, weight_decay=0.0, log_every=5, checkpoint_every=50
+        num_steps=60, learning_rate=5e-5, warmup_steps=5, weight_decay=0.0, log_every=5, checkpoint_every=20
     )
     c.rl = ml_collections.ConfigDict(
         dict(
@@ -41,7 +41,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
             aggregation="token_mean",  # sequence_mean (GRPO) | token_mean (DAPO) | constant (Dr. GRPO)
             kl_coef=0.04,
             kl_estimator="k3",
-            mu=1,
+            mu=2,  # two updates per rollout batch: the second sees ratios != 1, so clipping acts
             mask_zero_variance=True,
             device_rewards="auto",  # auto | on | off: fuse sample -> reward -> update into one program
             gamma=1.0,  # PPO
@@ -64,8 +64,6 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     if "scratch" in variant:
         c.init.sft_steps = 0
         c.train.learning_rate = 1e-3
-    if "ppo" in variant:
-        c.train.learning_rate = 2e-5
     if "tiny" in variant:
         c.init.sft_steps = 2
         c.train.update(num_steps=3, checkpoint_every=2, log_every=1, warmup_steps=1)
