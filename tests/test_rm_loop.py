@@ -184,3 +184,22 @@ def test_orm_learns_a_visible_correctness_cue(policy, tmp_path):
         Model(rm.with_head(model.config)), state["params"], held_out["tokens"], held_out["completion_mask"]
     )
     assert auroc(np.asarray(scores), held_out["label"] > 0.5) == 1.0
+
+
+def test_process_supervised_grpo_trains_with_the_prm(runs, data_dir, tmp_path):
+    """The PRM's step rewards drive GRPO's advantages (DeepSeekMath process supervision) end to end."""
+    from rtc.rl import rl_loop
+
+    root, _, _ = runs
+    config = rm_config("grpo")
+    config.data_dir = str(data_dir)
+    config.rl.process_supervision = True
+    config.rewards.prm_workdir = str(root / "prm")
+    config.train.num_steps = 2
+    results = rl_loop.run(config, str(tmp_path))
+    assert "accuracy" in results["greedy"]
+    logged = [m for m in read_metrics(tmp_path) if "train/loss" in m]
+    assert len(logged) == 2 and all(np.isfinite(m["train/loss"]) for m in logged)
+    config.rewards.prm_workdir = str(root / "orm")
+    with pytest.raises(ConfigError, match="not a PRM"):
+        rl_loop.process_reward(config)

@@ -43,6 +43,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
             kl_estimator="k3",
             mu=2,  # two updates per rollout batch: the second sees ratios != 1, so clipping acts
             mask_zero_variance=True,
+            process_supervision=False,  # advantages from a PRM's step rewards (rewards.prm_workdir)
             device_rewards="auto",  # auto | on | off: fuse sample -> reward -> update into one program
             gamma=1.0,  # PPO
             lam=0.95,
@@ -51,7 +52,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         )
     )
     c.rewards = ml_collections.ConfigDict(
-        dict(weights=dict(correct=1.0, format=0.1), overlong_cache=16, on_error=0.0)
+        dict(weights=dict(correct=1.0, format=0.1), overlong_cache=16, on_error=0.0, prm_workdir="")
     )
     if (
         "pretrained" in variant

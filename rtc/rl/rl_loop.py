@@ -66,6 +66,7 @@ def rl_config(config: ml_collections.ConfigDict) -> learner.RLConfig:
         lam=r.lam,
         value_clip=None if r.value_clip <= 0 else r.value_clip,
         vf_coef=r.vf_coef,
+        process_supervision=r.process_supervision,
     )
 
 
@@ -114,6 +115,29 @@ def critic_params(policy_params, critic: Model, rng: jax.Array):
     return params
 
 
+def process_reward(config):
+    """`(step_reward_fn, prm_params)` from the PRM run in `config.rewards.prm_workdir` (process supervision),
+    or `(None, None)`."""
+    if not config.rl.process_supervision:
+        return None, None
+    if not config.rewards.prm_workdir:
+        raise ConfigError(
+            "rl.process_supervision needs rewards.prm_workdir (a PRM run, experiments/configs/prm.py)"
+        )
+    from rtc.rewards import reward_model, rm_loop  # the reward-model stack only when asked for
+
+    description = rm_loop.load_description(config.rewards.prm_workdir)
+    if description.get("kind") != "prm":
+        raise ConfigError(f"{config.rewards.prm_workdir} holds a {description.get('kind')}, not a PRM")
+    prm, prm_params = rm_loop.load_reward_model(config.rewards.prm_workdir)
+    delimiter = int(description["delimiter_id"])
+
+    def step_reward_fn(params, tokens, completion):
+        return reward_model.prm_step_rewards(prm, params, tokens, completion, delimiter)
+
+    return step_reward_fn, prm_params
+
+
 def state_bytes(state: dict) -> int:
     """Bytes of the trained params plus optimizer state (not the frozen reference)."""
     leaves = jax.tree.leaves((state["params"], state["opt_state"]))
@@ -153,7 +177,8 @@ def train(config, workdir: Path, tokenizer, model: Model, pretrained=None) -> di
     schedule, optimizer = sft_loop.make_optimizer(config)
     critic = Model(dataclasses.replace(model.config, scalar_head=True)) if cfg.algorithm == "ppo" else None
     weights = tuple((str(k), float(v)) for k, v in config.rewards.weights.items())
-    on_device = use_device_rewards(config, task, tokenizer)
+    step_reward_fn, prm_params = process_reward(config)
+    on_device = step_reward_fn is None and use_device_rewards(config, task, tokenizer)
     reward_fns = rule.make_reward_fns(task, r.max_new_tokens, config.rewards.overlong_cache)
     spec = rule.RewardSpec(weights, config.rewards.on_error)
     spec.check(list(reward_fns))
@@ -187,7 +212,14 @@ def train(config, workdir: Path, tokenizer, model: Model, pretrained=None) -> di
         else:
             rollout = steps.make_rollout(model, sampler_cfg, rows)
             learn = steps.make_learn_step(
-                model, critic, cfg, optimizer, schedule, tokenizer.pad_id, (state_sharding, rows)
+                model,
+                critic,
+                cfg,
+                optimizer,
+                schedule,
+                tokenizer.pad_id,
+                (state_sharding, rows),
+                step_reward_fn,
             )
 
         start = int(state["step"])
@@ -223,7 +255,9 @@ def train(config, workdir: Path, tokenizer, model: Model, pretrained=None) -> di
                     host.update({f"reward/{k}": float(v.mean()) for k, v in per_fn.items()})
                     host.update({f"reward_std/{k}": float(v.std()) for k, v in per_fn.items()})
                     host.update({f"reward_errors/{k}": float(v) for k, v in failures.items()})
-                    state, metrics = learn(state, prompts, lengths, out, jax.device_put(total, rows), None)
+                    state, metrics = learn(
+                        state, prompts, lengths, out, jax.device_put(total, rows), prm_params
+                    )
                     host["rollout_seconds"] = rollout_time
                 position += r.prompts_per_step
                 metrics = jax.device_get(metrics)
