@@ -54,12 +54,14 @@ def setup(algorithm: str, preset: str, prompts_per_step: int, group_size: int, m
     return locals()
 
 
+def learner_parts(s) -> steps.Learner:
+    return steps.Learner(s["model"], s["critic"], s["cfg"], s["optimizer"], None, s["tokenizer"].pad_id)
+
+
 def time_fused(s, num_steps: int) -> tuple[float, float]:
     """Seconds per fused step and generated tokens per step."""
     reward = steps.DeviceReward.of(s["tokenizer"], WEIGHTS, s["cfg"].max_new_tokens, 0)
-    fused = steps.make_fused_step(
-        s["model"], s["critic"], s["cfg"], s["sampler_cfg"], s["optimizer"], None, reward, s["shardings"]
-    )
+    fused = steps.make_fused_step(learner_parts(s), s["sampler_cfg"], reward, s["shardings"])
     state = jax.tree.map(jnp.copy, s["state"])
     state, _, out = fused(state, s["prompts"], s["lengths"], s["gold"])  # compiles
     jax.block_until_ready(state)
@@ -74,9 +76,7 @@ def time_fused(s, num_steps: int) -> tuple[float, float]:
 def time_split(s, num_steps: int) -> tuple[float, float, float]:
     """Seconds per step in the rollout, in host rewards, and in the learn step."""
     rollout = steps.make_rollout(s["model"], s["sampler_cfg"], s["shardings"][1])
-    learn = steps.make_learn_step(
-        s["model"], s["critic"], s["cfg"], s["optimizer"], None, s["tokenizer"].pad_id, s["shardings"]
-    )
+    learn = steps.make_learn_step(learner_parts(s), s["shardings"])
     fns = rule.make_reward_fns(get_task("arithmetic"), s["cfg"].max_new_tokens, 0)
     spec = rule.RewardSpec(WEIGHTS)
     state = jax.tree.map(jnp.copy, s["state"])

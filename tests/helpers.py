@@ -24,3 +24,27 @@ def assert_trees_close(actual, expected, atol=1e-6):
         actual,
         expected,
     )
+
+
+def run_on_fake_devices(script: str, *args: str, devices: int = 8, timeout: int = 900):
+    """Runs `python -c script args...` in the repo with `devices` fake CPU devices (XLA_FLAGS must be set
+    before jax is imported, hence a fresh process); fails the test with its stderr if it fails."""
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out

@@ -1,13 +1,9 @@
 """A checkpoint saved under one mesh and rule set restores onto another with identical values."""
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import run_on_fake_devices
 
 # XLA_FLAGS must be set before jax is imported, hence a fresh process.
 SCRIPT = textwrap.dedent("""
@@ -62,16 +58,7 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_checkpoint_reshards_fsdp8_to_dp2_and_back(tmp_path):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
-    out = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(tmp_path)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
+    out = run_on_fake_devices(SCRIPT, str(tmp_path), timeout=600)
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["saved"] == [8, [128, 64]]  # embedding [1024, 64] split 8 ways when saved
     assert report["fsdp8_to_dp2"] == {

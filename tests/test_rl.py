@@ -1,9 +1,6 @@
 """GRPO and PPO end to end: rollout layout, fused == host path, resume == uninterrupted, 8 devices == 1."""
 
 import importlib.util
-import os
-import subprocess
-import sys
 import textwrap
 
 import jax
@@ -11,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from helpers import REPO, assert_trees_close
+from helpers import REPO, assert_trees_close, run_on_fake_devices
 from rtc.data import arithmetic
 from rtc.eval import traces
 from rtc.eval.accuracy import prompt_tokens
@@ -110,7 +107,8 @@ def test_fused_step_equals_rollout_then_host_rewards(model, tokenizer, algorithm
     gold = jnp.array([int(r["answer"]) for r in records], jnp.int32)
 
     reward = steps.DeviceReward.of(tokenizer, weights, 16, 16)
-    fused = steps.make_fused_step(model, critic, cfg, sampler_cfg, optimizer, schedule, reward, shardings)
+    parts = steps.Learner(model, critic, cfg, optimizer, schedule, tokenizer.pad_id)
+    fused = steps.make_fused_step(parts, sampler_cfg, reward, shardings)
     fused_state, fused_metrics, _ = fused(make_state(), prompts, lengths, gold)
 
     state, key = learner.split_rng(make_state())
@@ -122,7 +120,7 @@ def test_fused_step_equals_rollout_then_host_rewards(model, tokenizer, algorithm
     ]
     fns = rule.make_reward_fns(get_task("arithmetic"), 16, 16)
     total, _, _ = rule.score(fns, rule.RewardSpec(weights), texts, records, np.asarray(out.lengths))
-    learn = steps.make_learn_step(model, critic, cfg, optimizer, schedule, tokenizer.pad_id, shardings)
+    learn = steps.make_learn_step(parts, shardings)
     host_state, host_metrics = learn(state, prompts, lengths, out, jnp.asarray(total), None)
 
     assert float(fused_metrics["reward_std"]) > 0  # the update had something to learn from
@@ -236,16 +234,7 @@ SHARDED = textwrap.dedent("""
 
 
 def test_eight_devices_equal_one(tmp_path):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
-    out = subprocess.run(
-        [sys.executable, "-c", SHARDED, str(tmp_path)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
+    run_on_fake_devices(SHARDED, str(tmp_path), timeout=900)
     assert (tmp_path / "done").read_text() == "8"
     for algorithm in ("grpo", "ppo"):
         eight, one = np.load(tmp_path / f"{algorithm}8.npz"), np.load(tmp_path / f"{algorithm}1.npz")
@@ -278,14 +267,15 @@ def test_process_supervision_learns_from_step_rewards(model, tokenizer):
         ends = completion & (jnp.arange(tokens.shape[1]) % 3 == 0)[None]  # every third token ends a "step"
         return jnp.where(ends, prm_params["bias"] + (tokens % 2), 0.0), ends
 
-    learn = steps.make_learn_step(model, None, cfg, optimizer, None, tokenizer.pad_id, shardings, toy_prm)
+    parts = steps.Learner(model, None, cfg, optimizer, None, tokenizer.pad_id)
+    learn = steps.make_learn_step(parts, shardings, toy_prm)
     new_state, metrics = learn(
         state, prompts, lengths, out, jnp.zeros(len(records)), {"bias": jnp.float32(0.5)}
     )
     assert np.isfinite(float(metrics["loss"])) and float(metrics["advantage_abs_mean"]) > 0
     assert not np.allclose(new_state["params"]["policy"]["final_norm"], params["final_norm"])
     with pytest.raises(Exception, match="per-step rewards"):
-        steps.make_learn_step(model, None, cfg, optimizer, None, tokenizer.pad_id, shardings)(
+        steps.make_learn_step(parts, shardings)(
             new_state, prompts, lengths, out, jnp.zeros(len(records)), None
         )
 

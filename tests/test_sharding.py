@@ -8,6 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+from helpers import run_on_fake_devices
 import jax
 import numpy as np
 import pytest
@@ -60,16 +61,7 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_eight_devices_equal_one(tmp_path):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
-    out = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(tmp_path)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
+    run_on_fake_devices(SCRIPT, str(tmp_path), timeout=600)
     report = json.loads((tmp_path / "report.json").read_text())
 
     assert report["device_count"] == 8

@@ -51,3 +51,15 @@ def shard_batch(batch, mesh: Mesh):
 def replicate(tree, mesh: Mesh):
     """Places a pytree (e.g. params) on every device of the mesh."""
     return jax.device_put(tree, replicated(mesh))
+
+
+def jit_data_parallel(update, state, mesh: Mesh):
+    """`jax.jit(update)` for `update(state, batch) -> (state, metrics)`: state replicated and donated,
+    batch rows split over the mesh, metrics replicated."""
+    state_sharding = jax.tree.map(lambda _: replicated(mesh), state)
+    return jax.jit(
+        update,
+        donate_argnums=0,
+        in_shardings=(state_sharding, batch_sharded(mesh)),
+        out_shardings=(state_sharding, replicated(mesh)),
+    )

@@ -249,16 +249,6 @@ def training_data(config, workdir: Path, tokenizer, policy: Model, policy_params
 # --- training ---------------------------------------------------------------------------------------
 
 
-def _jit_update(update, state, mesh):
-    state_sharding = jax.tree.map(lambda _: mesh_lib.replicated(mesh), state)
-    return jax.jit(
-        update,
-        donate_argnums=0,
-        in_shardings=(state_sharding, mesh_lib.batch_sharded(mesh)),
-        out_shardings=(state_sharding, mesh_lib.replicated(mesh)),
-    )
-
-
 def _log_window(window: list[tuple[int, dict]]) -> dict:
     """Mean metrics of the steps since the last log, each step checked finite first."""
     values = jax.device_get([metrics for _, metrics in window])
@@ -278,7 +268,7 @@ def train(config, workdir: Path, model: Model, policy_params, data: dict) -> dic
     rng = jax.random.key(config.seed)
     params = rm.init_from_policy(model, policy_params, jax.random.fold_in(rng, 0))
     state = mesh_lib.replicate(init_train_state(params, optimizer, jax.random.fold_in(rng, 1)), mesh)
-    update = _jit_update(
+    update = mesh_lib.jit_data_parallel(
         make_update(make_loss(config.mode, model, t.head_only), optimizer, schedule), state, mesh
     )
     num_rows = len(data["tokens"])

@@ -26,15 +26,12 @@ from rtc.eval.accuracy import prompt_tokens
 from rtc.metrics import MetricWriter, check_finite
 from rtc.model import Model
 from rtc.parallel import mesh as mesh_lib
-from rtc.pretrained import from_config as pretrained_from_config
 from rtc.rewards import device as device_rewards
 from rtc.rewards import rule
 from rtc.rl import learner, losses, steps
 from rtc.rl.rollout import repeat_groups
 from rtc.sampling.rules import SamplingRule
 from rtc.sampling.sampler import SamplerConfig, completions, pad_prompts
-from rtc.tokenizer.build import ensure_model
-from rtc.tokenizer.tokenizer import Tokenizer
 from rtc.train import sft_loop
 from rtc.errors import ConfigError
 
@@ -202,25 +199,15 @@ def train(config, workdir: Path, tokenizer, model: Model, pretrained=None) -> di
             state, meta = checkpointer.restore(state)
             position = meta["data_position"]
             logging.info("resumed from step %d (data position %d)", int(state["step"]), position)
+        parts = steps.Learner(model, critic, cfg, optimizer, schedule, tokenizer.pad_id)
         if on_device:
             reward = steps.DeviceReward.of(
                 tokenizer, weights, r.max_new_tokens, config.rewards.overlong_cache
             )
-            fused = steps.make_fused_step(
-                model, critic, cfg, sampler_cfg, optimizer, schedule, reward, (state_sharding, rows)
-            )
+            fused = steps.make_fused_step(parts, sampler_cfg, reward, (state_sharding, rows))
         else:
             rollout = steps.make_rollout(model, sampler_cfg, rows)
-            learn = steps.make_learn_step(
-                model,
-                critic,
-                cfg,
-                optimizer,
-                schedule,
-                tokenizer.pad_id,
-                (state_sharding, rows),
-                step_reward_fn,
-            )
+            learn = steps.make_learn_step(parts, (state_sharding, rows), step_reward_fn)
 
         start = int(state["step"])
         with MetricWriter(workdir, total_steps=t.num_steps, initial_step=start) as writer:
@@ -313,15 +300,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """RL then held-out evaluation of the policy; returns the evaluation results."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    loaded = pretrained_from_config(config)
-    if loaded is None:
-        tokenizer = Tokenizer.load(ensure_model(config.tokenizer_path or None))
-        model, pretrained = sft_loop.build_model(config, tokenizer.vocab_size), None
-    else:
-        tokenizer, model, pretrained = loaded
-    logging.info(
-        "%s on %s, model %s", config.mode, config.task.name, config.get("pretrained") or config.model.preset
-    )
+    tokenizer, model, pretrained = sft_loop.load_model(config)
+    logging.info("%s on %s", config.mode, config.task.name)
     state = train(config, workdir, tokenizer, model, pretrained)
     if int(state["step"]) < config.train.num_steps:
         return {}

@@ -49,35 +49,36 @@ class DeviceReward:
         )
 
 
-def _learn_from_rollout(
-    state,
-    prompts,
-    prompt_lengths,
-    out,
-    rewards,
-    model,
-    critic,
-    cfg,
-    optimizer,
-    schedule,
-    pad_id,
-    step_rewards=None,
-):
+@dataclasses.dataclass(frozen=True)
+class Learner:
+    """The static pieces of an RL update: the policy (and PPO's critic), settings, optimizer, schedule."""
+
+    model: object
+    critic: object | None
+    cfg: learner.RLConfig
+    optimizer: object
+    schedule: object | None
+    pad_id: int
+
+
+def _learn_from_rollout(parts: Learner, state, prompts, prompt_lengths, out, rewards, step_rewards=None):
     """`step_rewards`: optional `(fn, params)` with `fn(params, tokens i32[B, L], completion bool[B, L]) ->
     (f32[B, L], bool[B, L])`, each step's reward at its last token (a PRM's `prm_step_rewards`)."""
-    seqs = sequences(prompts, prompt_lengths, out.tokens, out.lengths, pad_id)
+    seqs = sequences(prompts, prompt_lengths, out.tokens, out.lengths, parts.pad_id)
     per_step = None
     if step_rewards is not None:
         fn, params = step_rewards
         completion = jnp.pad(seqs["mask"], ((0, 0), (1, 0))) > 0  # token j is target j - 1
         values, ends = fn(params, seqs["tokens"], completion)
         per_step = (values[:, 1:], ends[:, 1:])  # on target indices, like the mask
-    exp, stats = learner.make_experience(model, critic, state, seqs, rewards, cfg, per_step)
-    state, metrics = learner.learn(state, exp, model, critic, cfg, optimizer, schedule)
+    exp, stats = learner.make_experience(parts.model, parts.critic, state, seqs, rewards, parts.cfg, per_step)
+    state, metrics = learner.learn(
+        state, exp, parts.model, parts.critic, parts.cfg, parts.optimizer, parts.schedule
+    )
     return state, {**metrics, **stats, **learner.rollout_stats(out.lengths, out.thinking_tokens, rewards)}
 
 
-def make_fused_step(model, critic, cfg, sampler_cfg, optimizer, schedule, reward: DeviceReward, shardings):
+def make_fused_step(parts: Learner, sampler_cfg, reward: DeviceReward, shardings):
     """`step(state, prompts i32[B, Pp], prompt_lengths i32[B], gold i32[B]) -> (state, metrics, rollout)`.
 
     Rows are already repeated G times per prompt. `shardings = (state, rows)`; rows split over `data`.
@@ -86,31 +87,12 @@ def make_fused_step(model, critic, cfg, sampler_cfg, optimizer, schedule, reward
 
     def step(state, prompts, prompt_lengths, gold):
         state, key = learner.split_rng(state)
+        policy = state["params"]["policy"]
         out = sampler._sample(
-            model,
-            state["params"]["policy"],
-            prompts,
-            prompt_lengths,
-            key,
-            sampler_cfg,
-            None,
-            jnp.float32,
-            rows,
+            parts.model, policy, prompts, prompt_lengths, key, sampler_cfg, None, jnp.float32, rows
         )
         rewards, per_fn = reward(out.tokens, out.lengths, gold)
-        state, metrics = _learn_from_rollout(
-            state,
-            prompts,
-            prompt_lengths,
-            out,
-            rewards,
-            model,
-            critic,
-            cfg,
-            optimizer,
-            schedule,
-            sampler_cfg.pad_id,
-        )
+        state, metrics = _learn_from_rollout(parts, state, prompts, prompt_lengths, out, rewards)
         metrics.update({f"reward/{name}": value.mean() for name, value in per_fn.items()})
         metrics.update({f"reward_std/{name}": value.std() for name, value in per_fn.items()})
         return state, metrics, out
@@ -120,36 +102,19 @@ def make_fused_step(model, critic, cfg, sampler_cfg, optimizer, schedule, reward
 
 def make_rollout(model, sampler_cfg, rows):
     """`rollout(params, prompts, prompt_lengths, key) -> SampleOutput` (the compiled sampler)."""
+    cache_dtype = jnp.dtype(jnp.float32)
     return functools.partial(
-        sampler.sample,
-        model,
-        cfg=sampler_cfg,
-        stream=None,
-        cache_dtype=jnp.dtype(jnp.float32),
-        batch_sharding=rows,
+        sampler.sample, model, cfg=sampler_cfg, stream=None, cache_dtype=cache_dtype, batch_sharding=rows
     )
 
 
-def make_learn_step(model, critic, cfg, optimizer, schedule, pad_id: int, shardings, step_reward_fn=None):
+def make_learn_step(parts: Learner, shardings, step_reward_fn=None):
     """`learn(state, prompts, prompt_lengths, rollout, rewards f32[B], step_params) -> (state, metrics)`
     after host rewards; `step_params` are `step_reward_fn`'s params (a PRM's; process supervision), else None."""
     state_sharding, rows = shardings
 
     def step(state, prompts, prompt_lengths, out, rewards, step_params):
         step_rewards = None if step_reward_fn is None else (step_reward_fn, step_params)
-        return _learn_from_rollout(
-            state,
-            prompts,
-            prompt_lengths,
-            out,
-            rewards,
-            model,
-            critic,
-            cfg,
-            optimizer,
-            schedule,
-            pad_id,
-            step_rewards,
-        )
+        return _learn_from_rollout(parts, state, prompts, prompt_lengths, out, rewards, step_rewards)
 
     return jax.jit(step, donate_argnums=0, in_shardings=(state_sharding, rows, rows, rows, rows, None))

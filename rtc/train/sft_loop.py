@@ -78,16 +78,6 @@ def sampler_config(
     )
 
 
-def _jit_update(update, state, mesh):
-    state_sharding = jax.tree.map(lambda _: mesh_lib.replicated(mesh), state)
-    return jax.jit(
-        update,
-        donate_argnums=0,
-        in_shardings=(state_sharding, mesh_lib.batch_sharded(mesh)),
-        out_shardings=(state_sharding, mesh_lib.replicated(mesh)),
-    )
-
-
 def _window_metrics(window: list[tuple[int, dict]], timed_from: tuple[int, float], row_tokens: int) -> dict:
     """The mean metrics of a log window plus its throughput, once every step is checked finite.
 
@@ -160,7 +150,7 @@ def train(
         params = model.init_params(jax.random.fold_in(rng, 0))
     state = mesh_lib.replicate(init_train_state(params, optimizer, jax.random.fold_in(rng, 1)), mesh)
     loss_fn = lambda params, batch, rng: sft_loss(params, batch, model)
-    update = _jit_update(make_update(loss_fn, optimizer, schedule), state, mesh)
+    update = mesh_lib.jit_data_parallel(make_update(loss_fn, optimizer, schedule), state, mesh)
 
     with Checkpointer(workdir / "checkpoints", max_to_keep=t.max_to_keep) as checkpointer:
         position = 0
@@ -275,18 +265,23 @@ def stream_trace(config, tokenizer: Tokenizer, model: Model, params, record: dic
     out.write("\n")
 
 
+def load_model(config: ml_collections.ConfigDict) -> tuple:
+    """`(tokenizer, model, params | None)`: a pretrained checkpoint's (`config.pretrained`), else rtc's
+    tokenizer and the preset's model with no params yet (a random init is the caller's)."""
+    loaded = pretrained_from_config(config)
+    if loaded is None:
+        tokenizer = Tokenizer.load(ensure_model(config.tokenizer_path or None))
+        loaded = tokenizer, build_model(config, tokenizer.vocab_size), None
+    name = config.get("pretrained") or config.model.preset
+    logging.info("model %s: %.2fM parameters", name, loaded[1].config.num_params / 1e6)
+    return loaded
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """SFT then evaluation; returns the evaluation results."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    loaded = pretrained_from_config(config)
-    if loaded is None:
-        tokenizer = Tokenizer.load(ensure_model(config.tokenizer_path or None))
-        model, params = build_model(config, tokenizer.vocab_size), None
-    else:
-        tokenizer, model, params = loaded
-    name = config.get("pretrained") or config.model.preset
-    logging.info("model %s: %.2fM parameters", name, model.config.num_params / 1e6)
+    tokenizer, model, params = load_model(config)
     state = train(config, workdir, tokenizer, model, params)
     if int(state["step"]) < config.train.num_steps:
         return {}
