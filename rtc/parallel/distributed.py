@@ -45,6 +45,12 @@ def initialize(
     explicit = (coordinator, num_processes, process_id) != (None, None, None)
     try:
         jax.distributed.initialize(coordinator, num_processes, process_id)
+    except RuntimeError as e:  # JAX already ran in this process: too late to join a cluster
+        if explicit:
+            raise ConfigError(f"jax.distributed.initialize: {e}") from e
+        jax.config.update("jax_cpu_collectives_implementation", collectives)
+        logging.warning("not joining a multi-process run: JAX was already initialised in this process")
+        return False
     except ValueError as e:
         if explicit or "coordinator_address should be defined" not in str(e):
             raise ConfigError(f"jax.distributed.initialize: {e}") from e
