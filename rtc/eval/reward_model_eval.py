@@ -4,12 +4,12 @@ All host-side numpy on arrays already scored; the loop in `rtc.rewards.rm_loop` 
 and scoring.
 """
 
-import collections
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from rtc.rewards.step_labels import hard_labels
+from rtc.search import voting
 
 
 def average_ranks(values: np.ndarray) -> np.ndarray:
@@ -74,19 +74,8 @@ def label_agreement_by_n(
     return agreement
 
 
-def majority_choice(answers: Sequence[Sequence[str | None]]) -> np.ndarray:
-    """i32[P]: for each problem, the first candidate whose answer is the most common (self-consistency,
-    Wang et al. 2023); a missing answer never wins unless every answer is missing (then candidate 0)."""
-    chosen = []
-    for row in answers:
-        votes = collections.Counter(a.strip() for a in row if a is not None)
-        if not votes:
-            chosen.append(0)
-            continue
-        top = max(votes.values())
-        winner = next(a.strip() for a in row if a is not None and votes[a.strip()] == top)
-        chosen.append(next(i for i, a in enumerate(row) if a is not None and a.strip() == winner))
-    return np.array(chosen, np.int32)
+# Self-consistency lives with the other answer-aggregation rules; kept here for existing callers.
+majority_choice = voting.majority_vote
 
 
 def best_of_n_accuracy(

@@ -35,7 +35,7 @@ class SampleOutput:
 
 
 @flax.struct.dataclass
-class _State:
+class DecodeState:
     step: jax.Array  # i32[]
     next_logits: jax.Array  # f32[B, V]
     tokens: jax.Array  # i32[B, N]
@@ -66,7 +66,7 @@ class SamplerConfig:
     cache_phases: int = 1
 
 
-def _force(state: _State, sampled: jax.Array, cfg: SamplerConfig) -> tuple[jax.Array, ...]:
+def _force(state: DecodeState, sampled: jax.Array, cfg: SamplerConfig) -> tuple[jax.Array, ...]:
     """Applies budget forcing to `sampled: i32[B]`; returns (token, forced: bool[B], force_mode, force_ptr)."""
     budget = cfg.budget
     if budget is None:
@@ -97,7 +97,8 @@ def _force(state: _State, sampled: jax.Array, cfg: SamplerConfig) -> tuple[jax.A
     return token, forced, mode, ptr
 
 
-def _step(model, params, cfg: SamplerConfig, stream: Callable | None, state: _State) -> _State:
+def decode_step(model, params, cfg: SamplerConfig, stream: Callable | None, state: DecodeState) -> DecodeState:
+    """One token for every row: choose (sample or force), record, then feed it to the model."""
     rng, key = jax.random.split(state.rng)
     sampled = cfg.rule.get_next_tokens(state.next_logits, key)
     token, was_forced, force_mode, force_ptr = _force(state, sampled, cfg)
@@ -119,9 +120,12 @@ def _step(model, params, cfg: SamplerConfig, stream: Callable | None, state: _St
 
     positions = state.cache["index"][:, None]  # [B, 1]: slots are positions
     logits, _, cache = model.apply(params, token[:, None], positions, state.cache)
-    return _State(
+    # A finished row keeps its next-token logits and its cache slot, so a search can resume it later
+    # (the pad token it was fed is overwritten by its next real token).
+    cache = {**cache, "index": state.cache["index"] + live}
+    return DecodeState(
         step=state.step + 1,
-        next_logits=logits[:, 0],
+        next_logits=jnp.where(live[:, None], logits[:, 0], state.next_logits),
         tokens=tokens,
         logprobs=logprobs,
         forced=forced,
@@ -136,7 +140,7 @@ def _step(model, params, cfg: SamplerConfig, stream: Callable | None, state: _St
     )
 
 
-def _prompt_opens_thinking(prompt_tokens, prompt_lengths, budget: ThinkingBudget | None) -> jax.Array:
+def prompt_opens_thinking(prompt_tokens, prompt_lengths, budget: ThinkingBudget | None) -> jax.Array:
     """bool[B]: the prompt leaves a `<think>` block open (its last `<think>` follows its last `</think>`).
 
     Thinking tokens already in the prompt do not count against the budget.
@@ -186,8 +190,8 @@ def _sample(
     cache = {**cache, "index": prompt_lengths.astype(jnp.int32)}
     next_logits = jnp.take_along_axis(logits, (prompt_lengths - 1)[:, None, None], axis=1)[:, 0]
     zeros_b = jnp.zeros((b,), jnp.int32)
-    thinking = _prompt_opens_thinking(prompt_tokens, prompt_lengths, cfg.budget)
-    state = _State(
+    thinking = prompt_opens_thinking(prompt_tokens, prompt_lengths, cfg.budget)
+    state = DecodeState(
         step=jnp.int32(0),
         next_logits=next_logits,
         tokens=jnp.full((b, n), cfg.pad_id, jnp.int32),
@@ -207,7 +211,7 @@ def _sample(
             state = state.replace(cache=pin(model.grow_cache(state.cache, p + end)))
         state = jax.lax.while_loop(
             lambda s, end=end: (s.step < end) & ~jnp.all(s.done),
-            lambda s: _step(model, params, cfg, stream, s),
+            lambda s: decode_step(model, params, cfg, stream, s),
             state,
         )
     return SampleOutput(

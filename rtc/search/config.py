@@ -1,0 +1,127 @@
+"""What a test-time search does, as one static, hashable config (a `jax.jit` static argument).
+
+Strategies (Snell et al. 2024, "Scaling LLM Test-Time Compute Optimally...", sec. 5; Beeching et al.
+2024, HF search-and-learn, for DVTS) are one machinery with different group sizes:
+- `best_of_n`: N independent samples per problem; nothing is pruned (groups of 1).
+- `beam`: N live beams per problem; each step every beam is expanded, then the best N/M of the
+    problem's N candidates are kept and each is copied M times (groups of N, keep N/M).
+- `dvts`: N/M independent subtrees of M beams; each keeps its single best candidate and copies it M
+    times (groups of M, keep 1): diverse verifier tree search.
+A step ends at the delimiter token (a newline) or after `step_tokens` tokens; a path ends at a stop id.
+"""
+
+import dataclasses
+
+from rtc.errors import ConfigError
+from rtc.rewards.reward_model import AGGREGATIONS
+from rtc.sampling.budget import ThinkingBudget
+from rtc.sampling.rules import SamplingRule
+
+STRATEGIES = ("best_of_n", "beam", "dvts")
+VERIFIER_KINDS = ("prm", "orm")
+
+# reasoning_effort -> (N, beam width M, depth in steps, fraction of the thinking budget), per strategy
+# family. "low" spends ~1/8 of "high"'s generations, so one knob spans the scaling curve.
+EFFORT = {
+    "low": {"n": 2, "m": 2, "depth_fraction": 0.5, "thinking_fraction": 0.25},
+    "medium": {"n": 4, "m": 2, "depth_fraction": 0.75, "thinking_fraction": 0.5},
+    "high": {"n": 16, "m": 4, "depth_fraction": 1.0, "thinking_fraction": 1.0},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    """Static settings of one compiled search.
+
+    n: branches per problem (N); m: expansions per kept beam (M, beam width); depth: most steps;
+    step_tokens: the static token cap of one step; lookahead: extra greedy steps rolled out from each
+    candidate before it is scored for pruning (Snell et al. 2024 sec. 5.1), then discarded;
+    aggregation: how step scores make a path score (last / min / product / mean); verifier_kind:
+    `prm` scores every step delimiter, `orm` the last token of every step.
+    """
+
+    strategy: str
+    n: int
+    m: int
+    depth: int
+    step_tokens: int
+    stop_ids: tuple[int, ...]
+    delimiter_id: int
+    pad_id: int = 0
+    rule: SamplingRule = SamplingRule(temperature=1.0)
+    budget: ThinkingBudget | None = None
+    lookahead: int = 0
+    aggregation: str = "last"
+    verifier_kind: str = "prm"
+
+    def __post_init__(self):
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"unknown search strategy {self.strategy!r}; known: {list(STRATEGIES)}")
+        if self.n < 1 or self.m < 1 or self.depth < 1 or self.step_tokens < 1:
+            raise ConfigError(f"n, m, depth and step_tokens must be >= 1, got {self}")
+        if self.strategy != "best_of_n" and self.n % self.m:
+            raise ConfigError(
+                f"N={self.n} branches is not divisible by beam width M={self.m}: {self.strategy} keeps "
+                f"N/M beams and expands each M times; choose N a multiple of M"
+            )
+        if self.aggregation not in AGGREGATIONS:
+            raise ConfigError(f"unknown aggregation {self.aggregation!r}; known: {sorted(AGGREGATIONS)}")
+        if self.verifier_kind not in VERIFIER_KINDS:
+            raise ConfigError(f"unknown verifier_kind {self.verifier_kind!r}; known: {list(VERIFIER_KINDS)}")
+        if self.lookahead < 0:
+            raise ConfigError(f"lookahead must be >= 0, got {self.lookahead}")
+        limit = None if self.budget is None else self.budget.max_thinking_tokens
+        if self.strategy != "best_of_n" and limit is not None and limit < self.step_tokens:
+            raise ConfigError(
+                f"thinking budget of {limit} tokens is below one search step ({self.step_tokens} tokens): "
+                f"the search could not score a single thinking step; raise budget_tokens to at least "
+                f"step_tokens, lower step_tokens, or use best_of_n"
+            )
+
+    @property
+    def group_size(self) -> int:
+        """Rows that compete with each other when pruning (1: nothing is pruned)."""
+        return {"best_of_n": 1, "beam": self.n, "dvts": self.m}[self.strategy]
+
+    @property
+    def keep(self) -> int:
+        """Candidates a group keeps each step; each is copied `group_size // keep` times."""
+        return {"best_of_n": 1, "beam": self.n // self.m, "dvts": 1}[self.strategy]
+
+    @property
+    def split_steps(self) -> bool:
+        """Steps end at the delimiter (best-of-N samples whole completions as one step)."""
+        return self.strategy != "best_of_n"
+
+    @property
+    def max_path_tokens(self) -> int:
+        """Tokens one path can hold, lookahead included."""
+        return (self.depth + self.lookahead) * self.step_tokens
+
+
+def from_effort(
+    effort: str,
+    strategy: str,
+    max_depth: int,
+    max_thinking_tokens: int | None,
+    **fields,
+) -> SearchConfig:
+    """The search that `reasoning_effort` = low / medium / high names (OpenAI's knob, applied to N,
+    beam width, depth and the thinking budget together). `fields` fill the rest of `SearchConfig`."""
+    if effort not in EFFORT:
+        raise ConfigError(f"unknown reasoning_effort {effort!r}; known: {list(EFFORT)}")
+    e = EFFORT[effort]
+    budget = fields.pop("budget", None)
+    if budget is not None and max_thinking_tokens is not None:
+        limit = max(1, int(e["thinking_fraction"] * max_thinking_tokens))
+        if strategy != "best_of_n":
+            limit = max(limit, fields.get("step_tokens", 1))
+        budget = dataclasses.replace(budget, max_thinking_tokens=limit)
+    return SearchConfig(
+        strategy=strategy,
+        n=e["n"],
+        m=e["m"] if strategy != "best_of_n" else 1,
+        depth=max(1, round(e["depth_fraction"] * max_depth)),
+        budget=budget,
+        **fields,
+    )

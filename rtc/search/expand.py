@@ -1,0 +1,165 @@
+"""The search state and its one move: every live branch writes one reasoning step, then is scored.
+
+Search state (../shared/DESIGN.md, "Search state"): arrays with a leading flattened `[R = B * K]` axis
+(problems x branches), problem-major. Each branch holds its path (the completion so far), the policy's
+KV cache and next-token logits, the verifier's KV cache and its running step scores. Prompts are
+prefilled once per problem and the caches copied K times.
+
+One step (`expand`): the compiled sampler's token step (`rtc.sampling.sampler.decode_step`) runs in a
+`lax.while_loop` until every branch has emitted the delimiter, a stop id, or `step_tokens` tokens; the
+step's tokens are appended to each path; the verifier reads the new tokens only, through its own
+cache (one forward pass of `step_tokens` positions), and its readings are added to the running scores.
+Nothing is ever re-scored. Randomness: step `s` draws with `fold_in(rng, s)`, split once per token.
+"""
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from rtc.sampling import sampler as sampler_lib
+from rtc.search import scores as scores_lib
+from rtc.search.config import SearchConfig
+
+
+@flax.struct.dataclass
+class SearchState:
+    tokens: jax.Array  # i32[R, T]: each path's completion tokens, pad after `lengths`
+    lengths: jax.Array  # i32[R]
+    finished: jax.Array  # bool[R]: the path emitted a stop id
+    duplicate: jax.Array  # bool[R]: a copy of a finished path kept by pruning (never a candidate)
+    next_logits: jax.Array  # f32[R, V]
+    cache: dict  # the policy's KV cache, [R, ...] leaves
+    verifier_cache: dict | None
+    scores: scores_lib.StepScores
+    thinking: jax.Array  # bool[R]: inside <think>
+    thought: jax.Array  # i32[R]: thinking tokens so far
+    force_mode: jax.Array  # i32[R]
+    force_ptr: jax.Array  # i32[R]
+
+
+def step_sampler_config(cfg: SearchConfig) -> sampler_lib.SamplerConfig:
+    """The token loop of one step: it stops a branch at a stop id and (split steps) the delimiter."""
+    stops = cfg.stop_ids + ((cfg.delimiter_id,) if cfg.split_steps else ())
+    return sampler_lib.SamplerConfig(
+        max_new_tokens=cfg.step_tokens, stop_ids=stops, pad_id=cfg.pad_id, rule=cfg.rule, budget=cfg.budget
+    )
+
+
+def _prefill(model, params, prompt_tokens, prompt_lengths, cache_len: int, cache_dtype):
+    """Prefills `[B, P]` prompts; returns (last logits f32[B, V] | values f32[B, P], cache)."""
+    b, p = prompt_tokens.shape
+    cache = model.init_cache(b, cache_len, cache_dtype)
+    positions = jnp.broadcast_to(jnp.arange(p, dtype=jnp.int32), (b, p))
+    logits, values, cache = model.apply(params, prompt_tokens, positions, cache)
+    return logits, values, {**cache, "index": prompt_lengths.astype(jnp.int32)}
+
+
+def init_state(
+    policy, params, verifier, verifier_params, prompt_tokens, prompt_lengths, cfg: SearchConfig, cache_dtype
+) -> SearchState:
+    """The root of every problem's search, copied to `cfg.n` branches: `R = B * n` rows."""
+    b, p = prompt_tokens.shape
+    k = cfg.n
+    cache_len = p + cfg.max_path_tokens
+    logits, _, cache = _prefill(policy, params, prompt_tokens, prompt_lengths, cache_len, cache_dtype)
+    next_logits = jnp.take_along_axis(logits, (prompt_lengths - 1)[:, None, None], axis=1)[:, 0]
+    verifier_cache = None
+    if verifier is not None:
+        _, _, verifier_cache = _prefill(
+            verifier, verifier_params, prompt_tokens, prompt_lengths, cache_len, cache_dtype
+        )
+    thinking = sampler_lib.prompt_opens_thinking(prompt_tokens, prompt_lengths, cfg.budget)
+    rows = jnp.repeat(jnp.arange(b), k)  # [R]: each problem's branches are contiguous
+    copy = lambda tree: jax.tree.map(lambda x: jnp.take(x, rows, axis=0), tree)  # noqa: E731
+    r = b * k
+    zeros = jnp.zeros((r,), jnp.int32)
+    return SearchState(
+        tokens=jnp.full((r, cfg.max_path_tokens), cfg.pad_id, jnp.int32),
+        lengths=zeros,
+        finished=jnp.zeros((r,), bool),
+        duplicate=jnp.zeros((r,), bool),
+        next_logits=copy(next_logits),
+        cache=copy(cache),
+        verifier_cache=copy(verifier_cache),
+        scores=scores_lib.empty(r),
+        thinking=copy(thinking),
+        thought=zeros,
+        force_mode=zeros,
+        force_ptr=zeros,
+    )
+
+
+def append_rows(buffer: jax.Array, new: jax.Array, offsets: jax.Array) -> jax.Array:
+    """Writes `new: [R, S]` into `buffer: [R, T]` at per-row column `offsets: i32[R]` (T >= offset + S)."""
+    return jax.vmap(lambda row, x, o: jax.lax.dynamic_update_slice(row, x, (o,)))(buffer, new, offsets)
+
+
+def verifier_readings(verifier, verifier_params, cache, step_tokens, step_lengths, cfg: SearchConfig):
+    """Feeds one step's tokens to the verifier; returns (probs f32[R, S], read bool[R, S], cache).
+
+    A PRM reads the head at each delimiter of the step (as `reward_model.prm_step_rewards`); an ORM at
+    the step's last token. The cache advances by each row's step length, not by S.
+    """
+    r, s = step_tokens.shape
+    start = cache["index"]
+    positions = start[:, None] + jnp.arange(s, dtype=jnp.int32)[None, :]  # [R, S]: slots are positions
+    _, values, cache = verifier.apply(verifier_params, step_tokens, positions, cache)
+    cache = {**cache, "index": start + step_lengths}
+    inside = jnp.arange(s)[None, :] < step_lengths[:, None]  # [R, S]
+    if cfg.verifier_kind == "prm":
+        read = inside & (step_tokens == cfg.delimiter_id)
+    else:
+        read = jnp.arange(s)[None, :] == (step_lengths - 1)[:, None]
+    return jax.nn.sigmoid(values), read, cache
+
+
+def expand(
+    policy, params, verifier, verifier_params, state: SearchState, rng: jax.Array, cfg: SearchConfig
+) -> tuple[SearchState, jax.Array]:
+    """Every unfinished branch writes one step and is scored; returns (state, step_lengths i32[R])."""
+    r = state.lengths.shape[0]
+    s = cfg.step_tokens
+    token_cfg = step_sampler_config(cfg)
+    decode = sampler_lib.DecodeState(
+        step=jnp.int32(0),
+        next_logits=state.next_logits,
+        tokens=jnp.full((r, s), cfg.pad_id, jnp.int32),
+        logprobs=jnp.zeros((r, s), jnp.float32),
+        forced=jnp.zeros((r, s), bool),
+        done=state.finished,
+        lengths=jnp.zeros((r,), jnp.int32),
+        thinking=state.thinking,
+        thought=state.thought,
+        force_mode=state.force_mode,
+        force_ptr=state.force_ptr,
+        cache=state.cache,
+        rng=rng,
+    )
+    decode = jax.lax.while_loop(
+        lambda d: (d.step < s) & ~jnp.all(d.done),
+        lambda d: sampler_lib.decode_step(policy, params, token_cfg, None, d),
+        decode,
+    )
+    step_lengths = decode.lengths  # [R]
+    last = jnp.take_along_axis(decode.tokens, jnp.maximum(step_lengths - 1, 0)[:, None], axis=1)[:, 0]
+    ended = (step_lengths > 0) & jnp.isin(last, jnp.array(cfg.stop_ids, jnp.int32))
+    scores, verifier_cache = state.scores, state.verifier_cache
+    if verifier is not None:
+        probs, read, verifier_cache = verifier_readings(
+            verifier, verifier_params, verifier_cache, decode.tokens, step_lengths, cfg
+        )
+        scores = scores_lib.add(scores, probs, read)
+    state = state.replace(
+        tokens=append_rows(state.tokens, decode.tokens, state.lengths),
+        lengths=state.lengths + step_lengths,
+        finished=state.finished | ended,
+        next_logits=decode.next_logits,
+        cache=decode.cache,
+        verifier_cache=verifier_cache,
+        scores=scores,
+        thinking=decode.thinking,
+        thought=decode.thought,
+        force_mode=decode.force_mode,
+        force_ptr=decode.force_ptr,
+    )
+    return state, step_lengths

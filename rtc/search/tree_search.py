@@ -1,0 +1,205 @@
+"""Best-of-N, step-level PRM beam search and DVTS as one compiled program (`lax.while_loop` over steps).
+
+Each iteration expands every live branch by one step (`expand.expand`), then prunes: within each
+group of competing rows (a problem's N beams for beam search, a subtree's M for DVTS) the best
+`keep` candidates by aggregated verifier score survive and are copied `M` times, by ONE gather of
+every leaf of the search state (tokens, scores, both KV caches) per step. Beam search follows Snell
+et al. (2024, sec. 5.1) and HF search-and-learn (Beeching et al. 2024); DVTS is the latter's diverse
+verifier tree search. A finished path stays a candidate; its copies are marked `duplicate` and never
+compete, so it holds one slot until something better displaces it. Every branch finishing ends the
+loop early.
+
+Sharding: the `[R]` row axis is split over the mesh's `data` axis. When each device holds whole groups
+(best-of-N always; DVTS when a device's rows are a multiple of M; beam search when a device holds
+whole problems) the gather is written per device block and never moves a cache between devices;
+otherwise (e.g. one problem's beams spread over all devices) it is a global gather, which XLA turns
+into one collective per step.
+"""
+
+import dataclasses
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+from jax.sharding import NamedSharding, PartitionSpec
+
+from rtc.sampling.rules import SamplingRule
+from rtc.search import scores as scores_lib
+from rtc.search.config import SearchConfig
+from rtc.search.expand import SearchState, expand, init_state
+
+DATA_AXIS = "data"
+
+
+@flax.struct.dataclass
+class SearchOutput:
+    tokens: jax.Array  # i32[B, K, T]: each final branch's completion, pad after its length
+    lengths: jax.Array  # i32[B, K]
+    scores: jax.Array  # f32[B, K]: aggregated verifier score of each branch
+    finished: jax.Array  # bool[B, K]: the branch emitted a stop id
+    duplicate: jax.Array  # bool[B, K]: a copy of another branch (exclude from votes)
+    best: jax.Array  # i32[B]: the chosen branch: finished before unfinished, then by score
+    thinking_tokens: jax.Array  # i32[B, K]
+    steps: jax.Array  # i32[]: search steps run (fewer than depth when every branch finished)
+    generated_tokens: jax.Array  # i32[B]: policy tokens sampled, pruned branches and lookahead included
+    verifier_tokens: jax.Array  # i32[B]: tokens the verifier read (prompt once, then every step's)
+    verifier_nan: jax.Array  # i32[B]: verifier readings that were not finite (skipped), all branches
+
+
+def row_sharding(mesh) -> NamedSharding | None:
+    return None if mesh is None else NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+
+
+def _pin(tree, mesh):
+    """Keeps every `[R, ...]` leaf split by rows over the mesh."""
+    if mesh is None:
+        return tree
+    return jax.lax.with_sharding_constraint(tree, row_sharding(mesh))
+
+
+def local_block(rows: int, group: int, mesh) -> int | None:
+    """Rows per device when every device holds whole groups (gathers stay on device), else None."""
+    if mesh is None:
+        return rows
+    devices = mesh.shape[DATA_AXIS]
+    per_device = rows // devices
+    return per_device if per_device % group == 0 else None
+
+
+def gather_rows(tree, rows: jax.Array, block: int | None, mesh):
+    """`tree`'s `[R, ...]` leaves reordered by `rows: i32[R]`: one gather per leaf.
+
+    With `block`, every index stays within its block of `block` rows; the gather is written per
+    block (a batched gather over a `[R / block, block, ...]` view), so a device never reads another's.
+    """
+    r = rows.shape[0]
+    if block is None or block == r:
+        return _pin(jax.tree.map(lambda x: jnp.take(x, rows, axis=0), tree), mesh)
+    local = (rows % block).reshape(r // block, block)
+
+    def take(x):
+        blocks = _pin(x.reshape(r // block, block, *x.shape[1:]), mesh)
+        return jax.vmap(lambda xb, ib: jnp.take(xb, ib, axis=0))(blocks, local).reshape(x.shape)
+
+    return _pin(jax.tree.map(take, tree), mesh)
+
+
+def selection_scores(state: SearchState, cfg: SearchConfig) -> jax.Array:
+    """f32[R]: what pruning ranks by; duplicates never compete."""
+    score = scores_lib.aggregate(state.scores, cfg.aggregation)
+    return jnp.where(state.duplicate, -jnp.inf, score)
+
+
+def survivors(score: jax.Array, cfg: SearchConfig) -> jax.Array:
+    """i32[R]: the row each new row copies: per group the `keep` best (ties: lower row), each M times."""
+    r = score.shape[0]
+    g, keep = cfg.group_size, cfg.keep
+    _, best = jax.lax.top_k(score.reshape(r // g, g), keep)  # [R/g, keep]
+    parents = best + (jnp.arange(r // g) * g)[:, None]
+    return jnp.repeat(parents, g // keep, axis=1).reshape(r)
+
+
+def prune(state: SearchState, score: jax.Array, cfg: SearchConfig, mesh, placement: str) -> SearchState:
+    """Keeps each group's best candidates (by `score: f32[R]`), copying each M times."""
+    r = score.shape[0]
+    rows = survivors(score, cfg)
+    block = None if placement == "global" else local_block(r, cfg.group_size, mesh)
+    state = gather_rows(state, rows, block, mesh)
+    copy_index = jnp.arange(r) % (cfg.group_size // cfg.keep)
+    return state.replace(duplicate=state.finished & (copy_index > 0))
+
+
+def lookahead_scores(policy, params, verifier, verifier_params, state, rng, cfg: SearchConfig):
+    """(f32[R] scores after `cfg.lookahead` greedy steps from each candidate, tokens spent i32[R]).
+
+    The rolled-out steps only score the candidate (Snell et al. 2024 sec. 5.1); they are discarded.
+    """
+    greedy = dataclasses.replace(cfg, rule=SamplingRule(temperature=0.0))
+    spent = jnp.zeros(state.lengths.shape, jnp.int32)
+    for i in range(cfg.lookahead):
+        state, lengths = expand(
+            policy, params, verifier, verifier_params, state, jax.random.fold_in(rng, i), greedy
+        )
+        spent = spent + lengths
+    return selection_scores(state, cfg), spent
+
+
+def _search(
+    policy,
+    params,
+    verifier,
+    verifier_params,
+    prompt_tokens,
+    prompt_lengths,
+    rng,
+    cfg: SearchConfig,
+    mesh=None,
+    placement: str = "auto",
+    cache_dtype=jnp.float32,
+) -> SearchOutput:
+    """prompt_tokens: i32[B, P] right-padded; prompt_lengths: i32[B]. `verifier` None: scores stay 0."""
+    b = prompt_tokens.shape[0]
+    k = cfg.n
+    state = _pin(
+        init_state(
+            policy, params, verifier, verifier_params, prompt_tokens, prompt_lengths, cfg, cache_dtype
+        ),
+        mesh,
+    )
+    per_problem = lambda x: x.reshape(b, k).sum(axis=1)  # noqa: E731
+    prune_each_step = cfg.group_size > 1
+
+    def body(carry):
+        state, step, generated, verified, nan = carry
+        nan_before = state.scores.nan
+        state, lengths = expand(
+            policy, params, verifier, verifier_params, state, jax.random.fold_in(rng, step), cfg
+        )
+        generated = generated + per_problem(lengths)
+        verified = verified + (per_problem(lengths) if verifier is not None else 0)
+        nan = nan + per_problem(state.scores.nan - nan_before)
+        if prune_each_step:
+
+            def pruned(args):
+                state, generated, verified = args
+                score = selection_scores(state, cfg)
+                if cfg.lookahead:
+                    look_rng = jax.random.fold_in(jax.random.fold_in(rng, step), 1 << 20)
+                    score, spent = lookahead_scores(
+                        policy, params, verifier, verifier_params, state, look_rng, cfg
+                    )
+                    generated = generated + per_problem(spent)
+                    verified = verified + (per_problem(spent) if verifier is not None else 0)
+                return prune(state, score, cfg, mesh, placement), generated, verified
+
+            state, generated, verified = jax.lax.cond(
+                step < cfg.depth - 1, pruned, lambda args: args, (state, generated, verified)
+            )
+        return state, step + 1, generated, verified, nan
+
+    zeros_b = jnp.zeros((b,), jnp.int32)
+    verified0 = prompt_lengths.astype(jnp.int32) if verifier is not None else zeros_b
+    state, steps, generated, verified, nan = jax.lax.while_loop(
+        lambda c: (c[1] < cfg.depth) & ~jnp.all(c[0].finished | c[0].duplicate),
+        body,
+        (state, jnp.int32(0), zeros_b, verified0, zeros_b),
+    )
+    score = scores_lib.aggregate(state.scores, cfg.aggregation)
+    rank = jnp.where(state.duplicate, -jnp.inf, score + 2.0 * state.finished)  # scores are in [0, 1]
+    split = lambda x: x.reshape(b, k, *x.shape[1:])  # noqa: E731
+    return SearchOutput(
+        tokens=split(state.tokens),
+        lengths=split(state.lengths),
+        scores=split(score),
+        finished=split(state.finished),
+        duplicate=split(state.duplicate),
+        best=jnp.argmax(split(rank), axis=1).astype(jnp.int32),
+        thinking_tokens=split(state.thought),
+        steps=steps,
+        generated_tokens=generated,
+        verifier_tokens=verified,
+        verifier_nan=nan,
+    )
+
+
+search = jax.jit(_search, static_argnames=("policy", "verifier", "cfg", "mesh", "placement", "cache_dtype"))
