@@ -31,11 +31,14 @@ SCRIPT = textwrap.dedent(
         ("beam", 16, 4, 1, "auto", 0),  # one problem, 16 beams over 8 devices: fewer problems than devices
         ("beam", 8, 2, 3, "auto", 1),  # 3 problems: padded to 4 so 32 rows split; lookahead 1
         ("dvts", 8, 4, 2, "global", 0),  # forced global gather
+        ("mcts", 4, 2, 4, "auto", 0),  # 4 problems x 2 trees: one tree a device
+        ("mcts", 4, 2, 1, "auto", 0),  # 1 problem: padded to 4 so its 2 trees and 6 others fill 8 devices
     ]
     report = {"devices": jax.device_count()}
     for strategy, n, m, problems, placement, lookahead in cases:
         cfg = SearchConfig(strategy=strategy, n=n, m=m, depth=3, step_tokens=5, stop_ids=(2,), delimiter_id=3,
-                           rule=SamplingRule(temperature=1.0), lookahead=lookahead)
+                           rule=SamplingRule(temperature=1.0), lookahead=lookahead,
+                           trees=2 if strategy == "mcts" else 1)
         args = (policy, params, verifier, vparams, prompts[:problems], jax.random.key(4), cfg)
         one = runner.run(*args)
         eight = runner.run(policy, mesh_lib.replicate(params, mesh), verifier, mesh_lib.replicate(vparams, mesh),

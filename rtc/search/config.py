@@ -7,6 +7,8 @@ Strategies (Snell et al. 2024, "Scaling LLM Test-Time Compute Optimally...", sec
     problem's N candidates are kept and each is copied M times (groups of N, keep N/M).
 - `dvts`: N/M independent subtrees of M beams; each keeps its single best candidate and copies it M
     times (groups of M, keep 1): diverse verifier tree search.
+- `mcts`: Monte Carlo tree search over steps (`rtc.search.mcts`): n / m simulations per tree, each
+    expanding a leaf into M steps and rolling every child out; `trees` root-parallel trees per problem.
 A step ends at the delimiter token (a newline) or after `step_tokens` tokens; a path ends at a stop id.
 """
 
@@ -17,7 +19,7 @@ from rtc.rewards.reward_model import AGGREGATIONS
 from rtc.sampling.budget import ThinkingBudget
 from rtc.sampling.rules import SamplingRule
 
-STRATEGIES = ("best_of_n", "beam", "dvts")
+STRATEGIES = ("best_of_n", "beam", "dvts", "mcts")
 VERIFIER_KINDS = ("prm", "orm")
 
 # reasoning_effort -> (N, beam width M, depth in steps, fraction of the thinking budget), per strategy
@@ -53,6 +55,8 @@ class SearchConfig:
     lookahead: int = 0
     aggregation: str = "last"
     verifier_kind: str = "prm"
+    trees: int = 1  # mcts: independent trees per problem (root parallelism)
+    exploration: float = 1.0  # mcts: the UCT constant c
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
@@ -68,6 +72,8 @@ class SearchConfig:
             raise ConfigError(f"unknown aggregation {self.aggregation!r}; known: {sorted(AGGREGATIONS)}")
         if self.verifier_kind not in VERIFIER_KINDS:
             raise ConfigError(f"unknown verifier_kind {self.verifier_kind!r}; known: {list(VERIFIER_KINDS)}")
+        if self.trees < 1 or (self.trees > 1 and self.strategy != "mcts"):
+            raise ConfigError(f"trees={self.trees}: root-parallel trees (> 1) are an mcts setting")
         if self.lookahead < 0:
             raise ConfigError(f"lookahead must be >= 0, got {self.lookahead}")
         limit = None if self.budget is None else self.budget.max_thinking_tokens
@@ -81,17 +87,22 @@ class SearchConfig:
     @property
     def group_size(self) -> int:
         """Rows that compete with each other when pruning (1: nothing is pruned)."""
-        return {"best_of_n": 1, "beam": self.n, "dvts": self.m}[self.strategy]
+        return {"best_of_n": 1, "beam": self.n, "dvts": self.m, "mcts": 1}[self.strategy]
 
     @property
     def keep(self) -> int:
         """Candidates a group keeps each step; each is copied `group_size // keep` times."""
-        return {"best_of_n": 1, "beam": self.n // self.m, "dvts": 1}[self.strategy]
+        return {"best_of_n": 1, "beam": self.n // self.m, "dvts": 1, "mcts": 1}[self.strategy]
 
     @property
     def split_steps(self) -> bool:
         """Steps end at the delimiter (best-of-N samples whole completions as one step)."""
         return self.strategy != "best_of_n"
+
+    @property
+    def candidates(self) -> int:
+        """Final paths per problem (K of `SearchOutput`)."""
+        return self.n * self.trees
 
     @property
     def max_path_tokens(self) -> int:

@@ -55,11 +55,19 @@ def _prefill(model, params, prompt_tokens, prompt_lengths, cache_len: int, cache
 
 
 def init_state(
-    policy, params, verifier, verifier_params, prompt_tokens, prompt_lengths, cfg: SearchConfig, cache_dtype
+    policy,
+    params,
+    verifier,
+    verifier_params,
+    prompt_tokens,
+    prompt_lengths,
+    cfg: SearchConfig,
+    cache_dtype,
+    branches: int | None = None,
 ) -> SearchState:
-    """The root of every problem's search, copied to `cfg.n` branches: `R = B * n` rows."""
+    """The root of every problem's search, copied to `branches` (default `cfg.n`) rows: `R = B * n`."""
     b, p = prompt_tokens.shape
-    k = cfg.n
+    k = cfg.n if branches is None else branches
     cache_len = p + cfg.max_path_tokens
     logits, _, cache = _prefill(policy, params, prompt_tokens, prompt_lengths, cache_len, cache_dtype)
     next_logits = jnp.take_along_axis(logits, (prompt_lengths - 1)[:, None, None], axis=1)[:, 0]
@@ -114,9 +122,17 @@ def verifier_readings(verifier, verifier_params, cache, step_tokens, step_length
 
 
 def expand(
-    policy, params, verifier, verifier_params, state: SearchState, rng: jax.Array, cfg: SearchConfig
+    policy,
+    params,
+    verifier,
+    verifier_params,
+    state: SearchState,
+    rng: jax.Array,
+    cfg: SearchConfig,
+    live: jax.Array | None = None,
 ) -> tuple[SearchState, jax.Array]:
-    """Every unfinished branch writes one step and is scored; returns (state, step_lengths i32[R])."""
+    """Every unfinished branch (among `live: bool[R]`, default all) writes one step and is scored;
+    returns (state, step_lengths i32[R])."""
     r = state.lengths.shape[0]
     s = cfg.step_tokens
     token_cfg = step_sampler_config(cfg)
@@ -126,7 +142,7 @@ def expand(
         tokens=jnp.full((r, s), cfg.pad_id, jnp.int32),
         logprobs=jnp.zeros((r, s), jnp.float32),
         forced=jnp.zeros((r, s), bool),
-        done=state.finished,
+        done=state.finished if live is None else state.finished | ~live,
         lengths=jnp.zeros((r,), jnp.int32),
         thinking=state.thinking,
         thought=state.thought,

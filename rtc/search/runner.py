@@ -20,6 +20,7 @@ import numpy as np
 from rtc.errors import ConfigError
 from rtc.sampling.sampler import pad_prompts
 from rtc.search.config import SearchConfig
+from rtc.search.mcts import search_mcts
 from rtc.search.tree_search import DATA_AXIS, row_sharding, search
 
 
@@ -58,7 +59,8 @@ class SearchResult:
 
 
 def problems_for_devices(num_problems: int, n: int, mesh) -> int:
-    """The smallest problem count >= `num_problems` whose `count * n` rows split over the devices."""
+    """The smallest problem count >= `num_problems` whose `count * n` rows split over the devices
+    (`n`: branches per problem; for MCTS, trees per problem)."""
     if mesh is None:
         return num_problems
     devices = mesh.shape[DATA_AXIS]
@@ -84,25 +86,28 @@ def run(
         raise ConfigError("no prompts to search")
     tokens, lengths = pad_prompts(prompts, cfg.pad_id, cfg.max_path_tokens, policy.max_seq_len)
     real = len(prompts)
-    padded = problems_for_devices(real, cfg.n, mesh)
+    padded = problems_for_devices(real, cfg.trees if cfg.strategy == "mcts" else cfg.n, mesh)
     if padded > real:
         tokens = np.concatenate([tokens, np.repeat(tokens[:1], padded - real, axis=0)])
         lengths = np.concatenate([lengths, np.repeat(lengths[:1], padded - real)])
     if mesh is not None:
         replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
         tokens, lengths = jax.device_put((tokens, lengths), replicated)
-    out = search(
-        policy,
-        params,
-        verifier,
-        verifier_params,
-        tokens,
-        lengths,
-        rng,
-        cfg=cfg,
-        mesh=mesh,
-        placement=placement,
-    )
+    if cfg.strategy == "mcts":
+        out = search_mcts(policy, params, verifier, verifier_params, tokens, lengths, rng, cfg=cfg, mesh=mesh)
+    else:
+        out = search(
+            policy,
+            params,
+            verifier,
+            verifier_params,
+            tokens,
+            lengths,
+            rng,
+            cfg=cfg,
+            mesh=mesh,
+            placement=placement,
+        )
     host = jax.tree.map(np.asarray, jax.device_get(out))
     keep = lambda x: x[:real]  # noqa: E731
     prompt_tokens = np.asarray(lengths)[:real].astype(np.int64)
