@@ -42,6 +42,7 @@ MODES = {
     "ppo": "rtc.rl.rl_loop:run",
     "orm": "rtc.rewards.rm_loop:run",
     "prm": "rtc.rewards.rm_loop:run",
+    "search": "rtc.search.search_loop:run",
 }
 
 

@@ -1,0 +1,73 @@
+"""Test-time scaling on held-out arithmetic: best-of-N, voting, PRM beam search, DVTS and MCTS.
+
+Command:   python -m rtc.main --config=experiments/configs/search.py --workdir=/tmp/rtc_search \
+             --config.prm_workdir=/tmp/rtc_prm --config.policy.workdir=/tmp/rtc_orm/policy
+           (the PRM run of experiments/configs/prm.py and its policy; without them it trains both
+           first, into WORKDIR/prm)
+Hardware:  2 CPU cores.
+Runtime:   MEASURED_RUNTIME
+Expected:  MEASURED_RESULT
+
+Writes WORKDIR/scaling.png (accuracy vs generated tokens, bootstrap bands, the 1-(1-p)^N oracle),
+scaling.md, compute_optimal.md and search_results.json. Fields on top of the PRM config (`prm.py`):
+- `prm_workdir`: a finished PRM (or ORM, with `search.verifier_kind="orm"`) run;
+- `search`: problems, strategies, budgets N (generations per problem, Snell et al.'s unit), the
+  large-N best-of-N run the sampling curves are drawn from, step shape (`step_tokens` x `depth`),
+  beam width M, lookahead, MCTS trees and exploration, `reasoning_effort` (low / medium / high:
+  N, M, depth and thinking budget together, overriding the budgets) and `budget_tokens` (thinking cap).
+`:tiny` shrinks everything for the end-to-end test.
+"""
+
+import importlib.util
+from pathlib import Path
+
+import ml_collections
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+    spec = importlib.util.spec_from_file_location("prm", Path(__file__).with_name("prm.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    c = module.get_config(arg)
+    c.mode = "search"
+    c.prm_workdir = ""
+    c.search = ml_collections.ConfigDict(
+        dict(
+            num_problems=200,
+            strategies=("best_of_n", "beam", "dvts", "mcts"),
+            budgets=(4, 8, 16, 32),
+            large_n=32,  # best-of-N samples per problem; majority / weighted / pass@k subsample them
+            batch_problems=8,
+            temperature=1.0,
+            step_tokens=12,
+            depth=10,
+            beam_width=4,
+            lookahead=0,
+            aggregation="last",
+            verifier_kind="prm",
+            mcts_trees=1,
+            mcts_exploration=1.0,
+            reasoning_effort="",
+            budget_tokens=-1,
+            num_draws=100,
+            bootstrap=1000,
+            difficulty_samples=4,
+            difficulty_bins=5,
+            router_thresholds=(0.0, 0.2, 0.4, 0.6, 0.8, 1.01),
+        )
+    )
+    if arg == "tiny":
+        c.search.update(
+            num_problems=4,
+            budgets=(2, 4),
+            large_n=4,
+            batch_problems=2,
+            step_tokens=8,
+            depth=4,
+            beam_width=2,
+            num_draws=4,
+            bootstrap=20,
+            difficulty_samples=2,
+            difficulty_bins=2,
+        )
+    return c

@@ -1,0 +1,286 @@
+"""The test-time-scaling experiment (CLI mode `search`): held-out problems, every strategy, every budget.
+
+1. One large-N best-of-N run with PRM scores gives, by subsampling, accuracy against N for best-of-N,
+   majority@k, weighted@k and pass@k (unbiased estimator), with bootstrap intervals, and the oracle
+   curve `1 - (1 - p)^N` of the seed (Brown et al. 2024; Snell et al. 2024).
+2. Beam search, DVTS and MCTS run at each budget N (generations per problem, Snell et al.'s unit of
+   compute); each also reports generated and verifier tokens and FLOPs per problem.
+3. Compute-optimal selection (Snell et al. 2024): problems are binned by predicted difficulty (the
+   PRM's mean score over a few samples: no ground truth), the best strategy per bin and budget is
+   fitted on one half of the problems and evaluated on the other (two-fold), and compared with
+   uniform best-of-N at the same N. The same predictor routes: reason (search) or answer directly.
+Writes `search_results.json`, `scaling.png`, `scaling.md` and `compute_optimal.md` to the workdir.
+"""
+
+import json
+import logging
+from pathlib import Path
+
+import jax
+import ml_collections
+import numpy as np
+
+from rtc.data.answers import extract_answer
+from rtc.data.tasks import get_task
+from rtc.errors import ConfigError
+from rtc.eval.accuracy import prompt_tokens
+from rtc.metrics import MetricWriter
+from rtc.parallel import mesh as mesh_lib
+from rtc.rewards import rm_loop
+from rtc.sampling.budget import ThinkingBudget, thinking_limit
+from rtc.sampling.rules import SamplingRule
+from rtc.search import compute_optimal, runner, scaling, voting
+from rtc.search.config import SearchConfig, from_effort
+from rtc.train import sft_loop
+
+RESULTS_FILE = "search_results.json"
+SEARCH_STRATEGIES = ("beam", "dvts", "mcts")
+
+
+def load_models(config, workdir: Path):
+    """(tokenizer, policy, policy_params, verifier, verifier_params): the PRM run's, trained if absent."""
+    tokenizer, policy, _ = sft_loop.load_model(config)
+    prm_dir = Path(config.prm_workdir) if config.prm_workdir else workdir / "prm"
+    if not (prm_dir / rm_loop.DESCRIPTION_FILE).is_file() or not (prm_dir / "checkpoints").is_dir():
+        if config.prm_workdir:
+            raise FileNotFoundError(f"{prm_dir} is not a finished PRM run (no {rm_loop.DESCRIPTION_FILE})")
+        logging.info("no prm_workdir: training the policy and PRM into %s", prm_dir)
+        rm_loop.run(prm_config(config), str(prm_dir))
+    policy_dir = config.policy.workdir or str(prm_dir / "policy")
+    if not (Path(policy_dir) / "checkpoints").is_dir():
+        raise ConfigError(f"no policy checkpoints in {policy_dir}: set policy.workdir to the PRM's SFT run")
+    policy_params = sft_loop.restore_params(rm_loop.policy_config(config, workdir), policy_dir, policy)
+    verifier, verifier_params = rm_loop.load_reward_model(prm_dir)
+    kind = rm_loop.load_description(prm_dir)["kind"]
+    if kind != config.search.verifier_kind:
+        raise ConfigError(
+            f"{prm_dir} holds a {kind}, but search.verifier_kind={config.search.verifier_kind!r}"
+        )
+    return tokenizer, policy, policy_params, verifier, verifier_params
+
+
+def prm_config(config) -> ml_collections.ConfigDict:
+    """The PRM run this experiment trains when given none: this config in mode `prm` (or `orm`)."""
+    c = ml_collections.ConfigDict(config.to_dict())
+    c.mode = config.search.verifier_kind
+    return c
+
+
+def search_config(config, tokenizer, strategy: str, n: int) -> SearchConfig:
+    """The `SearchConfig` of one strategy at budget `n` (or the `reasoning_effort` preset)."""
+    s = config.search
+    limit = thinking_limit(
+        s.depth * s.step_tokens, budget_tokens=None if s.budget_tokens < 0 else s.budget_tokens
+    )
+    budget = ThinkingBudget(tokenizer.think_start_id, tokenizer.think_end_id, max_thinking_tokens=limit)
+    fields = dict(
+        step_tokens=s.step_tokens,
+        stop_ids=(tokenizer.answer_end_id, tokenizer.eos_id),
+        delimiter_id=tokenizer.step_id,
+        pad_id=tokenizer.pad_id,
+        rule=SamplingRule(temperature=s.temperature),
+        aggregation=s.aggregation,
+        verifier_kind=s.verifier_kind,
+    )
+    if s.reasoning_effort:
+        return from_effort(s.reasoning_effort, strategy, s.depth, limit, budget=budget, **fields)
+    extra = {}
+    if strategy == "mcts":
+        extra = dict(trees=s.mcts_trees, exploration=s.mcts_exploration)
+    elif strategy in ("beam", "dvts"):
+        extra = dict(lookahead=s.lookahead)
+    m = 1 if strategy == "best_of_n" else min(s.beam_width, n)
+    return SearchConfig(strategy=strategy, n=n, m=m, depth=s.depth, budget=budget, **fields, **extra)
+
+
+def search_all(models, prompts, cfg: SearchConfig, batch_problems: int, rng, mesh) -> runner.SearchResult:
+    """Searches `prompts` in batches of `batch_problems` (the last padded, so one program serves all)."""
+    tokenizer, policy, params, verifier, vparams = models
+    parts = []
+    for start in range(0, len(prompts), batch_problems):
+        chunk = prompts[start : start + batch_problems]
+        real = len(chunk)
+        chunk = chunk + [chunk[0]] * (batch_problems - real)
+        out = runner.run(policy, params, verifier, vparams, chunk, jax.random.fold_in(rng, start), cfg, mesh)
+        parts.append({k: v[:real] if np.ndim(v) else v for k, v in out.__dict__.items()})
+    merged = {
+        k: np.concatenate([p[k] for p in parts]) if np.ndim(parts[0][k]) else max(p[k] for p in parts)
+        for k in parts[0]
+    }
+    return runner.SearchResult(**merged)
+
+
+def grade(result: runner.SearchResult, tokenizer, task, records) -> tuple[np.ndarray, list[list[str | None]]]:
+    """(correct bool[P, K], answers [P][K]): a duplicate or unfinished path has no answer."""
+    answers, correct = [], []
+    for b, rows in enumerate(result.completions()):
+        row_answers = []
+        for i, ids in enumerate(rows):
+            usable = result.finished[b, i] and not result.duplicate[b, i]
+            row_answers.append(extract_answer(tokenizer.decode(ids)) if usable else None)
+        answers.append(row_answers)
+        correct.append([a is not None and task.is_correct(a, records[b]) for a in row_answers])
+    return np.array(correct, bool), answers
+
+
+def strategy_point(result, correct, answers) -> dict:
+    """Per-problem accuracy of the search's own pick and of the weighted vote over its paths."""
+    rows = np.arange(len(correct))
+    scores = np.where(result.duplicate | ~result.finished, np.nan, result.scores)
+    return {
+        "best": correct[rows, result.best].astype(float),
+        "weighted": correct[rows, voting.weighted_vote(answers, scores)].astype(float),
+        "generated_tokens": result.generated_tokens.astype(float),
+        "verifier_tokens": result.verifier_tokens.astype(float),
+        "flops": result.flops,
+    }
+
+
+def summary(values: np.ndarray, rng, resamples: int) -> list[float]:
+    return [float(values.mean()), *scaling.bootstrap_interval(values, resamples, rng=rng)]
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    s = config.search
+    unknown = set(s.strategies) - {"best_of_n", *SEARCH_STRATEGIES}
+    if unknown:
+        raise ConfigError(f"unknown search.strategies {sorted(unknown)}; known: best_of_n, beam, dvts, mcts")
+    models = load_models(config, workdir)
+    mesh = mesh_lib.make_mesh(config.num_devices or None)  # branches split over every device
+    tokenizer, policy, params, verifier, vparams = models
+    models = (
+        tokenizer,
+        policy,
+        mesh_lib.replicate(params, mesh),
+        verifier,
+        mesh_lib.replicate(vparams, mesh),
+    )
+    task = get_task(config.task.name)
+    records = sft_loop.task_records(config, "test", workdir)
+    records = [records[i] for i in range(min(s.num_problems, len(records)))]
+    prompts = [prompt_tokens(tokenizer, r) for r in records]
+    rng = jax.random.key(config.seed)
+    np_rng = np.random.default_rng(config.seed)
+    logging.info(
+        "search: %d held-out problems, strategies %s, budgets %s",
+        len(prompts),
+        list(s.strategies),
+        list(s.budgets),
+    )
+
+    # 1. one large-N best-of-N run -> every sampling-based curve
+    big_cfg = search_config(config, tokenizer, "best_of_n", s.large_n)
+    big = search_all(models, prompts, big_cfg, s.batch_problems, jax.random.fold_in(rng, 0), mesh)
+    correct, answers = grade(big, tokenizer, task, records)
+    scores = np.where(big.finished, big.scores, np.nan)
+    ks = [k for k in s.budgets if k <= s.large_n]
+    curves = scaling.scaling_curves(
+        correct, answers, scores, ks, big.lengths.astype(float), s.num_draws, np_rng, s.bootstrap
+    )
+    per_problem = scaling.per_problem_curves(correct, answers, scores, ks, s.num_draws, np_rng)
+    tokens_per_sample = float(big.lengths.mean())
+
+    # 2. the searches at each budget
+    points, results = (
+        {},
+        {
+            "best_of_n": per_problem["best_of_n"],
+            "majority": per_problem["majority"],
+            "weighted": per_problem["weighted"],
+        },
+    )
+    for j, strategy in enumerate(x for x in s.strategies if x != "best_of_n"):
+        points[strategy], results[strategy] = {}, {}
+        for n in s.budgets:
+            cfg = search_config(config, tokenizer, strategy, n)
+            out = search_all(
+                models, prompts, cfg, s.batch_problems, jax.random.fold_in(rng, 1 + j * 1000 + n), mesh
+            )
+            c, a = grade(out, tokenizer, task, records)
+            point = strategy_point(out, c, a)
+            results[strategy][n] = point["best"]
+            points[strategy][n] = {
+                "accuracy": summary(point["best"], np_rng, s.bootstrap),
+                "weighted_accuracy": float(point["weighted"].mean()),
+                "generated_tokens": float(point["generated_tokens"].mean()),
+                "verifier_tokens": float(point["verifier_tokens"].mean()),
+                "flops": float(point["flops"].mean()),
+            }
+            logging.info(
+                "%s N=%d: accuracy %.3f, %.0f tokens/problem",
+                strategy,
+                n,
+                point["best"].mean(),
+                point["generated_tokens"].mean(),
+            )
+    for strategy, by_n in points.items():
+        curves["curves"][strategy] = {n: tuple(p["accuracy"]) for n, p in by_n.items()}
+        if curves["compute"] is not None:
+            curves["compute"][strategy] = {n: p["generated_tokens"] for n, p in by_n.items()}
+    curves["compute"] = curves["compute"] or {
+        m: {k: k * tokens_per_sample for k in ks} for m in curves["curves"]
+    }
+
+    # 3. compute-optimal selection by predicted difficulty, and the router
+    predicted = compute_optimal.estimate_pass_rate(np.nan_to_num(scores[:, : s.difficulty_samples]))
+    bins = compute_optimal.difficulty_bins(predicted, s.difficulty_bins)
+    selectable = {
+        name: {n: v for n, v in by_n.items() if n in ks}
+        for name, by_n in results.items()
+        if name in ("best_of_n", "majority", "weighted", *SEARCH_STRATEGIES)
+    }
+    optimal = compute_optimal.compare_at_equal_compute(selectable, bins, "best_of_n", np_rng)
+    top = max(ks)
+    reasoning = np.max(np.stack([selectable[name][top] for name in selectable]), axis=0)
+    direct = correct[:, 0].astype(float)
+    router = compute_optimal.router_tradeoff(
+        predicted,
+        direct,
+        reasoning,
+        big.lengths[:, 0].astype(float),
+        np.full(len(direct), top * tokens_per_sample),
+        s.router_thresholds,
+    )
+
+    outputs = {
+        "problems": len(prompts),
+        "large_n": s.large_n,
+        "tokens_per_sample": tokens_per_sample,
+        "curves": curves,
+        "searches": points,
+        "compute_optimal": optimal,
+        "router": router,
+        "difficulty_bins": np.bincount(bins, minlength=s.difficulty_bins).tolist(),
+    }
+    (workdir / RESULTS_FILE).write_text(json.dumps(outputs, indent=1, default=float))
+    table = scaling.curve_table(curves["curves"], curves["compute"])
+    (workdir / "scaling.md").write_text(table + "\n")
+    scaling.plot_curves(
+        curves["curves"],
+        curves["compute"],
+        str(workdir / "scaling.png"),
+        f"{config.task.name}: accuracy vs generated tokens ({len(prompts)} problems)",
+        oracle=curves["oracle"],
+    )
+    (workdir / "compute_optimal.md").write_text(format_optimal(optimal, router) + "\n")
+    with MetricWriter(workdir, progress=False) as writer:
+        flat = {f"search/{m}/n{n}": v[0] for m, by_n in curves["curves"].items() for n, v in by_n.items()}
+        writer.write(0, flat)
+    print(table)
+    print(format_optimal(optimal, router))
+    return outputs
+
+
+def format_optimal(optimal: dict, router: list[dict]) -> str:
+    lines = ["| N | compute-optimal | best-of-N |", "|---|---|---|"]
+    for n, row in sorted(optimal.items()):
+        lines.append(f"| {n} | {row['compute_optimal']:.3f} | {row['best_of_n']:.3f} |")
+    lines += ["", "| router threshold | accuracy | mean tokens | routed to search |", "|---|---|---|---|"]
+    for r in router:
+        lines.append(
+            f"| {r['threshold']:.2f} | {r['accuracy']:.3f} | {r['mean_tokens']:.1f} | "
+            f"{r['fraction_routed']:.2f} |"
+        )
+    return "\n".join(lines)
