@@ -165,7 +165,7 @@ def test_thinking_budget_caps_every_strategy(models):
     policy, params, verifier, vparams = models
     budget = ThinkingBudget(THINK_START, THINK_END, max_thinking_tokens=6)
     prompts = [p + [THINK_START] for p in PROMPTS]  # the prompt opens the thinking block
-    for strategy in ("best_of_n", "beam", "dvts"):
+    for strategy in ("best_of_n", "beam", "dvts", "mcts"):
         cfg = config(strategy, budget=budget, depth=4, step_tokens=5)
         result = runner.run(policy, params, verifier, vparams, prompts, jax.random.key(11), cfg)
         assert (result.thinking_tokens <= 6).all(), strategy

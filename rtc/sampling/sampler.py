@@ -60,6 +60,9 @@ class SamplerConfig:
     pad_id: int = 0
     rule: SamplingRule = SamplingRule(temperature=0.0)
     budget: ThinkingBudget | None = None
+    # Ids that end a row's decoding for now without ending its answer (a search step's delimiter):
+    # unlike `stop_ids`, emitting one is not an attempt to end thinking.
+    pause_ids: tuple[int, ...] = ()
     # Decode in this many phases, growing the KV cache between them, so attention reads only slots
     # a row can have reached: 0.82x the decode time at 4 phases (bench/decode_ideas.py), at the cost
     # of compiling the decode step once per phase.
@@ -114,7 +117,7 @@ def decode_step(model, params, cfg: SamplerConfig, stream: Callable | None, stat
     if cfg.budget is not None:
         thought = thought + (live & thinking & (token != cfg.budget.think_end_id))
         thinking = (thinking | (token == cfg.budget.think_start_id)) & (token != cfg.budget.think_end_id)
-    done = state.done | jnp.isin(token, jnp.array(cfg.stop_ids, jnp.int32))
+    done = state.done | jnp.isin(token, jnp.array(cfg.stop_ids + cfg.pause_ids, jnp.int32))
     if stream is not None:
         jax.debug.callback(stream, state.step, jnp.where(live, token, cfg.pad_id), live, ordered=False)
 
@@ -131,10 +134,11 @@ def decode_step(model, params, cfg: SamplerConfig, stream: Callable | None, stat
         forced=forced,
         done=done,
         lengths=state.lengths + live,
-        thinking=thinking,
+        # a row that is done keeps its budget state: a search resumes it in the next step
+        thinking=jnp.where(live, thinking, state.thinking),
         thought=thought,
-        force_mode=force_mode,
-        force_ptr=force_ptr,
+        force_mode=jnp.where(live, force_mode, state.force_mode),
+        force_ptr=jnp.where(live, force_ptr, state.force_ptr),
         cache=cache,
         rng=rng,
     )

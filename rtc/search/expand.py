@@ -38,10 +38,15 @@ class SearchState:
 
 
 def step_sampler_config(cfg: SearchConfig) -> sampler_lib.SamplerConfig:
-    """The token loop of one step: it stops a branch at a stop id and (split steps) the delimiter."""
-    stops = cfg.stop_ids + ((cfg.delimiter_id,) if cfg.split_steps else ())
+    """The token loop of one step: it stops a branch at a stop id and (split steps) pauses it at the
+    delimiter, which is not an attempt to end thinking."""
     return sampler_lib.SamplerConfig(
-        max_new_tokens=cfg.step_tokens, stop_ids=stops, pad_id=cfg.pad_id, rule=cfg.rule, budget=cfg.budget
+        max_new_tokens=cfg.step_tokens,
+        stop_ids=cfg.stop_ids,
+        pad_id=cfg.pad_id,
+        rule=cfg.rule,
+        budget=cfg.budget,
+        pause_ids=(cfg.delimiter_id,) if cfg.split_steps else (),
     )
 
 
