@@ -5,7 +5,9 @@ an unknown key or config file is an error that names it, and so is a damaged che
 file or tokenizer model, or a setting the run rejects (one line `rtc: ...`, no traceback).
 `--distributed` makes each process of a multi-process run (one per host, every one running the same
 command) call `jax.distributed.initialize()`, which finds the coordinator, process count and id on a
-TPU pod and on Slurm, Open MPI and Kubernetes clusters; elsewhere it is a one-line error.
+TPU pod and on Slurm, Open MPI and Kubernetes clusters; elsewhere it is a one-line error. Or name the
+run explicitly on every process: `--coordinator=HOST:PORT --num_processes=N --process_id=I` (on the
+CPU, collectives then go through gloo).
 """
 
 import importlib
@@ -19,6 +21,7 @@ from ml_collections import config_flags
 from rtc.checkpoint import CheckpointError
 from rtc.data.jsonl import DataFormatError
 from rtc.errors import ConfigError
+from rtc.parallel import distributed
 from rtc.metrics import NonFiniteError
 from rtc.tokenizer.tokenizer import TokenizerModelError
 
@@ -29,6 +32,11 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for data, checkpoints
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Call jax.distributed.initialize() first (one process per host)."
 )
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator", None, "HOST:PORT of process 0, to join a multi-process run without auto-detection."
+)
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the run (with --coordinator).")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index, 0 .. num_processes - 1.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 # Errors whose message says what to fix; a traceback would only bury it. (DataFormatError is a
@@ -55,7 +63,15 @@ def mode_runner(mode: str):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if _DISTRIBUTED.value:  # before anything touches a device
+    explicit = (_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    if any(v is not None for v in explicit):  # before anything touches a device
+        if any(v is None for v in explicit):
+            raise app.UsageError("--coordinator, --num_processes and --process_id go together")
+        try:
+            distributed.initialize(*explicit)
+        except ConfigError as error:
+            sys.exit("rtc: " + " ".join(str(error).split()))
+    elif _DISTRIBUTED.value:
         try:
             jax.distributed.initialize()
         except (RuntimeError, ValueError) as error:

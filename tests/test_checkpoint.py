@@ -9,7 +9,7 @@ import optax
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from rtc.checkpoint import CheckpointError, Checkpointer, tree_fingerprint
+from rtc.checkpoint import CheckpointError, Checkpointer, checkpointer, tree_fingerprint
 
 
 def make_state(seed: int, step: int = 0) -> dict:
@@ -175,3 +175,27 @@ def test_restore_may_cast_dtype(tmp_path):
         state, _ = ckpt.restore(template)
     assert state["params"]["w"].dtype == jnp.bfloat16
     np.testing.assert_array_equal(state["params"]["w"], make_state(1, 1)["params"]["w"].astype(jnp.bfloat16))
+
+
+@pytest.mark.parametrize(
+    "url", ["gs://bucket/run/checkpoints", "s3://bucket/run", "gs://bucket/../run/./checkpoints/"]
+)
+def test_cloud_directory_reaches_orbax_unchanged(url, monkeypatch):
+    """No network: orbax's manager is replaced by one that records the directory it is given."""
+    given = []
+    monkeypatch.setattr(
+        checkpointer.ocp, "CheckpointManager", lambda directory, options: given.append(directory)
+    )
+    assert checkpointer.checkpoint_directory(url) == url
+    assert Checkpointer(url).directory == url
+    assert given == [url]
+
+
+def test_local_directory_becomes_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert checkpointer.checkpoint_directory("run/checkpoints") == str(tmp_path / "run" / "checkpoints")
+    assert checkpointer.checkpoint_directory(tmp_path / "a" / ".." / "b") == str(tmp_path / "b")
+    with Checkpointer("run/checkpoints") as ckpt:
+        assert ckpt.directory == str(tmp_path / "run" / "checkpoints")
+        assert ckpt.save(1, make_state(1, 1), {})
+    assert (tmp_path / "run" / "checkpoints" / "1").is_dir()

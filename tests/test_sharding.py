@@ -27,13 +27,14 @@ SCRIPT = textwrap.dedent("""
     import numpy as np
 
     from experiments.configs.quickstart import get_config
+    from rtc.parallel import config_mesh
     from rtc.parallel import mesh as mesh_lib
     from rtc.tokenizer.tokenizer import Tokenizer
     from rtc.train import sft_loop
 
     out = Path(sys.argv[1])
     placed = []
-    shard_batch = mesh_lib.shard_batch
+    shard_batch = config_mesh.shard_batch
 
     def spy(batch, mesh):  # records where the loop's batches really live
         sharded = shard_batch(batch, mesh)
@@ -42,7 +43,7 @@ SCRIPT = textwrap.dedent("""
                        for k, v in sharded.items()})
         return sharded
 
-    mesh_lib.shard_batch = spy
+    config_mesh.shard_batch = spy
     tokenizer = Tokenizer.load()
     report = {"device_count": jax.device_count(), "mesh_sizes": [mesh_lib.make_mesh(n).size for n in (None, 8, 1)]}
     for n in (8, 1):

@@ -23,6 +23,7 @@ orbax decides who writes.
 import json
 import logging
 import os
+import re
 
 import jax
 import jax.numpy as jnp
@@ -32,8 +33,18 @@ import orbax.checkpoint as ocp
 from rtc.checkpoint.fingerprint import tree_fingerprint
 
 
+# `gs://bucket/run`, `s3://...`: orbax opens these through etils epath, so they must reach it as written.
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
 class CheckpointError(RuntimeError):
     """A checkpoint could not be saved or restored as asked."""
+
+
+def checkpoint_directory(directory: str | os.PathLike) -> str:
+    """The directory orbax is given: a cloud URL unchanged, a local path made absolute."""
+    path = os.fspath(directory)
+    return path if _URL.match(path) else os.path.abspath(path)
 
 
 @jax.jit
@@ -72,10 +83,11 @@ def _fingerprint_mismatch(saved: dict, restored: dict) -> list[str]:
 
 
 class Checkpointer:
-    """Keeps the last `max_to_keep` train states of a run in `directory`."""
+    """Keeps the last `max_to_keep` train states of a run in `directory` (a local path or a cloud URL:
+    `gs://bucket/run/checkpoints`)."""
 
     def __init__(self, directory: str | os.PathLike, max_to_keep: int = 3, save_interval_steps: int = 1):
-        self.directory = os.path.abspath(os.fspath(directory))
+        self.directory = checkpoint_directory(directory)
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep, save_interval_steps=save_interval_steps, create=True
         )

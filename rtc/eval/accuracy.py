@@ -4,11 +4,11 @@ import collections
 from typing import Sequence
 
 import jax
-from jax.experimental import multihost_utils
 import numpy as np
 
 from rtc.data.answers import extract_answer
 from rtc.data.format import prompt_text
+from rtc.parallel import mesh as mesh_lib
 from rtc.sampling.sampler import SamplerConfig, completions, generate
 
 
@@ -41,8 +41,7 @@ def sample_completions(
         out = generate(
             model, params, chunk, jax.random.fold_in(rng, start), cfg, stream, batch_sharding=batch_sharding
         )
-        if not out.tokens.is_fully_addressable:  # rows live on other processes' devices too
-            out = multihost_utils.process_allgather(out, tiled=True)
+        out = mesh_lib.to_host(out)  # rows live on other processes' devices too
         texts += [tokenizer.decode(ids) for ids in completions(out)[:real]]
         thinking += np.asarray(out.thinking_tokens)[:real].tolist()
     return texts, thinking

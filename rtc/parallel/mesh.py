@@ -6,6 +6,7 @@ over the mesh's `data` axis and parameters are replicated (data parallelism). Ru
 """
 
 import jax
+from jax.experimental import multihost_utils
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 from rtc.errors import ConfigError
@@ -63,3 +64,15 @@ def jit_data_parallel(update, state, mesh: Mesh):
         in_shardings=(state_sharding, batch_sharded(mesh)),
         out_shardings=(state_sharding, replicated(mesh)),
     )
+
+
+def to_host(tree):
+    """numpy copies of `tree`'s arrays, whole even when their rows live on other processes' devices
+    (then every process gathers every row: `multihost_utils.process_allgather`)."""
+
+    def one(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+        return np.asarray(x)
+
+    return jax.tree.map(one, tree)

@@ -197,10 +197,14 @@ def opt_state_shardings(opt_state, params, param_shardings_tree, mesh, fallbacks
 
 
 def train_state_shardings(state: dict, mesh, rules, fallbacks: list | None = None) -> dict:
-    """Shardings of a train state `{"params", "opt_state", ...}`; other entries (step, rng) replicated."""
+    """Shardings of a train state `{"params", "opt_state", ...}`: other parameter trees (keys ending in
+    `_params`, e.g. RL's frozen reference) follow the same rules; the rest (step, rng) is replicated."""
     params = param_shardings(state["params"], mesh, rules, fallbacks)
     out = {k: jax.tree.map(lambda _: NamedSharding(mesh, P()), v) for k, v in state.items()}
     out["params"] = params
+    for key in state:
+        if key.endswith("_params"):
+            out[key] = param_shardings(state[key], mesh, rules, fallbacks)
     if "opt_state" in state:
         out["opt_state"] = opt_state_shardings(state["opt_state"], state["params"], params, mesh, fallbacks)
     return out

@@ -31,7 +31,7 @@ from rtc.data.tasks import get_task
 from rtc.errors import ConfigError
 from rtc.metrics import MetricWriter, check_finite
 from rtc.model import Model, ModelConfig
-from rtc.parallel import mesh as mesh_lib
+from rtc.parallel import config_mesh, placement
 from rtc.rewards import reward_model as rm
 from rtc.rewards import prm800k, rm_data, rm_evaluate
 from rtc.rewards.step_labels import ExactLabeler, HumanLabeler, MonteCarloLabeler
@@ -133,8 +133,10 @@ def load_reward_model(workdir: str | Path, step: int | None = None) -> tuple[Mod
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in description["model"].items()}
     model = Model(ModelConfig(**fields))
     _, optimizer = rm_optimizer(ml_collections.ConfigDict(description["train"]))
-    template = jax.eval_shape(
-        lambda: init_train_state(model.init_params(jax.random.key(0)), optimizer, jax.random.key(0))
+    template = placement.replicated_template(
+        jax.eval_shape(
+            lambda: init_train_state(model.init_params(jax.random.key(0)), optimizer, jax.random.key(0))
+        )
     )
     with Checkpointer(Path(workdir) / "checkpoints") as checkpointer:
         state, _ = checkpointer.restore(template, step=step)
@@ -262,14 +264,17 @@ def _log_window(window: list[tuple[int, dict]]) -> dict:
 def train(config, workdir: Path, model: Model, policy_params, data: dict) -> dict:
     """Trains (or resumes) the reward model to `config.train.num_steps`; returns the train state."""
     t = config.train
-    mesh = mesh_lib.make_mesh(config.num_devices or None)
-    mesh_lib.check_divisible(t.batch_size, mesh)
+    mesh = placement.mesh_from_config(config)
+    config_mesh.batch_size_per_chip(t.batch_size, mesh)  # the batch must split evenly
     schedule, optimizer = rm_optimizer(t)
     rng = jax.random.key(config.seed)
     params = rm.init_from_policy(model, policy_params, jax.random.fold_in(rng, 0))
-    state = mesh_lib.replicate(init_train_state(params, optimizer, jax.random.fold_in(rng, 1)), mesh)
-    update = mesh_lib.jit_data_parallel(
-        make_update(make_loss(config.mode, model, t.head_only), optimizer, schedule), state, mesh
+    init = lambda params, rng: init_train_state(params, optimizer, jax.random.fold_in(rng, 1))  # noqa: E731
+    state, shardings = placement.init_sharded(
+        init, (params, rng), mesh, placement.rules_from_config(config, mesh)
+    )
+    update = placement.jit_update(
+        make_update(make_loss(config.mode, model, t.head_only), optimizer, schedule), shardings, mesh
     )
     num_rows = len(data["tokens"])
     stream = RowStream(np.ones(num_rows, np.int32), 1, packed=False, seed=config.seed)
@@ -285,7 +290,7 @@ def train(config, workdir: Path, model: Model, policy_params, data: dict) -> dic
         with MetricWriter(workdir, total_steps=t.num_steps, initial_step=start) as writer:
             for step in range(start + 1, t.num_steps + 1):
                 rows = np.concatenate(stream.rows(position, t.batch_size))[local]
-                batch = mesh_lib.shard_batch({k: v[rows] for k, v in data.items()}, mesh)
+                batch = config_mesh.shard_batch({k: v[rows] for k, v in data.items()}, mesh)
                 state, metrics = update(state, batch)
                 position += t.batch_size
                 window.append((step, metrics))

@@ -25,6 +25,7 @@ from rtc.eval import traces
 from rtc.eval.accuracy import prompt_tokens
 from rtc.metrics import MetricWriter, check_finite
 from rtc.model import Model
+from rtc.parallel import config_mesh, placement
 from rtc.parallel import mesh as mesh_lib
 from rtc.rewards import device as device_rewards
 from rtc.rewards import rule
@@ -166,10 +167,10 @@ def train(config, workdir: Path, tokenizer, model: Model, pretrained=None) -> di
     t, r, cfg = config.train, config.rl, rl_config(config)
     task = get_task(config.task.name)
     records = sft_loop.task_records(config, "train", workdir)
-    mesh = mesh_lib.make_mesh(config.num_devices or None)
+    mesh = placement.mesh_from_config(config)
     rows_per_step = r.prompts_per_step * r.group_size
-    mesh_lib.check_divisible(rows_per_step, mesh)
-    rows = mesh_lib.batch_sharded(mesh)
+    config_mesh.batch_size_per_chip(rows_per_step, mesh)  # the rollout rows must split evenly
+    rows = config_mesh.batch_sharding(mesh)
 
     schedule, optimizer = sft_loop.make_optimizer(config)
     critic = Model(dataclasses.replace(model.config, scalar_head=True)) if cfg.algorithm == "ppo" else None
@@ -190,10 +191,14 @@ def train(config, workdir: Path, tokenizer, model: Model, pretrained=None) -> di
         logging.info("policy from %s", origin)
         rng = jax.random.key(config.seed + 17)
         critic_init = critic_params(policy, critic, jax.random.fold_in(rng, 1)) if critic else None
-        state = mesh_lib.replicate(
-            learner.init_state(policy, optimizer, jax.random.fold_in(rng, 2), critic_init), mesh
+        # built by one jitted program, placed by the sharding rules (replicated unless the mesh has
+        # fsdp / tensor axes): the policy may arrive sharded from an SFT run on other processes
+        state, state_sharding = placement.init_sharded(
+            lambda policy, critic, rng: learner.init_state(policy, optimizer, rng, critic),
+            (policy, critic_init, jax.random.fold_in(rng, 2)),
+            mesh,
+            placement.rules_from_config(config, mesh),
         )
-        state_sharding = jax.tree.map(lambda _: mesh_lib.replicated(mesh), state)
         position = 0
         if resuming:
             state, meta = checkpointer.restore(state)
@@ -237,7 +242,7 @@ def train(config, workdir: Path, tokenizer, model: Model, pretrained=None) -> di
                     texts = [tokenizer.decode(ids) for ids in completions(out)]  # waits for the rollout
                     rollout_time = time.time() - started
                     total, per_fn, failures = rule.score(
-                        reward_fns, spec, texts, group_records, np.asarray(out.lengths)
+                        reward_fns, spec, texts, group_records, mesh_lib.to_host(out.lengths)
                     )
                     host.update({f"reward/{k}": float(v.mean()) for k, v in per_fn.items()})
                     host.update({f"reward_std/{k}": float(v.std()) for k, v in per_fn.items()})

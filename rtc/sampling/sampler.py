@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rtc.parallel import mesh as mesh_lib
 from rtc.sampling.budget import ThinkingBudget
 from rtc.sampling.rules import SamplingRule
 from rtc.errors import ConfigError
@@ -100,7 +101,9 @@ def _force(state: DecodeState, sampled: jax.Array, cfg: SamplerConfig) -> tuple[
     return token, forced, mode, ptr
 
 
-def decode_step(model, params, cfg: SamplerConfig, stream: Callable | None, state: DecodeState) -> DecodeState:
+def decode_step(
+    model, params, cfg: SamplerConfig, stream: Callable | None, state: DecodeState
+) -> DecodeState:
     """One token for every row: choose (sample or force), record, then feed it to the model."""
     rng, key = jax.random.split(state.rng)
     sampled = cfg.rule.get_next_tokens(state.next_logits, key)
@@ -293,6 +296,7 @@ def generate(
 
 
 def completions(out: SampleOutput) -> list[list[int]]:
-    """Each row's emitted tokens (host lists), up to and including its stop token."""
-    tokens, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
+    """Each row's emitted tokens (host lists), up to and including its stop token (all rows, also those
+    on other processes' devices)."""
+    tokens, lengths = mesh_lib.to_host((out.tokens, out.lengths))
     return [tokens[i, : lengths[i]].tolist() for i in range(len(lengths))]

@@ -18,6 +18,7 @@ import jax
 import numpy as np
 
 from rtc.errors import ConfigError
+from rtc.parallel import mesh as mesh_lib
 from rtc.sampling.sampler import pad_prompts
 from rtc.search.config import SearchConfig
 from rtc.search.mcts import search_mcts
@@ -108,7 +109,7 @@ def run(
             mesh=mesh,
             placement=placement,
         )
-    host = jax.tree.map(np.asarray, jax.device_get(out))
+    host = mesh_lib.to_host(out)  # rows may live on other processes' devices
     keep = lambda x: x[:real]  # noqa: E731
     prompt_tokens = np.asarray(lengths)[:real].astype(np.int64)
     generated = keep(host.generated_tokens).astype(np.int64)

@@ -233,7 +233,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     }
     optimal = compute_optimal.compare_at_equal_compute(selectable, bins, "best_of_n", np_rng)
     top = max(ks)
-    reasoning = np.max(np.stack([selectable[name][top] for name in selectable]), axis=0)
+    chosen = max(selectable, key=lambda name: selectable[name][top].mean())  # one strategy for all
+    reasoning = selectable[chosen][top]
     direct = correct[:, 0].astype(float)
     router = compute_optimal.router_tradeoff(
         predicted,
@@ -252,6 +253,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         "searches": points,
         "compute_optimal": optimal,
         "router": router,
+        "router_strategy": f"{chosen} at N={top}",
+        "selection_all_problems": {
+            int(n): {int(b): name for b, name in by_bin.items()}
+            for n, by_bin in compute_optimal.select_strategies(selectable, bins).items()
+        },
         "difficulty_bins": np.bincount(bins, minlength=s.difficulty_bins).tolist(),
     }
     (workdir / RESULTS_FILE).write_text(json.dumps(outputs, indent=1, default=float))
@@ -264,20 +270,27 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         f"{config.task.name}: accuracy vs generated tokens ({len(prompts)} problems)",
         oracle=curves["oracle"],
     )
-    (workdir / "compute_optimal.md").write_text(format_optimal(optimal, router) + "\n")
+    (workdir / "compute_optimal.md").write_text(
+        format_optimal(optimal, router, outputs["router_strategy"]) + "\n"
+    )
     with MetricWriter(workdir, progress=False) as writer:
         flat = {f"search/{m}/n{n}": v[0] for m, by_n in curves["curves"].items() for n, v in by_n.items()}
         writer.write(0, flat)
     print(table)
-    print(format_optimal(optimal, router))
+    print(format_optimal(optimal, router, outputs["router_strategy"]))
     return outputs
 
 
-def format_optimal(optimal: dict, router: list[dict]) -> str:
+def format_optimal(optimal: dict, router: list[dict], router_strategy: str = "") -> str:
     lines = ["| N | compute-optimal | best-of-N |", "|---|---|---|"]
     for n, row in sorted(optimal.items()):
         lines.append(f"| {n} | {row['compute_optimal']:.3f} | {row['best_of_n']:.3f} |")
-    lines += ["", "| router threshold | accuracy | mean tokens | routed to search |", "|---|---|---|---|"]
+    lines += [
+        "",
+        f"Router: one sample, or {router_strategy} when the predicted pass rate is below the threshold.",
+        "",
+    ]
+    lines += ["| router threshold | accuracy | mean tokens | routed to search |", "|---|---|---|---|"]
     for r in router:
         lines.append(
             f"| {r['threshold']:.2f} | {r['accuracy']:.3f} | {r['mean_tokens']:.1f} | "

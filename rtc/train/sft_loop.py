@@ -21,6 +21,7 @@ from rtc.data.tasks import get_task
 from rtc.eval.accuracy import accuracy_by_difficulty, format_table, prompt_tokens, sample_completions
 from rtc.metrics import MetricWriter, check_finite
 from rtc.model import Model, model_config
+from rtc.parallel import config_mesh, placement
 from rtc.parallel import mesh as mesh_lib
 from rtc.pretrained import from_config as pretrained_from_config
 from rtc.sampling.budget import ThinkingBudget, thinking_limit
@@ -113,7 +114,11 @@ def restore_params(
 ):
     """The params of a run's checkpoint (default: the latest), e.g. to sample from a trained model."""
     _, optimizer = make_optimizer(config)
-    template = init_train_state(model.init_params(jax.random.key(0)), optimizer, jax.random.key(0))
+    template = placement.replicated_template(
+        jax.eval_shape(
+            lambda: init_train_state(model.init_params(jax.random.key(0)), optimizer, jax.random.key(0))
+        )
+    )
     with Checkpointer(Path(workdir) / "checkpoints") as checkpointer:
         state, _ = checkpointer.restore(template, step=step)
     return state["params"]
@@ -141,16 +146,22 @@ def train(
     data = encode_dataset(tokenizer, records, t.seq_len)
     logging.info("encoded %d training examples in %.1fs", len(records), time.time() - started)
     stream = RowStream(data["lengths"], t.seq_len + 1, t.pack, config.seed)
-    mesh = mesh_lib.make_mesh(config.num_devices or None)
-    mesh_lib.check_divisible(t.batch_size, mesh)
+    mesh = placement.mesh_from_config(config)
+    config_mesh.batch_size_per_chip(t.batch_size, mesh)  # the batch must split evenly
 
     schedule, optimizer = make_optimizer(config)
     rng = jax.random.key(config.seed)
     if params is None:
-        params = model.init_params(jax.random.fold_in(rng, 0))
-    state = mesh_lib.replicate(init_train_state(params, optimizer, jax.random.fold_in(rng, 1)), mesh)
+        init = lambda rng: init_train_state(  # noqa: E731
+            model.init_params(jax.random.fold_in(rng, 0)), optimizer, jax.random.fold_in(rng, 1)
+        )
+        args = (rng,)
+    else:
+        init = lambda params, rng: init_train_state(params, optimizer, jax.random.fold_in(rng, 1))  # noqa: E731
+        args = (params, rng)
+    state, shardings = placement.init_sharded(init, args, mesh, placement.rules_from_config(config, mesh))
     loss_fn = lambda params, batch, rng: sft_loss(params, batch, model)
-    update = mesh_lib.jit_data_parallel(make_update(loss_fn, optimizer, schedule), state, mesh)
+    update = placement.jit_update(make_update(loss_fn, optimizer, schedule), shardings, mesh)
 
     with Checkpointer(workdir / "checkpoints", max_to_keep=t.max_to_keep) as checkpointer:
         position = 0
@@ -164,7 +175,7 @@ def train(
         timed_from = None  # (step, time) the throughput is measured from
         with MetricWriter(workdir, total_steps=t.num_steps, initial_step=start) as writer:
             for step in range(start + 1, t.num_steps + 1):
-                batch = mesh_lib.shard_batch(
+                batch = config_mesh.shard_batch(
                     assemble(data, stream.rows(position, t.batch_size)[local_rows], tokenizer.pad_id), mesh
                 )
                 state, metrics = update(state, batch)
