@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from rtc.errors import ConfigError
+from rtc.parallel.logical import constrain
 from rtc.model import kv_cache
 from rtc.model.config import ModelConfig
 
@@ -133,7 +134,7 @@ class Block(nn.Module):
         mlp_norm = self.param("mlp_norm", _norm_init(c), (e,))
 
         y = rms_norm(x, attn_norm, c.norm_eps, c.norm_offset)  # [B, T, E]
-        q = dense(y, w_q.astype(dtype))  # [B, T, H, D]
+        q = constrain(dense(y, w_q.astype(dtype)), ("batch", "length", "heads", "head_dim"))  # [B, T, H, D]
         k = dense(y, w_k.astype(dtype))  # [B, T, Hkv, D]
         v = dense(y, w_v.astype(dtype))
         if c.qkv_bias:
@@ -156,8 +157,8 @@ class Block(nn.Module):
         )
 
         y = rms_norm(x, mlp_norm, c.norm_eps, c.norm_offset)
-        gate = dense(y, w_gate.astype(dtype))  # [B, T, F]
-        up = dense(y, w_up.astype(dtype))
+        gate = constrain(dense(y, w_gate.astype(dtype)), ("batch", "length", "mlp"))  # [B, T, F]
+        up = constrain(dense(y, w_up.astype(dtype)), ("batch", "length", "mlp"))
         act = nn.silu if c.activation == "silu" else lambda a: jax.nn.gelu(a, approximate=True)
         x = x + dense(act(gate) * up, w_down.astype(dtype))
         return x, layer_cache
@@ -173,7 +174,9 @@ class Transformer(nn.Module):
         c = self.config
         dtype = jnp.dtype(c.dtype)
         embedding = self.param("embedding", _init, (c.vocab_size, c.embed_dim))  # [V, E]
-        x = jnp.take(embedding, tokens, axis=0).astype(dtype)  # [B, T, E]
+        x = constrain(
+            jnp.take(embedding, tokens, axis=0).astype(dtype), ("batch", "length", "embed")
+        )  # [B, T, E]
         if c.embed_scale != 1.0:
             x = x * jnp.asarray(c.embed_scale, dtype)
         mask = _attention_mask(positions, cache)
@@ -197,6 +200,7 @@ class Transformer(nn.Module):
         new_cache = None
         if cache is not None:
             new_cache = {"layers": new_layers, "index": cache["index"] + tokens.shape[1]}
+        logits = constrain(logits, ("batch", "length", "vocab"))  # [B, T, V]
         return logits.astype(jnp.float32), values, new_cache
 
 

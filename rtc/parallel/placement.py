@@ -46,13 +46,21 @@ def init_sharded(init_fn, args: tuple, mesh, rule_set) -> tuple:
 
 def jit_update(update, state_shardings, mesh):
     """`jax.jit(update)` for `update(state, batch) -> (state, metrics)`: the state keeps its shardings and
-    is donated, the batch is split over the batch axes, metrics are replicated."""
-    return jax.jit(
+    is donated, the batch is split over the batch axes, metrics are replicated. It runs with `mesh`
+    set, so the model's activations follow their logical axes (`rtc.parallel.logical`)."""
+    jitted = jax.jit(
         update,
         donate_argnums=0,
         in_shardings=(state_shardings, config_mesh.batch_sharding(mesh)),
         out_shardings=(state_shardings, NamedSharding(mesh, P())),
     )
+
+    def call(state, batch):
+        with jax.set_mesh(mesh):
+            return jitted(state, batch)
+
+    call.jitted = jitted
+    return call
 
 
 def replicated_template(tree, mesh=None):
