@@ -48,3 +48,27 @@ def run_on_fake_devices(script: str, *args: str, devices: int = 8, timeout: int 
     )
     assert out.returncode == 0, out.stderr[-3000:]
     return out
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now (for a jax.distributed coordinator)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_all(processes, timeout: int) -> list[tuple[str, str]]:
+    """`communicate()` of every process, each killed afterwards (a process whose peer died would wait at a
+    collective until jax's heartbeat timeout); fails the test with their output unless all exit 0."""
+    try:
+        outputs = [p.communicate(timeout=timeout) for p in processes]
+    finally:
+        for p in processes:
+            p.kill()
+    codes = [p.returncode for p in processes]
+    assert codes == [0] * len(processes), "\n".join(
+        ((out or "") + (err or ""))[-3000:] for out, err in outputs
+    )
+    return outputs

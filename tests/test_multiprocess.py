@@ -3,14 +3,13 @@ process of four devices does: FSDP-sharded SFT steps, a GRPO step and a test-tim
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
 
 import numpy as np
 
-from helpers import REPO
+from helpers import REPO, free_port, wait_all
 
 # One process of the run: `PROCESS_ID` of 2, or `single` (one process, four devices).
 PROCESS = textwrap.dedent("""
@@ -80,12 +79,6 @@ PROCESS = textwrap.dedent("""
 """)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _launch(tmp_path, names, devices: int, port: str) -> list[subprocess.Popen]:
     env = {
         **os.environ,
@@ -105,20 +98,10 @@ def _launch(tmp_path, names, devices: int, port: str) -> list[subprocess.Popen]:
     ]
 
 
-def _wait(processes, timeout: int) -> list[str]:
-    try:
-        logs = [p.communicate(timeout=timeout)[0] for p in processes]
-    finally:  # a process whose peer died would wait at a collective until jax's heartbeat timeout
-        for p in processes:
-            p.kill()
-    assert [p.returncode for p in processes] == [0] * len(processes), "\n".join(log[-3000:] for log in logs)
-    return logs
-
-
 def test_two_processes_equal_one_for_fsdp_sft_grpo_and_search(tmp_path):
-    port = str(_free_port())
-    _wait(_launch(tmp_path, ["0", "1"], devices=2, port=port), timeout=600)
-    _wait(_launch(tmp_path, ["single"], devices=4, port=port), timeout=600)
+    port = str(free_port())
+    wait_all(_launch(tmp_path, ["0", "1"], devices=2, port=port), timeout=600)
+    wait_all(_launch(tmp_path, ["single"], devices=4, port=port), timeout=600)
     reports = {n: json.loads((tmp_path / f"report_{n}.json").read_text()) for n in ("0", "1", "single")}
     assert reports["0"]["processes"] == 2 and reports["single"]["processes"] == 1
     assert all(r["devices"] == 4 for r in reports.values())
@@ -136,7 +119,7 @@ def test_two_processes_equal_one_for_fsdp_sft_grpo_and_search(tmp_path):
 
 def test_cli_joins_two_processes_from_flags(tmp_path):
     """`python -m rtc.main --coordinator=... --num_processes=2 --process_id=I` on each process: one run."""
-    port = str(_free_port())
+    port = str(free_port())
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
     command = [
         sys.executable,
@@ -159,7 +142,7 @@ def test_cli_joins_two_processes_from_flags(tmp_path):
         )
         for i in range(2)
     ]
-    logs = _wait(processes, timeout=600)
+    logs = [out for out, _ in wait_all(processes, timeout=600)]
     assert "process 0 of 2" in logs[0] and "process 1 of 2" in logs[1]
     assert logs[0].count("Held-out accuracy") == 1 and "Held-out accuracy" not in logs[1]
     assert (tmp_path / "run" / "metrics.jsonl").is_file()

@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -11,6 +10,7 @@ from pathlib import Path
 import jax
 import pytest
 
+from helpers import free_port, wait_all
 from rtc.errors import ConfigError
 from rtc.parallel import distributed
 
@@ -33,15 +33,9 @@ PROCESS = textwrap.dedent("""
 """)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize("source", ["flags", "env"])
 def test_two_processes_join(source):
-    port = str(_free_port())
+    port = str(free_port())
     base = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
     envs = [
         {
@@ -65,12 +59,7 @@ def test_two_processes_join(source):
         )
         for i in range(2)
     ]
-    try:
-        outputs = [p.communicate(timeout=120) for p in processes]
-    finally:  # a process whose peer died would wait at a collective until jax's heartbeat timeout
-        for p in processes:
-            p.kill()
-    assert [p.returncode for p in processes] == [0, 0], "\n".join(err[-2000:] for _, err in outputs)
+    outputs = wait_all(processes, timeout=120)
     reports = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
     common = {"joined": True, "processes": 2, "devices": 4, "mesh": {"data": 1, "fsdp": 4, "tensor": 1}}
     # The global batch: process 0's two rows of 0s and process 1's two rows of 1s: sum 6.

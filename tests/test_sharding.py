@@ -2,13 +2,12 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
-from helpers import run_on_fake_devices
+from helpers import free_port, run_on_fake_devices, wait_all
 import jax
 import numpy as np
 import pytest
@@ -135,15 +134,9 @@ PROCESS = textwrap.dedent("""
 """)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_equal_one(tmp_path):
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    port = str(_free_port())
+    port = str(free_port())
     processes = [
         subprocess.Popen(
             [sys.executable, "-c", PROCESS, str(tmp_path), str(i), port],
@@ -155,12 +148,7 @@ def test_two_processes_equal_one(tmp_path):
         )
         for i in range(2)
     ]
-    try:
-        logs = [p.communicate(timeout=300)[0] for p in processes]
-    finally:  # a process whose peer died would wait at a collective until jax's heartbeat timeout
-        for p in processes:
-            p.kill()
-    assert [p.returncode for p in processes] == [0, 0], "\n".join(log[-2000:] for log in logs)
+    logs = [out for out, _ in wait_all(processes, timeout=300)]
     env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
     single = subprocess.run(
         [sys.executable, "-c", PROCESS, str(tmp_path), "single", port],

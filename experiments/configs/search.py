@@ -18,17 +18,13 @@ scaling.md, compute_optimal.md and search_results.json. Fields on top of the PRM
 `:tiny` shrinks everything for the end-to-end test.
 """
 
-import importlib.util
-from pathlib import Path
-
 import ml_collections
+
+from experiments.configs import prm
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-    spec = importlib.util.spec_from_file_location("prm", Path(__file__).with_name("prm.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    c = module.get_config(arg)
+    c = prm.get_config(arg)
     c.mode = "search"
     c.prm_workdir = ""
     c.search = ml_collections.ConfigDict(

@@ -25,11 +25,11 @@ Expected:  memory per chip (params, grads, AdamW state and XLA:CPU's compiled ac
 `dp` for the 125m run, `fsdp` (ZeRO-3) for the 1b runs.
 """
 
-import importlib.util
-from pathlib import Path
 from typing import NamedTuple
 
 import ml_collections
+
+from experiments.configs import quickstart
 
 
 class Variant(NamedTuple):
@@ -55,20 +55,12 @@ SEQ_LEN = 1024
 SCHEDULE = {"125m": (6e-4, 10_000), "1b": (3e-4, 10_000)}
 
 
-def quickstart(arg: str) -> ml_collections.ConfigDict:
-    """The quickstart config (loaded from its file beside this one, as the CLI loads configs)."""
-    spec = importlib.util.spec_from_file_location("quickstart", Path(__file__).with_name("quickstart.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
-
-
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
     if arg not in VARIANTS:
         raise ValueError(f"unknown tpu variant {arg!r}; known: {', '.join(VARIANTS)}")
     v = VARIANTS[arg]
     learning_rate, num_steps = SCHEDULE[v.preset]
-    c = quickstart("")
+    c = quickstart.get_config("")
     c.mesh = v.mesh
     c.sharding_rules = "auto"
     c.model.preset = v.preset
