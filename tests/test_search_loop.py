@@ -64,3 +64,16 @@ def test_bad_search_configs_are_named(data_dir, tmp_path):
     config.prm_workdir = str(tmp_path / "missing")
     with pytest.raises(FileNotFoundError, match="not a finished PRM run"):
         search_loop.run(config, str(tmp_path))
+
+
+def test_reasoning_effort_sets_one_budget(run, data_dir, tmp_path):
+    """`search.reasoning_effort=low` runs every strategy at the knob's N (2), depth and thinking share."""
+    workdir, _ = run
+    config = tiny_config(data_dir)
+    config.prm_workdir = str(workdir / "prm")  # the PRM the first run trained
+    config.search.update(reasoning_effort="low", strategies=("best_of_n", "beam"))
+    outputs = search_loop.run(config, str(tmp_path))
+    assert list(outputs["searches"]["beam"]) == [2]
+    assert list(outputs["curves"]["curves"]["majority"]) == [2]
+    # low effort searches half the depth (2 of 4 steps): N x 2 steps x step_tokens at most per problem
+    assert outputs["searches"]["beam"][2]["generated_tokens"] <= 2 * 2 * config.search.step_tokens

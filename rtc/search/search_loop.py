@@ -30,7 +30,7 @@ from rtc.rewards import rm_loop
 from rtc.sampling.budget import ThinkingBudget, thinking_limit
 from rtc.sampling.rules import SamplingRule
 from rtc.search import compute_optimal, runner, scaling, voting
-from rtc.search.config import SearchConfig, from_effort
+from rtc.search.config import EFFORT, SearchConfig, from_effort
 from rtc.train import sft_loop
 
 RESULTS_FILE = "search_results.json"
@@ -82,8 +82,9 @@ def search_config(config, tokenizer, strategy: str, n: int) -> SearchConfig:
         aggregation=s.aggregation,
         verifier_kind=s.verifier_kind,
     )
-    if s.reasoning_effort:
-        return from_effort(s.reasoning_effort, strategy, s.depth, limit, budget=budget, **fields)
+    if s.reasoning_effort:  # N, M, depth and thinking (a share of the path's tokens) from one knob
+        thinking = limit if limit is not None else s.depth * s.step_tokens
+        return from_effort(s.reasoning_effort, strategy, s.depth, thinking, budget=budget, **fields)
     extra = {}
     if strategy == "mcts":
         extra = dict(trees=s.mcts_trees, exploration=s.mcts_exploration)
@@ -147,6 +148,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     unknown = set(s.strategies) - {"best_of_n", *SEARCH_STRATEGIES}
     if unknown:
         raise ConfigError(f"unknown search.strategies {sorted(unknown)}; known: best_of_n, beam, dvts, mcts")
+    # reasoning_effort names one budget for every strategy; otherwise each runs at every N of `budgets`
+    budgets = [EFFORT[s.reasoning_effort]["n"]] if s.reasoning_effort else list(s.budgets)
     models = load_models(config, workdir)
     mesh = mesh_lib.make_mesh(config.num_devices or None)  # branches split over every device
     tokenizer, policy, params, verifier, vparams = models
@@ -167,7 +170,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         "search: %d held-out problems, strategies %s, budgets %s",
         len(prompts),
         list(s.strategies),
-        list(s.budgets),
+        budgets,
     )
 
     # 1. one large-N best-of-N run -> every sampling-based curve
@@ -175,7 +178,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     big = search_all(models, prompts, big_cfg, s.batch_problems, jax.random.fold_in(rng, 0), mesh)
     correct, answers = grade(big, tokenizer, task, records)
     scores = np.where(big.finished, big.scores, np.nan)
-    ks = [k for k in s.budgets if k <= s.large_n]
+    ks = [k for k in budgets if k <= s.large_n]
     curves = scaling.scaling_curves(
         correct, answers, scores, ks, big.lengths.astype(float), s.num_draws, np_rng, s.bootstrap
     )
@@ -193,7 +196,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     )
     for j, strategy in enumerate(x for x in s.strategies if x != "best_of_n"):
         points[strategy], results[strategy] = {}, {}
-        for n in s.budgets:
+        for n in budgets:
             cfg = search_config(config, tokenizer, strategy, n)
             out = search_all(
                 models, prompts, cfg, s.batch_problems, jax.random.fold_in(rng, 1 + j * 1000 + n), mesh
