@@ -25,6 +25,7 @@ from rtc.data.tasks import get_task
 from rtc.errors import ConfigError
 from rtc.eval.accuracy import prompt_tokens
 from rtc.metrics import MetricWriter
+from rtc.parallel import distributed
 from rtc.parallel import mesh as mesh_lib
 from rtc.rewards import rm_loop
 from rtc.sampling.budget import ThinkingBudget, thinking_limit
@@ -263,25 +264,29 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         },
         "difficulty_bins": np.bincount(bins, minlength=s.difficulty_bins).tolist(),
     }
+    if distributed.is_primary():  # every process holds the same results; process 0 writes them
+        write_outputs(
+            workdir, outputs, f"{config.task.name}: accuracy vs generated tokens ({len(prompts)} problems)"
+        )
+    with MetricWriter(workdir, progress=False) as writer:  # process 0 only, inside the writer
+        curves = outputs["curves"]["curves"]
+        writer.write(0, {f"search/{m}/n{n}": v[0] for m, by_n in curves.items() for n, v in by_n.items()})
+    return outputs
+
+
+def write_outputs(workdir: Path, outputs: dict, title: str) -> None:
+    """`search_results.json`, `scaling.md`, `scaling.png` and `compute_optimal.md`; prints both tables."""
+    curves = outputs["curves"]
     (workdir / RESULTS_FILE).write_text(json.dumps(outputs, indent=1, default=float))
     table = scaling.curve_table(curves["curves"], curves["compute"])
     (workdir / "scaling.md").write_text(table + "\n")
     scaling.plot_curves(
-        curves["curves"],
-        curves["compute"],
-        str(workdir / "scaling.png"),
-        f"{config.task.name}: accuracy vs generated tokens ({len(prompts)} problems)",
-        oracle=curves["oracle"],
+        curves["curves"], curves["compute"], str(workdir / "scaling.png"), title, curves["oracle"]
     )
-    (workdir / "compute_optimal.md").write_text(
-        format_optimal(optimal, router, outputs["router_strategy"]) + "\n"
-    )
-    with MetricWriter(workdir, progress=False) as writer:
-        flat = {f"search/{m}/n{n}": v[0] for m, by_n in curves["curves"].items() for n, v in by_n.items()}
-        writer.write(0, flat)
+    optimal = format_optimal(outputs["compute_optimal"], outputs["router"], outputs["router_strategy"])
+    (workdir / "compute_optimal.md").write_text(optimal + "\n")
     print(table)
-    print(format_optimal(optimal, router, outputs["router_strategy"]))
-    return outputs
+    print(optimal)
 
 
 def format_optimal(optimal: dict, router: list[dict], router_strategy: str = "") -> str:
