@@ -72,3 +72,20 @@ def wait_all(processes, timeout: int) -> list[tuple[str, str]]:
         ((out or "") + (err or ""))[-3000:] for out, err in outputs
     )
     return outputs
+
+
+def start_processes(commands: list[list[str]], devices: int) -> list:
+    """One `subprocess.Popen` per argv in `commands` (run in the repo, stdout and stderr together), each
+    with `devices` fake CPU devices; pair with `wait_all`."""
+    import os
+    import subprocess
+
+    env = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+    }
+    return [
+        subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for argv in commands
+    ]

@@ -2,14 +2,13 @@
 process of four devices does: FSDP-sharded SFT steps, a GRPO step and a test-time search call."""
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
 
 import numpy as np
 
-from helpers import REPO, free_port, wait_all
+from helpers import REPO, free_port, start_processes, wait_all
 
 # One process of the run: `PROCESS_ID` of 2, or `single` (one process, four devices).
 PROCESS = textwrap.dedent("""
@@ -80,22 +79,9 @@ PROCESS = textwrap.dedent("""
 
 
 def _launch(tmp_path, names, devices: int, port: str) -> list[subprocess.Popen]:
-    env = {
-        **os.environ,
-        "JAX_PLATFORMS": "cpu",
-        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-    }
-    return [
-        subprocess.Popen(
-            [sys.executable, "-c", PROCESS, str(tmp_path), name, port],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for name in names
-    ]
+    return start_processes(
+        [[sys.executable, "-c", PROCESS, str(tmp_path), name, port] for name in names], devices
+    )
 
 
 def test_two_processes_equal_one_for_fsdp_sft_grpo_and_search(tmp_path):
@@ -120,7 +106,6 @@ def test_two_processes_equal_one_for_fsdp_sft_grpo_and_search(tmp_path):
 def test_cli_joins_two_processes_from_flags(tmp_path):
     """`python -m rtc.main --coordinator=... --num_processes=2 --process_id=I` on each process: one run."""
     port = str(free_port())
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
     command = [
         sys.executable,
         "-m",
@@ -131,17 +116,7 @@ def test_cli_joins_two_processes_from_flags(tmp_path):
         f"--coordinator=127.0.0.1:{port}",
         "--num_processes=2",
     ]
-    processes = [
-        subprocess.Popen(
-            command + [f"--process_id={i}"],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for i in range(2)
-    ]
+    processes = start_processes([command + [f"--process_id={i}"] for i in range(2)], devices=2)
     logs = [out for out, _ in wait_all(processes, timeout=600)]
     assert "process 0 of 2" in logs[0] and "process 1 of 2" in logs[1]
     assert logs[0].count("Held-out accuracy") == 1 and "Held-out accuracy" not in logs[1]

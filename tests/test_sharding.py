@@ -7,7 +7,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from helpers import free_port, run_on_fake_devices, wait_all
+from helpers import free_port, run_on_fake_devices, start_processes, wait_all
 import jax
 import numpy as np
 import pytest
@@ -135,21 +135,12 @@ PROCESS = textwrap.dedent("""
 
 
 def test_two_processes_equal_one(tmp_path):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
     port = str(free_port())
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-c", PROCESS, str(tmp_path), str(i), port],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for i in range(2)
-    ]
+    processes = start_processes(
+        [[sys.executable, "-c", PROCESS, str(tmp_path), str(i), port] for i in range(2)], 2
+    )
     logs = [out for out, _ in wait_all(processes, timeout=300)]
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
     single = subprocess.run(
         [sys.executable, "-c", PROCESS, str(tmp_path), "single", port],
         cwd=REPO,
