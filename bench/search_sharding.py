@@ -3,10 +3,13 @@
 Run: `python bench/search_sharding.py [--devices 8] [--n 16] [--problems 8]` (about 2 min on 2 CPU cores).
 It re-executes itself with `--xla_force_host_platform_device_count` fake CPU devices, then times the
 compiled search (compile excluded, best of 3) for every strategy in two placements of the same rows:
-- `local`: the gather of a prune is written per device block (every device holds whole groups);
-- `global`: the same gather over the whole row axis, which XLA lowers to an all-gather of every leaf
-  of the search state (both KV caches included) each step.
-It also counts, from the compiled HLO, the bytes the all-gathers of `[R, ...]` arrays move per step.
+- `auto`: a prune that stays on its device when every device holds whole groups (best-of-N, DVTS,
+  beam search with whole problems per device); when a problem spans devices, the survivors alone,
+  exchanged with one all_to_all per leaf;
+- `global`: the gather over the whole row axis, which XLA lowers to an all-gather of every leaf of the
+  search state (both KV caches included) each step.
+It also counts, from the compiled HLO, the bytes the collectives of the prune move (summed over devices
+and over the steps that prune).
 On fake CPU devices the "communication" is a memory copy, so the time gap understates a real
 interconnect's; the bytes column is what a TPU pod would move.
 """
@@ -25,13 +28,21 @@ import numpy as np
 DTYPE_BYTES = {"f32": 4, "s32": 4, "pred": 1, "bf16": 2}
 
 
-def gathered_bytes(hlo: str, rows: int) -> int:
-    """Bytes of every all-gather whose result has `rows` leading rows (the search state's)."""
+def collective_bytes(hlo: str, rows: int, devices: int) -> int:
+    """Bytes the prunes of one search move between devices: all-gathers of `[R, ...]` state leaves and
+    all-to-alls, from the compiled HLO. A collective's result type (a tuple when XLA combines several)
+    is per device; each device receives or sends all but its own 1/D of it, so the mesh moves
+    (D - 1) / D x size x D bytes."""
     total = 0
-    for dtype, dims in re.findall(r"(f32|s32|pred|bf16)\[(\d+(?:,\d+)*)\][^ ]* all-gather", hlo):
-        shape = [int(d) for d in dims.split(",")]
-        if shape[0] == rows:
-            total += DTYPE_BYTES[dtype] * int(np.prod(shape))
+    for line in hlo.splitlines():
+        op = re.search(r" (all-gather|all-to-all)(-start)?\(", line)
+        if op is None or "=" not in line:
+            continue
+        result_type = line.split("=", 1)[1][: op.start() - len(line.split("=", 1)[0]) - 1]
+        for dtype, dims in re.findall(r"(f32|s32|pred|bf16)\[(\d+(?:,\d+)*)\]", result_type):
+            shape = [int(d) for d in dims.split(",")]
+            if op.group(1) == "all-to-all" or shape[0] == rows:
+                total += DTYPE_BYTES[dtype] * int(np.prod(shape)) * (devices - 1)
     return total
 
 
@@ -52,46 +63,60 @@ def main(args):
     params, vparams = mesh_lib.replicate(params, mesh), mesh_lib.replicate(vparams, mesh)
     tokens = np.tile(np.arange(1, 17, dtype=np.int32), (args.problems, 1))
     lengths = np.full((args.problems,), 16, np.int32)
-    rows = args.problems * args.n
     print(
-        f"{jax.device_count()} devices, {args.problems} problems x N={args.n} = {rows} rows, "
-        f"{args.steps} steps x {args.step_tokens} tokens, preset {args.preset}\n"
+        f"{jax.device_count()} devices, {args.steps} steps x {args.step_tokens} tokens, preset {args.preset}\n"
     )
-    print("| strategy | M | placement | s / search | all-gathered MB / step |")
-    print("|---|---|---|---|---|")
-    for strategy, m in (("best_of_n", 1), ("dvts", 4), ("beam", 4)):
-        for placement in ("local", "global"):
-            cfg = SearchConfig(
-                strategy=strategy,
-                n=args.n,
-                m=m,
-                depth=args.steps,
-                step_tokens=args.step_tokens,
-                stop_ids=(1023,),
-                delimiter_id=1022,
-                rule=SamplingRule(temperature=1.0),
+    print("| strategy | problems x N | M | placement | prune | s / search | MB moved / search |")
+    print("|---|---|---|---|---|---|---|")
+    # (strategy, problems, N, M): whole groups per device, then one problem spread over every device
+    cases = [
+        ("best_of_n", args.problems, args.n, 1),
+        ("dvts", args.problems, args.n, 4),
+        ("beam", args.problems, args.n, 4),
+        ("beam", 1, 4 * jax.device_count(), 4),
+    ]
+    for strategy, problems, n, m in cases:
+        rows = problems * n
+        tokens = np.tile(np.arange(1, 17, dtype=np.int32), (problems, 1))
+        lengths = np.full((problems,), 16, np.int32)
+        cfg = SearchConfig(
+            strategy=strategy,
+            n=n,
+            m=m,
+            depth=args.steps,
+            step_tokens=args.step_tokens,
+            stop_ids=(1023,),
+            delimiter_id=1022,
+            rule=SamplingRule(temperature=1.0),
+        )
+        local = tree_search.local_block(rows, cfg.group_size, mesh) is not None
+        for placement in ("auto", "global"):
+            prune = (
+                "none"
+                if cfg.group_size == 1
+                else (
+                    "global gather"
+                    if placement == "global"
+                    else "per device"
+                    if local
+                    else "all_to_all exchange"
+                )
             )
-            kwargs = dict(cfg=cfg, mesh=mesh, placement="auto" if placement == "local" else "global")
-            fn = tree_search.search
-            call = functools.partial(
-                fn, policy, params, verifier, vparams, tokens, lengths, jax.random.key(2), **kwargs
-            )
-            if (
-                placement == "local"
-                and strategy == "beam"
-                and tree_search.local_block(rows, args.n, mesh) is None
-            ):
-                print(f"| {strategy} | {m} | local | (a problem spans devices) | |")
-                continue
-            hlo = fn.lower(policy, params, verifier, vparams, tokens, lengths, jax.random.key(2), **kwargs)
-            moved = gathered_bytes(hlo.compile().as_text(), rows)
+            args_ = (policy, params, verifier, vparams, tokens, lengths, jax.random.key(2))
+            kwargs = dict(cfg=cfg, mesh=mesh, placement=placement)
+            hlo = tree_search.search.lower(*args_, **kwargs).compile().as_text()
+            moved = collective_bytes(hlo, rows, mesh.size)
+            call = functools.partial(tree_search.search, *args_, **kwargs)
             jax.block_until_ready(call())
             times = []
             for _ in range(3):
                 start = time.perf_counter()
                 jax.block_until_ready(call())
                 times.append(time.perf_counter() - start)
-            print(f"| {strategy} | {m} | {placement} | {min(times):.2f} | {moved / 1e6:.1f} |")
+            print(
+                f"| {strategy} | {problems} x {n} | {m} | {placement} | {prune} | {min(times):.2f} | "
+                f"{moved * (args.steps - 1) / 1e6:.1f} |"
+            )
 
 
 if __name__ == "__main__":

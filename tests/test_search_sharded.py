@@ -31,6 +31,7 @@ SCRIPT = textwrap.dedent(
         ("beam", 16, 4, 1, "auto", 0),  # one problem, 16 beams over 8 devices: fewer problems than devices
         ("beam", 8, 2, 3, "auto", 1),  # 3 problems: padded to 4 so 32 rows split; lookahead 1
         ("dvts", 8, 4, 2, "global", 0),  # forced global gather
+        ("beam", 32, 4, 1, "auto", 0),  # one problem over 8 devices: survivors exchanged all_to_all
         ("mcts", 4, 2, 4, "auto", 0),  # 4 problems x 2 trees: one tree a device
         ("mcts", 4, 2, 1, "auto", 0),  # 1 problem: padded to 4 so its 2 trees and 6 others fill 8 devices
     ]
@@ -58,11 +59,13 @@ SCRIPT = textwrap.dedent(
     import re
     from rtc.search import tree_search
     tokens, lengths = np.ones((4, 16), np.int32), np.full((4,), 5, np.int32)
-    for strategy, m, placement in [("best_of_n", 1, "auto"), ("dvts", 2, "auto"), ("dvts", 2, "global")]:
+    cases = [("best_of_n", 1, "auto"), ("dvts", 2, "auto"), ("dvts", 2, "global"), ("beam", 2, "auto")]
+    for strategy, m, placement in cases:
         cfg = SearchConfig(strategy=strategy, n=8, m=m, depth=3, step_tokens=5, stop_ids=(2,), delimiter_id=3)
         hlo = tree_search.search.lower(policy, params, verifier, vparams, tokens, lengths, jax.random.key(0),
                                        cfg=cfg, mesh=mesh, placement=placement).compile().as_text()
         report[f"row_gathers-{strategy}-{placement}"] = len(re.findall(r"f32\\[32,2,\\d+,16\\][^ ]* all-gather", hlo))
+        report[f"all_to_all-{strategy}-{placement}"] = len(re.findall(r"f32\\[[^ ]*\\][^ ]* all-to-all", hlo))
     print(json.dumps(report))
     """
 )
@@ -75,6 +78,10 @@ def test_search_on_eight_devices_equals_one():
     assert report.pop("row_gathers-best_of_n-auto") == 0
     assert report.pop("row_gathers-dvts-auto") == 0
     assert report.pop("row_gathers-dvts-global") > 0
+    # a beam search whose problem spans devices (8 beams, 4 rows a device) exchanges only the survivors
+    assert report.pop("row_gathers-beam-auto") == 0 and report.pop("all_to_all-beam-auto") > 0
+    for name in [k for k in report if k.startswith("all_to_all-")]:
+        report.pop(name)
     for name, checks in report.items():
         problems = checks.pop("problems")
         assert problems == int(name.split("-")[3]), name

@@ -12,8 +12,9 @@ loop early.
 Sharding: the `[R]` row axis is split over the mesh's `data` axis. When each device holds whole groups
 (best-of-N always; DVTS when a device's rows are a multiple of M; beam search when a device holds
 whole problems) the gather is written per device block and never moves a cache between devices;
-otherwise (e.g. one problem's beams spread over all devices) it is a global gather, which XLA turns
-into one collective per step.
+otherwise (e.g. one problem's beams spread over all devices) the survivors are exchanged with one
+`all_to_all` per leaf and step that moves only the kept rows (`exchange_survivors`): R / M rows leave a
+device, where the plain global gather (`placement="global"`) all-gathers all R.
 """
 
 import dataclasses
@@ -84,6 +85,43 @@ def gather_rows(tree, rows: jax.Array, block: int | None, mesh):
     return _pin(jax.tree.map(take, tree), mesh)
 
 
+def exchange_survivors(tree, parents: jax.Array, copies: int, mesh):
+    """`tree`'s `[R, ...]` leaves, new row `r` a copy of row `parents[r // copies]`, moving only survivors.
+
+    parents: i32[R / copies], replicated. Each device's new rows are whole runs of copies, so it needs
+    `R / (D * copies)` distinct rows; every source device sends each destination the ones it owns, in
+    one `all_to_all` per leaf with a static `[D, R / (D * copies)]` buffer (zeros where another device
+    owns the row), and the destination copies them locally: R / copies rows leave a device per step,
+    where a global gather all-gathers all R.
+    """
+    devices = mesh.shape[DATA_AXIS]
+    r = parents.shape[0] * copies
+    per_device = r // devices
+    needs = parents.reshape(devices, per_device // copies)  # [D, S]: the rows each device needs
+
+    def local(*leaves):
+        me = jax.lax.axis_index(DATA_AXIS)
+        mine = (needs // per_device) == me  # [D, S]: which needed rows this device owns
+        slots = jnp.where(mine, needs - me * per_device, 0)
+
+        def send_receive(x):  # x: [R / D, ...]
+            send = jnp.take(x, slots.reshape(-1), axis=0).reshape(*slots.shape, *x.shape[1:])
+            send = jnp.where(mine.reshape(*mine.shape, *(1,) * (x.ndim - 1)), send, jnp.zeros_like(send))
+            got = jax.lax.all_to_all(send, DATA_AXIS, 0, 0, tiled=True)  # [D sources, S, ...]
+            owner = needs[me] // per_device  # [S]
+            picked = jnp.take_along_axis(got, owner.reshape(1, -1, *(1,) * (x.ndim - 1)), axis=0)[0]
+            return jnp.repeat(picked, copies, axis=0)  # [R / D, ...]
+
+        return tuple(send_receive(x) for x in leaves)
+
+    leaves, treedef = jax.tree.flatten(tree)
+    spec = PartitionSpec(DATA_AXIS)
+    moved = jax.shard_map(
+        local, mesh=mesh, in_specs=(spec,) * len(leaves), out_specs=(spec,) * len(leaves), check_vma=False
+    )(*leaves)
+    return jax.tree.unflatten(treedef, list(moved))
+
+
 def selection_scores(state: SearchState, cfg: SearchConfig) -> jax.Array:
     """f32[R]: what pruning ranks by; duplicates never compete."""
     score = scores_lib.aggregate(state.scores, cfg.aggregation)
@@ -103,9 +141,13 @@ def prune(state: SearchState, score: jax.Array, cfg: SearchConfig, mesh, placeme
     """Keeps each group's best candidates (by `score: f32[R]`), copying each M times."""
     r = score.shape[0]
     rows = survivors(score, cfg)
+    copies = cfg.group_size // cfg.keep
     block = None if placement == "global" else local_block(r, cfg.group_size, mesh)
-    state = gather_rows(state, rows, block, mesh)
-    copy_index = jnp.arange(r) % (cfg.group_size // cfg.keep)
+    if block is None and placement == "auto" and (r // mesh.shape[DATA_AXIS]) % copies == 0:
+        state = exchange_survivors(state, rows[::copies], copies, mesh)  # a group spans devices
+    else:
+        state = gather_rows(state, rows, block, mesh)
+    copy_index = jnp.arange(r) % copies
     return state.replace(duplicate=state.finished & (copy_index > 0))
 
 
