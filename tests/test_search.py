@@ -148,6 +148,7 @@ def test_every_branch_finishing_ends_the_search_early(models):
     result = runner.run(policy, params, verifier, vparams, [PROMPTS[0]], jax.random.key(9), cfg)
     assert result.steps == 1
     assert result.finished.all() and (result.lengths == 1).all()
+    assert not result.duplicate.any()  # a group that has all finished is not pruned: every path stays
     assert result.best[0] == 0
 
 

@@ -103,3 +103,17 @@ def test_mcts_needs_whole_simulations():
         SearchConfig(
             strategy="beam", n=4, m=2, depth=2, step_tokens=4, stop_ids=(2,), delimiter_id=3, trees=2
         )
+
+
+def test_rollouts_never_overwrite_a_finished_path(models):
+    """Rows of other trees at the depth limit keep rolling with the batch: their paths stay intact."""
+    policy, params, verifier, vparams = models
+    cfg = config(n=8, m=2, depth=3, step_tokens=4, trees=2)
+    checked = 0
+    for seed in range(3):
+        result = runner.run(policy, params, verifier, vparams, PROMPTS, jax.random.key(seed), cfg)
+        for b in range(len(PROMPTS)):
+            for i in np.flatnonzero(result.finished[b] & ~result.duplicate[b]):
+                assert result.tokens[b, i, result.lengths[b, i] - 1] == STOP, result.tokens[b, i]
+                checked += 1
+    assert checked > 10

@@ -127,7 +127,7 @@ def decode_step(
     positions = state.cache["index"][:, None]  # [B, 1]: slots are positions
     logits, _, cache = model.apply(params, token[:, None], positions, state.cache)
     # A finished row keeps its next-token logits and its cache slot, so a search can resume it later
-    # (the pad token it was fed is overwritten by its next real token).
+    # (the keys of the discarded token it was fed are overwritten by its next real token).
     cache = {**cache, "index": state.cache["index"] + live}
     return DecodeState(
         step=state.step + 1,

@@ -73,7 +73,9 @@ def init_state(
     """The root of every problem's search, copied to `branches` (default `cfg.n`) rows: `R = B * n`."""
     b, p = prompt_tokens.shape
     k = cfg.n if branches is None else branches
-    cache_len = p + cfg.max_path_tokens
+    # one step of slack: a finished or paused row still writes (unread) keys at its index, and the
+    # verifier writes a whole step's S positions; without it those writes could clamp onto real slots
+    cache_len = min(p + cfg.max_path_tokens + cfg.step_tokens, policy.max_seq_len)
     logits, _, cache = _prefill(policy, params, prompt_tokens, prompt_lengths, cache_len, cache_dtype)
     next_logits = jnp.take_along_axis(logits, (prompt_lengths - 1)[:, None, None], axis=1)[:, 0]
     verifier_cache = None
@@ -102,9 +104,17 @@ def init_state(
     )
 
 
-def append_rows(buffer: jax.Array, new: jax.Array, offsets: jax.Array) -> jax.Array:
-    """Writes `new: [R, S]` into `buffer: [R, T]` at per-row column `offsets: i32[R]` (T >= offset + S)."""
-    return jax.vmap(lambda row, x, o: jax.lax.dynamic_update_slice(row, x, (o,)))(buffer, new, offsets)
+def append_rows(buffer: jax.Array, new: jax.Array, offsets: jax.Array, lengths: jax.Array) -> jax.Array:
+    """Writes the first `lengths[r]` of `new: [R, S]` into `buffer: [R, T]` from column `offsets[r]`.
+
+    Only real tokens are written (a scatter that drops the rest), so a row that wrote nothing this step,
+    e.g. one at the depth limit while other rows roll on, keeps its path intact even when `offset + S`
+    would run past the buffer.
+    """
+    r, s = new.shape
+    columns = offsets[:, None] + jnp.arange(s)[None, :]  # [R, S]
+    columns = jnp.where(jnp.arange(s)[None, :] < lengths[:, None], columns, buffer.shape[1])  # out: dropped
+    return buffer.at[jnp.arange(r)[:, None], columns].set(new, mode="drop")
 
 
 def verifier_readings(verifier, verifier_params, cache, step_tokens, step_lengths, cfg: SearchConfig):
@@ -171,7 +181,7 @@ def expand(
         )
         scores = scores_lib.add(scores, probs, read)
     state = state.replace(
-        tokens=append_rows(state.tokens, decode.tokens, state.lengths),
+        tokens=append_rows(state.tokens, decode.tokens, state.lengths, step_lengths),
         lengths=state.lengths + step_lengths,
         finished=state.finished | ended,
         next_logits=decode.next_logits,

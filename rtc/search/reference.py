@@ -242,11 +242,16 @@ def lookahead_selection(models, prompt, beams, first_row, key, cfg) -> tuple[lis
 
 def prune(beams: list[Beam], scores: list[float], cfg: SearchConfig) -> list[Beam]:
     """Each group keeps its `keep` best beams (stable sort: ties go to the lower row), each copied
-    `group_size // keep` times; copies of a finished beam are duplicates."""
+    `group_size // keep` times; copies of a finished beam are duplicates. A group whose beams have all
+    finished is kept as it is."""
     g, keep = cfg.group_size, cfg.keep
     copies = g // keep
     out = []
     for start in range(0, len(beams), g):
+        group = beams[start : start + g]
+        if all(beam.finished or beam.duplicate for beam in group):
+            out.extend(group)
+            continue
         ranked = sorted(range(start, start + g), key=lambda i: -scores[i])[:keep]
         for parent in ranked:
             for c in range(copies):
@@ -258,7 +263,7 @@ def search_problem(models: Models, prompt: list[int], b: int, rng, cfg: SearchCo
     """One problem's search: (beams, steps run, generated tokens, verifier tokens).
 
     It stops when its own branches have all finished; the compiled loop goes on while any problem's
-    have not, which changes nothing here: the pruning it keeps doing is idempotent on a finished group.
+    have not, which changes nothing here: a finished group is never pruned.
     """
     n = cfg.n
     beams = [Beam(thinking=opens_thinking(prompt, cfg.budget))] * n

@@ -114,7 +114,8 @@ def run(
     prompt_tokens = np.asarray(lengths)[:real].astype(np.int64)
     generated = keep(host.generated_tokens).astype(np.int64)
     verified = keep(host.verifier_tokens).astype(np.int64)
-    flops = forward_flops_per_token(policy, params) * (prompt_tokens + generated)
+    prefills = cfg.trees if cfg.strategy == "mcts" else 1  # MCTS prefills the prompt once per tree
+    flops = forward_flops_per_token(policy, params) * (prefills * prompt_tokens + generated)
     if verifier is not None:
         flops = flops + forward_flops_per_token(verifier, verifier_params) * verified
     return SearchResult(

@@ -179,7 +179,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     big = search_all(models, prompts, big_cfg, s.batch_problems, jax.random.fold_in(rng, 0), mesh)
     correct, answers = grade(big, tokenizer, task, records)
     scores = np.where(big.finished, big.scores, np.nan)
-    ks = [k for k in budgets if k <= s.large_n]
+    ks = [k for k in budgets if k <= correct.shape[1]]  # the samples the large run drew
     curves = scaling.scaling_curves(
         correct, answers, scores, ks, big.lengths.astype(float), s.num_draws, np_rng, s.bootstrap
     )
@@ -239,13 +239,18 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     top = max(ks)
     chosen = max(selectable, key=lambda name: selectable[name][top].mean())  # one strategy for all
     reasoning = selectable[chosen][top]
-    direct = correct[:, 0].astype(float)
+    # the direct answer is a sample the difficulty estimate did not read (else the router would see it)
+    direct_column = s.difficulty_samples if correct.shape[1] > s.difficulty_samples else 0
+    direct = correct[:, direct_column].astype(float)
     router = compute_optimal.router_tradeoff(
         predicted,
         direct,
         reasoning,
-        big.lengths[:, 0].astype(float),
-        np.full(len(direct), top * tokens_per_sample),
+        big.lengths[:, direct_column].astype(float),
+        np.full(
+            len(direct),
+            points[chosen][top]["generated_tokens"] if chosen in points else top * tokens_per_sample,
+        ),
         s.router_thresholds,
     )
 

@@ -44,7 +44,9 @@ class SearchOutput:
     steps: jax.Array  # i32[]: search steps run (fewer than depth when every branch finished)
     generated_tokens: jax.Array  # i32[B]: policy tokens sampled, pruned branches and lookahead included
     verifier_tokens: jax.Array  # i32[B]: tokens the verifier read (prompt once, then every step's)
-    verifier_nan: jax.Array  # i32[B]: verifier readings that were not finite (skipped), all branches
+    # i32[B]: verifier readings that were not finite (skipped): every expansion's, lookahead's excluded;
+    # MCTS counts those on its candidate paths
+    verifier_nan: jax.Array
 
 
 def row_sharding(mesh) -> NamedSharding | None:
@@ -85,8 +87,9 @@ def gather_rows(tree, rows: jax.Array, block: int | None, mesh):
     return _pin(jax.tree.map(take, tree), mesh)
 
 
-def exchange_survivors(tree, parents: jax.Array, copies: int, mesh):
-    """`tree`'s `[R, ...]` leaves, new row `r` a copy of row `parents[r // copies]`, moving only survivors.
+def exchange_survivors(tree, parents: jax.Array, copies: int, mesh, keep: jax.Array | None = None):
+    """`tree`'s `[R, ...]` leaves, new row `r` a copy of row `parents[r // copies]` (or row `r` itself where
+    `keep: bool[R]`, which needs no communication), moving only survivors.
 
     parents: i32[R / copies], replicated. Each device's new rows are whole runs of copies, so it needs
     `R / (D * copies)` distinct rows; every source device sends each destination the ones it owns, in
@@ -99,7 +102,7 @@ def exchange_survivors(tree, parents: jax.Array, copies: int, mesh):
     per_device = r // devices
     needs = parents.reshape(devices, per_device // copies)  # [D, S]: the rows each device needs
 
-    def local(*leaves):
+    def local(kept, *leaves):  # kept: bool[R / D]
         me = jax.lax.axis_index(DATA_AXIS)
         mine = (needs // per_device) == me  # [D, S]: which needed rows this device owns
         slots = jnp.where(mine, needs - me * per_device, 0)
@@ -110,15 +113,21 @@ def exchange_survivors(tree, parents: jax.Array, copies: int, mesh):
             got = jax.lax.all_to_all(send, DATA_AXIS, 0, 0, tiled=True)  # [D sources, S, ...]
             owner = needs[me] // per_device  # [S]
             picked = jnp.take_along_axis(got, owner.reshape(1, -1, *(1,) * (x.ndim - 1)), axis=0)[0]
-            return jnp.repeat(picked, copies, axis=0)  # [R / D, ...]
+            copied = jnp.repeat(picked, copies, axis=0)  # [R / D, ...]
+            return jnp.where(kept.reshape(-1, *(1,) * (x.ndim - 1)), x, copied)
 
         return tuple(send_receive(x) for x in leaves)
 
     leaves, treedef = jax.tree.flatten(tree)
+    keep = jnp.zeros((r,), bool) if keep is None else keep
     spec = PartitionSpec(DATA_AXIS)
     moved = jax.shard_map(
-        local, mesh=mesh, in_specs=(spec,) * len(leaves), out_specs=(spec,) * len(leaves), check_vma=False
-    )(*leaves)
+        local,
+        mesh=mesh,
+        in_specs=(spec,) * (len(leaves) + 1),
+        out_specs=(spec,) * len(leaves),
+        check_vma=False,
+    )(keep, *leaves)
     return jax.tree.unflatten(treedef, list(moved))
 
 
@@ -139,16 +148,20 @@ def survivors(score: jax.Array, cfg: SearchConfig) -> jax.Array:
 
 def prune(state: SearchState, score: jax.Array, cfg: SearchConfig, mesh, placement: str) -> SearchState:
     """Keeps each group's best candidates (by `score: f32[R]`), copying each M times."""
-    r = score.shape[0]
+    r, g = score.shape[0], cfg.group_size
     rows = survivors(score, cfg)
-    copies = cfg.group_size // cfg.keep
-    block = None if placement == "global" else local_block(r, cfg.group_size, mesh)
+    copies = g // cfg.keep
+    # a group whose every path has finished is kept whole: pruning it would only drop candidates
+    settled = jnp.repeat((state.finished | state.duplicate).reshape(r // g, g).all(axis=1), g)  # [R]
+    duplicate = jnp.where(settled, state.duplicate, state.finished[rows] & (jnp.arange(r) % copies > 0))
+    rows = jnp.where(settled, jnp.arange(r), rows)
+    block = None if placement == "global" else local_block(r, g, mesh)
     if block is None and placement == "auto" and (r // mesh.shape[DATA_AXIS]) % copies == 0:
-        state = exchange_survivors(state, rows[::copies], copies, mesh)  # a group spans devices
+        # a group spans devices: exchange only the survivors (a settled group keeps its own rows)
+        state = exchange_survivors(state, rows[::copies], copies, mesh, keep=settled)
     else:
         state = gather_rows(state, rows, block, mesh)
-    copy_index = jnp.arange(r) % copies
-    return state.replace(duplicate=state.finished & (copy_index > 0))
+    return state.replace(duplicate=duplicate)
 
 
 def lookahead_scores(policy, params, verifier, verifier_params, state, rng, cfg: SearchConfig):
