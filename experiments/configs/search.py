@@ -5,9 +5,9 @@ Command:   python -m rtc.main --config=experiments/configs/search.py --workdir=/
            (the PRM run of experiments/configs/prm.py and its policy; without them it trains both
            first, into WORKDIR/prm)
 Hardware:  2 CPU cores.
-Runtime:   12-14 min with both given (712 s and 830 s, cores shared with other jobs): 200 problems x
+Runtime:   8-14 min with both given (488 s idle; 712 s and 830 s with the cores shared): 200 problems x
            best-of-32, then beam / DVTS / MCTS at N = 4, 8, 16, 32.
-Expected:  one sample 35.0%; N=4 -> 32: majority 37.5 -> 40.0%, weighted 36.9 -> 38.0%, best-of-N by PRM
+Expected:  one sample 36.0%; N=4 -> 32: majority 37.5 -> 40.0%, weighted 36.9 -> 38.0%, best-of-N by PRM
            33.7 -> 27.0%, beam 34.0 -> 29.5%, DVTS 36.0 -> 26.0%, MCTS 35.0 -> 33.5%, pass@N 43.5 -> 61.5%;
            compute-optimal 36.0 -> 38.5% vs uniform best-of-N 33.9 -> 27.0% (experiments/README.md).
 
