@@ -53,6 +53,19 @@ def test_files_are_written(run):
     assert "compute-optimal" in (workdir / "compute_optimal.md").read_text()
     saved = json.loads((workdir / search_loop.RESULTS_FILE).read_text())
     assert saved["problems"] == 4 and saved["large_n"] == 4
+    assert (workdir / "scaling_by_difficulty.png").stat().st_size > 10_000
+    assert "| beam | 4 |" in (workdir / "scaling_by_difficulty.md").read_text()
+    binned = saved["by_oracle_difficulty"]
+    assert sum(binned["problems"]) == 4
+    # the bins split the problems: each strategy's overall accuracy is the size-weighted mean of its bins
+    for strategy, by_n in binned["accuracy"].items():
+        for n, accuracies in by_n.items():
+            total = sum(a * size for a, size in zip(accuracies, binned["problems"]) if a is not None)
+            overall = outputs["curves"]["curves"].get(strategy, {}).get(int(n))
+            if strategy in ("beam", "dvts", "mcts"):
+                overall = outputs["searches"][strategy][int(n)]["accuracy"]
+            if overall is not None:
+                assert total / 4 == pytest.approx(overall[0], abs=1e-9)
 
 
 def test_bad_search_configs_are_named(data_dir, tmp_path):

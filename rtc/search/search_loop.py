@@ -9,7 +9,10 @@
    PRM's mean score over a few samples: no ground truth), the best strategy per bin and budget is
    fitted on one half of the problems and evaluated on the other (two-fold), and compared with
    uniform best-of-N at the same N. The same predictor routes: reason (search) or answer directly.
-Writes `search_results.json`, `scaling.png`, `scaling.md` and `compute_optimal.md` to the workdir.
+4. Every strategy's accuracy against N within each bin of oracle difficulty (the fraction of a problem's
+   large-N samples that are correct, Snell et al.'s oracle bins), in `scaling_by_difficulty.md/png`.
+Writes `search_results.json`, `scaling.png`, `scaling.md`, `compute_optimal.md` and
+`scaling_by_difficulty.{md,png}` to the workdir.
 """
 
 import json
@@ -30,7 +33,7 @@ from rtc.parallel import mesh as mesh_lib
 from rtc.rewards import rm_loop
 from rtc.sampling.budget import ThinkingBudget, thinking_limit
 from rtc.sampling.rules import SamplingRule
-from rtc.search import compute_optimal, runner, scaling, voting
+from rtc.search import by_difficulty, compute_optimal, runner, scaling, voting
 from rtc.search.config import EFFORT, SearchConfig, from_effort
 from rtc.train import sft_loop
 
@@ -254,6 +257,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         s.router_thresholds,
     )
 
+    # 4. every strategy by oracle difficulty (the fraction of the large-N samples that are correct)
+    oracle_rate = compute_optimal.estimate_pass_rate(correct)
+    oracle_bins = compute_optimal.difficulty_bins(oracle_rate, s.difficulty_bins)
+    by_bin = by_difficulty.accuracy_by_bin(
+        {**results, "pass@N": per_problem["pass"]},
+        oracle_bins,
+        s.difficulty_bins,
+    )
     outputs = {
         "problems": len(prompts),
         "large_n": s.large_n,
@@ -268,6 +279,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
             for n, by_bin in compute_optimal.select_strategies(selectable, bins).items()
         },
         "difficulty_bins": np.bincount(bins, minlength=s.difficulty_bins).tolist(),
+        "by_oracle_difficulty": {
+            "accuracy": by_bin,
+            "problems": np.bincount(oracle_bins, minlength=s.difficulty_bins).tolist(),
+            "pass_at_1": [
+                float(oracle_rate[oracle_bins == b].mean()) if np.any(oracle_bins == b) else None
+                for b in range(s.difficulty_bins)
+            ],
+        },
     }
     if distributed.is_primary():  # every process holds the same results; process 0 writes them
         write_outputs(
@@ -280,7 +299,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 
 def write_outputs(workdir: Path, outputs: dict, title: str) -> None:
-    """`search_results.json`, `scaling.md`, `scaling.png` and `compute_optimal.md`; prints both tables."""
+    """`search_results.json`, `scaling.{md,png}`, `compute_optimal.md` and `scaling_by_difficulty.{md,png}`;
+    prints the tables."""
     curves = outputs["curves"]
     (workdir / RESULTS_FILE).write_text(json.dumps(outputs, indent=1, default=float))
     table = scaling.curve_table(curves["curves"], curves["compute"])
@@ -290,8 +310,18 @@ def write_outputs(workdir: Path, outputs: dict, title: str) -> None:
     )
     optimal = format_optimal(outputs["compute_optimal"], outputs["router"], outputs["router_strategy"])
     (workdir / "compute_optimal.md").write_text(optimal + "\n")
+    binned = outputs["by_oracle_difficulty"]
+    by_bin = by_difficulty.bin_table(binned["accuracy"], binned["problems"], binned["pass_at_1"])
+    (workdir / "scaling_by_difficulty.md").write_text(by_bin + "\n")
+    by_difficulty.plot_by_bin(
+        binned["accuracy"],
+        binned["pass_at_1"],
+        str(workdir / "scaling_by_difficulty.png"),
+        f"{title}; bins of oracle pass@1, hardest first",
+    )
     print(table)
     print(optimal)
+    print(by_bin)
 
 
 def format_optimal(optimal: dict, router: list[dict], router_strategy: str = "") -> str:
