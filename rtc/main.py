@@ -51,6 +51,7 @@ MODES = {
     "orm": "rtc.rewards.rm_loop:run",
     "prm": "rtc.rewards.rm_loop:run",
     "search": "rtc.search.search_loop:run",
+    "verifiers": "rtc.rewards.verifier_scaling:run",
 }
 
 

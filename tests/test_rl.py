@@ -179,6 +179,14 @@ def test_shrunk_run_logs_metrics_and_resumes_exactly(tmp_path, data_dir, algorit
     resumed = [m for m in read_metrics(tmp_path / "resumed") if m.get("step") == 4 and "train/loss" in m][0]
     for key in ("train/loss", "train/reward_mean", "train/grad_norm", "train/kl"):
         assert resumed[key] == whole[key], key
+    # sample traces at every logged step (log_every=1), one per prompt; the resumed run's file reads the same
+    samples = traces.read_samples(tmp_path / "whole" / traces.TRACES_FILE)
+    assert [r["step"] for r in samples] == [1, 1, 2, 2, 3, 3, 4, 4]
+    assert set(samples[0]) == {"step", "question", "completion", "correct", "self_corrects", "thrashes"}
+    resumed_samples = traces.read_samples(tmp_path / "resumed" / traces.TRACES_FILE)
+    assert [(r["step"], r["completion"]) for r in resumed_samples] == [
+        (r["step"], r["completion"]) for r in samples
+    ]
 
 
 def test_self_correction_on_hand_examples():
@@ -187,6 +195,18 @@ def test_self_correction_on_hand_examples():
     assert traces.self_corrects("<think>8*4=31\nWait, 8*4=32\n</think><answer>32</answer>")
     assert traces.self_correction_rate(["<think>1+1=2\n1+1=2\n</think>", "<think>1+1=2\n</think>"]) == 0.5
     assert traces.repetition_rate(["<think>a\na\na\n</think>", "<think>a\nb\n</think>"]) == 0.5
+
+
+def test_trace_samples_round_trip_and_a_resumed_step_replaces_its_block(tmp_path):
+    path = tmp_path / traces.TRACES_FILE
+    traces.append_samples(path, 1, ["<think>1+1=2\n1+1=2\n</think>"], ["q1"], [True])
+    traces.append_samples(path, 2, ["<think>a\na\na\n</think>", "x"], ["q2", "q3"], [False, False])
+    traces.append_samples(path, 3, ["y"], ["q4"], [False])
+    traces.append_samples(path, 2, ["again"], ["q2"], [True])  # step 2 written again after a resume
+    samples = traces.read_samples(path)
+    assert [(r["step"], r["question"]) for r in samples] == [(1, "q1"), (2, "q2"), (3, "q4")]
+    assert samples[0]["self_corrects"] and not samples[0]["thrashes"] and samples[0]["correct"]
+    assert samples[1]["completion"] == "again"
 
 
 def test_bad_rl_settings_are_config_errors():

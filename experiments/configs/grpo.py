@@ -44,6 +44,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
             mu=2,  # two updates per rollout batch: the second sees ratios != 1, so clipping acts
             mask_zero_variance=True,
             process_supervision=False,  # advantages from a PRM's step rewards (rewards.prm_workdir)
+            trace_samples=4,  # completions (one per prompt) saved to traces.jsonl at each logged step
             device_rewards="auto",  # auto | on | off: fuse sample -> reward -> update into one program
             gamma=1.0,  # PPO
             lam=0.95,

@@ -6,6 +6,8 @@ expression of an earlier step (recomputes it) or opens with a correction cue suc
 over a batch is the fraction of completions that do, plotted over RL training.
 """
 
+import json
+from pathlib import Path
 from typing import Sequence
 
 from rtc.tokenizer.special import STEP_DELIMITER, THINK_END, THINK_START
@@ -54,3 +56,37 @@ def repetition_rate(texts: Sequence[str], repeats: int = 3) -> float:
         return any(steps.count(step) >= repeats for step in set(steps))
 
     return sum(map(thrashes, texts)) / len(texts)
+
+
+TRACES_FILE = "traces.jsonl"
+
+
+def append_samples(
+    path: str | Path, step: int, texts: Sequence[str], questions: Sequence[str], correct
+) -> None:
+    """Appends one JSON line per completion `{step, question, completion, correct, self_corrects,
+    thrashes}` to `path` (an RL run's `traces.jsonl`): examples of traces over training."""
+    with open(path, "a", encoding="utf-8") as f:
+        for text, question, ok in zip(texts, questions, correct):
+            record = {
+                "step": int(step),
+                "question": question,
+                "completion": text,
+                "correct": bool(ok),
+                "self_corrects": self_corrects(text),
+                "thrashes": repetition_rate([text]) > 0,
+            }
+            f.write(json.dumps(record) + "\n")
+
+
+def read_samples(path: str | Path) -> list[dict]:
+    """The records of a `traces.jsonl`; after a resume the latest lines of a step replace earlier ones."""
+    by_step: dict[int, list[dict]] = {}
+    previous = None
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        if record["step"] != previous:  # a new block of lines: it replaces an earlier block of its step
+            by_step[record["step"]] = []
+            previous = record["step"]
+        by_step[record["step"]].append(record)
+    return [r for step in sorted(by_step) for r in by_step[step]]

@@ -25,7 +25,7 @@ from rtc.eval import traces
 from rtc.eval.accuracy import prompt_tokens
 from rtc.metrics import MetricWriter, check_finite
 from rtc.model import Model
-from rtc.parallel import config_mesh, placement
+from rtc.parallel import config_mesh, distributed, placement
 from rtc.parallel import mesh as mesh_lib
 from rtc.rewards import device as device_rewards
 from rtc.rewards import rule
@@ -260,6 +260,23 @@ def train(config, workdir: Path, tokenizer, model: Model, pretrained=None) -> di
                     np.mean([task.is_correct(extract_answer(x), rec) for x, rec in zip(texts, group_records)])
                 )
                 logged["self_correction_rate"] = traces.self_correction_rate(texts)
+                logged["repetition_rate"] = traces.repetition_rate(texts)
+                if (
+                    r.get("trace_samples", 0)
+                    and (step % t.log_every == 0 or step == 1)
+                    and distributed.is_primary()
+                ):
+                    shown = slice(0, r.get("trace_samples", 0) * r.group_size, r.group_size)  # one per prompt
+                    traces.append_samples(
+                        workdir / traces.TRACES_FILE,
+                        step,
+                        texts[shown],
+                        [x["question"] for x in group_records[shown]],
+                        [
+                            task.is_correct(extract_answer(x), rec)
+                            for x, rec in zip(texts[shown], group_records[shown])
+                        ],
+                    )
                 logged["step_seconds"] = time.time() - started
                 writer.write(step, logged, prefix="train/")
                 writer.advance()

@@ -1,0 +1,193 @@
+"""Verifiers as N grows (CLI mode `verifiers`): PRM vs ORM vs majority vote on the same samples.
+
+Lightman et al. 2023 ("Let's Verify Step by Step", fig. 3) sample N solutions per problem, pick one by
+the ORM, by the PRM (product of step probabilities) or by majority vote, and plot accuracy against N:
+the PRM's lead over the ORM and majority vote grows with N. Here the policy samples `large_n` solutions
+per held-out problem once; both reward models score every solution (the PRM under each aggregation of
+`reward_model.AGGREGATIONS`); every curve at k <= large_n is the expected accuracy over random k-subsets
+of the same samples (`rtc.search.scaling`), with a bootstrap interval over problems. Weighted voting
+(Li et al. 2023) by each verifier and pass@k (a perfect verifier) are drawn beside them, and the
+within-problem AUROC says how well each score ranks one problem's solutions.
+
+Writes `verifiers.md`, `verifiers.png` and `verifiers.json` to the workdir.
+"""
+
+import json
+import logging
+from pathlib import Path
+
+import jax
+import ml_collections
+import numpy as np
+
+from rtc.data.answers import extract_answer
+from rtc.data.tasks import get_task
+from rtc.errors import ConfigError
+from rtc.eval import reward_model_eval as rm_metrics
+from rtc.parallel import distributed
+from rtc.rewards import reward_model as rm
+from rtc.rewards import rm_data, rm_evaluate, rm_loop
+from rtc.search import scaling, voting
+from rtc.train import sft_loop
+
+RESULTS_FILE = "verifiers.json"
+
+
+def finished(directory: Path) -> bool:
+    return (directory / rm_loop.DESCRIPTION_FILE).is_file() and (directory / "checkpoints").is_dir()
+
+
+def ensure_runs(config, workdir: Path) -> ml_collections.ConfigDict:
+    """The config with `orm_workdir`, `prm_workdir` and `policy.workdir` set: the given runs, or runs
+    trained here when none is given (the policy and ORM into WORKDIR/orm, the PRM into WORKDIR/prm)."""
+    c = ml_collections.ConfigDict(config.to_dict())
+    for kind in ("orm", "prm"):
+        given = c[f"{kind}_workdir"]
+        directory = Path(given) if given else workdir / kind
+        if not finished(directory):
+            if given:
+                raise FileNotFoundError(f"{directory} is not a finished {kind.upper()} run")
+            logging.info("no %s_workdir: training the %s into %s", kind, kind.upper(), directory)
+            rm_config = ml_collections.ConfigDict(c.to_dict())
+            rm_config.mode = kind
+            rm_config.rm.labels = "verifier" if kind == "orm" else config.rm.labels
+            rm_loop.run(rm_config, str(directory))
+        c[f"{kind}_workdir"] = str(directory)
+        if not c.policy.workdir:  # the ORM run trained the policy; the PRM shares it
+            c.policy.workdir = str(directory / "policy")
+    return c
+
+
+def load_verifiers(config) -> dict:
+    """{kind: (model, params)} of the ORM and PRM runs named by `orm_workdir` and `prm_workdir`."""
+    verifiers = {}
+    for kind, directory in (("orm", config.orm_workdir), ("prm", config.prm_workdir)):
+        found = rm_loop.load_description(directory)["kind"]
+        if found != kind:
+            raise ConfigError(f"{kind}_workdir={directory} holds a {found}, not a {kind}")
+        verifiers[kind] = rm_loop.load_reward_model(directory)
+    return verifiers
+
+
+def score_solutions(verifiers: dict, arrays: dict, step_end: np.ndarray, batch_size: int) -> dict:
+    """{"orm": f32[M], "prm_<aggregation>": f32[M], ...}: each verifier's probability per solution."""
+    scores = {}
+    for kind, (model, params) in verifiers.items():
+        logits = rm_evaluate.score_logits(model, params, arrays["tokens"], batch_size)
+        scores.update(rm_evaluate.solution_scores(kind, logits, arrays["completion_mask"], step_end))
+    return scores
+
+
+def verifier_curves(
+    correct: np.ndarray,
+    answers: list[list[str | None]],
+    scores: dict,
+    ks: list[int],
+    num_draws: int,
+    rng: np.random.Generator,
+    resamples: int,
+) -> dict:
+    """{name: {k: (mean, low, high)}}: pass@k, majority@k, and best-of-k and weighted@k per verifier.
+
+    correct: bool[P, N]; scores: {verifier: f[P, N]}.
+    """
+    ids = voting.answer_ids(answers)
+
+    def curve(method: str, score: np.ndarray | None) -> dict:
+        by_k = {}
+        for k in ks:
+            values = scaling.method_accuracy(method, correct, ids, score, k, num_draws, rng)
+            by_k[k] = (float(values.mean()), *scaling.bootstrap_interval(values, resamples, rng=rng))
+        return by_k
+
+    curves = {"pass@k": curve("pass", None), "majority": curve("majority", None)}
+    for name, score in scores.items():
+        curves[f"best-of-N {name}"] = curve("best_of_n", score)
+    for name, score in scores.items():
+        curves[f"weighted {name}"] = curve("weighted", score)
+    return curves
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    v = config.verifiers
+    if v.large_n < 1 or any(k > v.large_n for k in v.budgets):
+        raise ConfigError(f"verifiers.budgets {tuple(v.budgets)} must lie in 1..large_n={v.large_n}")
+    config = ensure_runs(config, workdir)
+    tokenizer, policy, _ = sft_loop.load_model(config)
+    policy_params = sft_loop.restore_params(
+        rm_loop.policy_config(config, workdir), config.policy.workdir, policy
+    )
+    verifiers = load_verifiers(config)
+    task = get_task(config.task.name)
+    records = sft_loop.task_records(config, "test", workdir)
+    records = [records[i] for i in range(min(v.num_problems, len(records)))]
+    logging.info("verifiers: %d held-out problems x %d samples", len(records), v.large_n)
+    solutions = rm_data.sample_solutions(
+        policy,
+        policy_params,
+        tokenizer,
+        records,
+        sft_loop.sampler_config(config, tokenizer, v.temperature),
+        v.large_n,
+        config.eval_rm.sample_batch_size,
+        jax.random.key(config.seed + 5),
+    )
+    shape = (len(records), v.large_n)
+    correct = (rm_data.outcome_labels(task, tokenizer, solutions) > 0.5).reshape(shape)  # bool[P, N]
+    texts = [tokenizer.decode(s.completion_ids) for s in solutions]
+    answers = np.array([extract_answer(t) for t in texts], object).reshape(shape).tolist()
+    arrays = rm_data.encode_solutions(solutions, config.train.seq_len, tokenizer.pad_id)
+    step_end = np.asarray(rm.step_end_mask(arrays["tokens"], arrays["completion_mask"], tokenizer.step_id))
+    flat_scores = score_solutions(verifiers, arrays, step_end, config.eval_rm.score_batch_size)
+    scores = {name: s.reshape(shape) for name, s in flat_scores.items()}  # f32[P, N] each
+
+    rng = np.random.default_rng(config.seed)
+    ks = sorted(int(k) for k in v.budgets)
+    curves = verifier_curves(correct, answers, scores, ks, v.num_draws, rng, v.bootstrap)
+    outputs = {
+        "problems": len(records),
+        "large_n": v.large_n,
+        "sample_accuracy": float(correct.mean()),
+        "within_problem_auroc": {n: rm_metrics.within_problem_auroc(s, correct) for n, s in scores.items()},
+        "pooled_auroc": {n: rm_metrics.auroc(s.ravel(), correct.ravel()) for n, s in scores.items()},
+        "curves": curves,
+        "oracle": {k: float(o) for k, o in zip(ks, scaling.oracle_curve(correct.mean(axis=1), ks))},
+    }
+    if distributed.is_primary():
+        write_outputs(workdir, outputs, f"{config.task.name}: verifiers vs N ({len(records)} problems)")
+    return outputs
+
+
+def report(outputs: dict) -> str:
+    """The markdown report: accuracy of every rule at every N, then each score's AUROCs."""
+    ks = sorted(next(iter(outputs["curves"].values())), key=int)
+    lines = ["| rule | " + " | ".join(f"N={k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
+    for name, by_k in outputs["curves"].items():
+        cells = " | ".join(f"{by_k[k][0]:.3f} [{by_k[k][1]:.3f}, {by_k[k][2]:.3f}]" for k in ks)
+        lines.append(f"| {name} | {cells} |")
+    lines += ["", "| verifier score | within-problem AUROC | pooled AUROC |", "|---|---|---|"]
+    for name, value in outputs["within_problem_auroc"].items():
+        lines.append(f"| {name} | {value:.3f} | {outputs['pooled_auroc'][name]:.3f} |")
+    lines += [
+        "",
+        f"{outputs['problems']} problems x {outputs['large_n']} samples, "
+        f"{outputs['sample_accuracy']:.1%} of the samples correct.",
+    ]
+    return "\n".join(lines)
+
+
+def write_outputs(workdir: Path, outputs: dict, title: str) -> None:
+    """`verifiers.json`, `verifiers.md` and `verifiers.png` (accuracy against N); prints the report."""
+    (workdir / RESULTS_FILE).write_text(json.dumps(outputs, indent=1, default=float))
+    text = report(outputs)
+    (workdir / "verifiers.md").write_text(text + "\n")
+    shown = {
+        name: by_k
+        for name, by_k in outputs["curves"].items()
+        if name
+        in ("majority", "best-of-N orm", "best-of-N prm_product", "best-of-N prm_min", "weighted prm_product")
+    }
+    scaling.plot_curves(shown, None, str(workdir / "verifiers.png"), title, outputs["oracle"])
+    print(text)
