@@ -1,25 +1,36 @@
-"""Sampler and SFT-update throughput as tokens/s and MFU, side by side with Hugging Face `generate`.
+"""Sampler, beam-search and SFT-update throughput as tokens/s and MFU, side by side with Hugging Face `generate`.
 
-Run: `python bench/throughput.py` (about 45 s on 2 idle CPU cores; up to about 4.5 min when other
-jobs hold a core and stall torch's threads) or `--quick` (about 35 s idle, at most about 1.5 min:
-fewer reps, a shorter peak measurement and `generate` cut sooner). Prints the measured float32
+Run: `python bench/throughput.py` or `--quick` (fewer reps, a shorter peak measurement and `generate`
+cut sooner). Before the beam-search row they took about 45 s and 35 s on 2 idle CPU cores; the row adds
+a compile and one more `generate` per round, and `--quick` took 3.2 min at load average 10 on 2 cores
+(other jobs stall torch's threads and every `generate` runs to its `max_time`). Prints the measured float32
 matmul peak once, then:
   1-2. sampler new tokens/s and MFU for two model sizes (batch 32, prompt 32, 128 new tokens,
        temperature 1, no stop tokens), next to transformers `generate` (PyTorch CPU, 2 threads as
        in the DESIGN, and 1 thread) on a `LlamaForCausalLM` of the same shape, and the ratio
        against the DESIGN target (rtc >= 3x the faster of the two);
-  3.   the SFT update (batch 32 x seq 128) tokens/s and MFU against the DESIGN target (>= 50%).
+  3.   beam search (`rtc.sampling.beam_search`) at the demo size: 8 problems x 4 beams (the same 32
+       rows as the sampler), prompt 32, 128 new tokens, no stop tokens, next to transformers
+       `generate(num_beams=4, do_sample=False)`, against the same 3x target. Both sides count
+       problems x beams x new tokens (every beam is extended once a step; no hypothesis ends early);
+  4.   the SFT update (batch 32 x seq 128) tokens/s and MFU against the DESIGN target (>= 50%).
 Each time is the median over several rounds after one warmup (compile) call, with
 `block_until_ready`; within a round the timed calls take turns, so load from other jobs on a
 shared machine falls on rtc and the peer alike. Torch's 2 OpenMP threads stall badly when another
 process holds a core (the 1-thread column does not), so each `generate` is cut at `max_time`.
-The peer needs `pip install -e .[bench]`; without it the rtc columns still print.
+The peer needs `pip install -e .[bench]` (or `bench/requirements-peers.txt`); without it the rtc
+columns still print. The printed report is also saved as markdown (`--out`, default
+bench/results/throughput.md).
 """
 
 import argparse
+import contextlib
+import io
 import itertools
 import os
+import pathlib
 import statistics
+import sys
 import time
 from typing import Callable
 
@@ -28,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rtc.model import Model, ModelConfig, model_config
+from rtc.sampling.beam_search import BeamSearchConfig, beam_search
 from rtc.sampling.rules import SamplingRule
 from rtc.sampling.sampler import SamplerConfig, generate
 from rtc.train.optimizer import adamw
@@ -44,6 +56,7 @@ SIZES = {"cpu-small": "demo: 4L x 256, 4 heads", "test-tiny": "2L x 64, 4 heads"
 DEMO = "cpu-small"
 PEER_THREADS = (2, 1)  # 2 is the DESIGN's setting; 1 shows how much a busy core costs torch's OpenMP
 SAMPLER_TARGET, SFT_TARGET = 3.0, 0.5  # DESIGN.md "Performance stance"
+BEAM_PROBLEMS, NUM_BEAMS = 8, 4  # 32 rows, as the sampler's batch
 
 
 def warmed(fn: Callable[[], int]) -> Callable[[], int]:
@@ -102,13 +115,9 @@ def rtc_sampler(config: ModelConfig) -> Callable[[], int]:
     return call
 
 
-def peer_sampler(config: ModelConfig, threads: int, max_seconds: float) -> Callable[[], int] | None:
-    """A warmed-up transformers `generate` on a random-init `LlamaForCausalLM` of the same shape,
-    returning the new tokens; None when torch or transformers is not installed.
-
-    `max_seconds` is `generate`'s `max_time`: a call still running then stops early and counts the
-    tokens it made, which bounds the run when a busy core stalls torch's OpenMP threads.
-    """
+def peer_model(config: ModelConfig):
+    """A random-init transformers `LlamaForCausalLM` of the same shape; None when torch or transformers
+    is not installed."""
     try:
         import torch
         import transformers
@@ -129,7 +138,21 @@ def peer_sampler(config: ModelConfig, threads: int, max_seconds: float) -> Calla
         rope_theta=config.rope_theta,
         tie_word_embeddings=config.tie_embeddings,
     )
-    model = transformers.LlamaForCausalLM(peer_config).eval()
+    return transformers.LlamaForCausalLM(peer_config).eval()
+
+
+def peer_sampler(config: ModelConfig, threads: int, max_seconds: float) -> Callable[[], int] | None:
+    """A warmed-up transformers `generate` on `peer_model(config)`, returning the new tokens; None
+    when the peer is not installed.
+
+    `max_seconds` is `generate`'s `max_time`: a call still running then stops early and counts the
+    tokens it made, which bounds the run when a busy core stalls torch's OpenMP threads.
+    """
+    model = peer_model(config)
+    if model is None:
+        return None
+    import torch
+
     input_ids = torch.tensor(prompts(), dtype=torch.long)
     kwargs = dict(
         attention_mask=torch.ones_like(input_ids),
@@ -147,6 +170,51 @@ def peer_sampler(config: ModelConfig, threads: int, max_seconds: float) -> Calla
         with torch.inference_mode():
             out = model.generate(input_ids, **kwargs)
         return BATCH * (out.shape[1] - PROMPT_LEN)
+
+    return warmed(call)
+
+
+def rtc_beam_search(config: ModelConfig) -> Callable[[], int]:
+    """A warmed-up `beam_search` call returning problems x beams x new tokens."""
+    model = Model(config)
+    params = model.init_params(jax.random.key(0))
+    cfg = BeamSearchConfig(num_beams=NUM_BEAMS, max_new_tokens=NEW_TOKENS, cache_phases=CACHE_PHASES)
+    batch = prompts()[:BEAM_PROBLEMS]
+
+    def call():
+        out = jax.block_until_ready(beam_search(model, params, batch, cfg))
+        return NUM_BEAMS * int(out.lengths[:, 0].sum())
+
+    if warmed(call)() != BEAM_PROBLEMS * NUM_BEAMS * NEW_TOKENS:
+        raise RuntimeError("beam search stopped before max_new_tokens")
+    return call
+
+
+def peer_beam_search(config: ModelConfig, threads: int, max_seconds: float) -> Callable[[], int] | None:
+    """A warmed-up transformers `generate(num_beams=NUM_BEAMS, do_sample=False)` on `peer_model(config)`,
+    returning problems x beams x new tokens; None when the peer is not installed. `min_new_tokens` keeps
+    its eos out, as rtc runs with no stop ids; `max_seconds` as in `peer_sampler`."""
+    model = peer_model(config)
+    if model is None:
+        return None
+    import torch
+
+    input_ids = torch.tensor(prompts()[:BEAM_PROBLEMS], dtype=torch.long)
+    kwargs = dict(
+        attention_mask=torch.ones_like(input_ids),
+        do_sample=False,
+        num_beams=NUM_BEAMS,
+        max_new_tokens=NEW_TOKENS,
+        min_new_tokens=NEW_TOKENS,
+        pad_token_id=0,
+        max_time=max_seconds,
+    )
+
+    def call():
+        torch.set_num_threads(threads)
+        with torch.inference_mode():
+            out = model.generate(input_ids, **kwargs)
+        return BEAM_PROBLEMS * NUM_BEAMS * (out.shape[1] - PROMPT_LEN)
 
     return warmed(call)
 
@@ -238,10 +306,56 @@ def print_sampler_table(configs: dict, results: dict, peak: float, peer_max_seco
     )
 
 
+def measure_beam_search(config: ModelConfig, reps: int, peer_max_seconds: float) -> dict:
+    """`{"rtc" | torch threads: (seconds, tokens/s)}` at one model size; no peer keys when it is absent."""
+    calls = {"rtc": rtc_beam_search(config)}
+    for threads in PEER_THREADS:
+        peer = peer_beam_search(config, threads, peer_max_seconds)
+        if peer is not None:
+            calls[threads] = peer
+    return median_rates(calls, reps)
+
+
+def print_beam_table(config: ModelConfig, results: dict, peer_max_seconds: float):
+    print(
+        f"3. Beam search: {BEAM_PROBLEMS} problems x {NUM_BEAMS} beams, prompt {PROMPT_LEN}, {NEW_TOKENS} new "
+        f"tokens, rtc cache_phases={CACHE_PHASES}, length_penalty 1, no stop tokens; "
+        f"tokens/s = {BEAM_PROBLEMS}*{NUM_BEAMS}*{NEW_TOKENS} / call time"
+    )
+    peer_header = "".join(f" {f'HF {t}thr tok/s':>14} {'rtc/HF':>7}" for t in PEER_THREADS)
+    header = f"{'model':<10} {'shape':<24} {'params':>7} {'rtc s':>7} {'rtc tok/s':>10}{peer_header}"
+    print(header)
+    print("-" * len(header))
+    rtc_seconds, rtc_rate = results["rtc"]
+    row = (
+        f"{DEMO:<10} {SIZES[DEMO]:<24} {config.num_params / 1e6:>6.2f}M {rtc_seconds:>7.3f} {rtc_rate:>10.0f}"
+    )
+    for threads in PEER_THREADS:
+        if threads in results:
+            hf_seconds, hf_rate = results[threads]
+            cut = "*" if hf_seconds >= peer_max_seconds else " "
+            row += f" {hf_rate:>13.0f}{cut} {rtc_rate / hf_rate:>6.2f}x"
+        else:
+            row += f" {'-':>14} {'-':>7}"
+    print(row)
+    if PEER_THREADS[0] not in results:
+        print("peer not installed: pip install -e .[bench]\n")
+        return
+    print(
+        f"HF: generate(num_beams={NUM_BEAMS}, do_sample=False, min_new_tokens={NEW_TOKENS}), defaults "
+        f"length_penalty=1, early_stopping=False; * = cut at max_time={peer_max_seconds:.0f} s"
+    )
+    ratio = rtc_rate / max(results[t][1] for t in PEER_THREADS)
+    print(
+        f"target rtc >= {SAMPLER_TARGET:.0f}x HF tokens/s at {DEMO} (against the faster HF thread count): "
+        f"{ratio:.2f}x, {verdict(ratio, SAMPLER_TARGET)}\n"
+    )
+
+
 def print_sft_table(configs: dict, results: dict, peak: float):
     tokens = BATCH * SEQ_LEN
     print(
-        f"3. SFT update: jit(make_update(sft_loss, adamw), donate_argnums=0), batch {BATCH} x seq {SEQ_LEN}, "
+        f"4. SFT update: jit(make_update(sft_loss, adamw), donate_argnums=0), batch {BATCH} x seq {SEQ_LEN}, "
         f"mask all ones; FLOPs = 3 x forward at context {SEQ_LEN}"
     )
     header = f"{'model':<10} {'shape':<24} {'step s':>7} {'tok/s':>9} {'GFLOP/s':>8} {'MFU':>6}"
@@ -259,22 +373,57 @@ def print_sft_table(configs: dict, results: dict, peak: float):
     print(f"target MFU >= {SFT_TARGET:.0%} at {DEMO}: {mfu[DEMO]:.1%}, {verdict(mfu[DEMO], SFT_TARGET)}")
 
 
+class Tee(io.TextIOBase):
+    """Writes to every stream it holds: the report prints as it goes and is kept for `--out`."""
+
+    def __init__(self, *streams):
+        self.streams = streams
+
+    def write(self, text: str) -> int:
+        for stream in self.streams:
+            stream.write(text)
+        return len(text)
+
+    def flush(self):
+        for stream in self.streams:
+            stream.flush()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer reps and a shorter peak measurement")
+    parser.add_argument(
+        "--out",
+        type=pathlib.Path,
+        default=pathlib.Path(__file__).parent / "results" / "throughput.md",
+        help="markdown file the printed report is saved to",
+    )
     args = parser.parse_args()
     reps = 3 if args.quick else 5
     peer_max_seconds = 5.0 if args.quick else 15.0
 
+    report = io.StringIO()
+    with contextlib.redirect_stdout(Tee(sys.stdout, report)):
+        measure_and_print(reps, peer_max_seconds, quick=args.quick)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
+        f"# bench/throughput.py{' --quick' if args.quick else ''}\n\n```\n{report.getvalue()}```\n"
+    )
+    print(f"saved to {args.out}")
+
+
+def measure_and_print(reps: int, peer_max_seconds: float, quick: bool):
+    """Runs every measurement, then prints the report."""
     print(
         f"jax {jax.__version__}, {jax.devices()[0].platform} x{jax.device_count()}, {os.cpu_count()} CPUs. "
         f"Times: median of {reps} rounds after a warmup call, calls interleaved; the machine is shared, "
         f"so expect 10-20% noise. Load average now: {os.getloadavg()[0]:.1f}."
     )
     configs = {name: model_config(name, vocab_size=VOCAB) for name in SIZES}
-    peak_sizes = (1024,) if args.quick else (1024, 2048)
+    peak_sizes = (1024,) if quick else (1024, 2048)
     peak_before = measure_matmul_peak(sizes=peak_sizes, reps=reps) * 1e9
     samplers = measure_samplers(configs, reps, peer_max_seconds)
+    beams = measure_beam_search(configs[DEMO], reps, peer_max_seconds)
     sft = median_rates({name: sft_step(config) for name, config in configs.items()}, reps)
     peak_after = measure_matmul_peak(sizes=peak_sizes, reps=reps) * 1e9
     peak = max(peak_before, peak_after)
@@ -284,6 +433,7 @@ def main():
         f"larger: a busy core halves it)\n"
     )
     print_sampler_table(configs, samplers, peak, peer_max_seconds)
+    print_beam_table(configs[DEMO], beams, peer_max_seconds)
     print_sft_table(configs, sft, peak)
 
 

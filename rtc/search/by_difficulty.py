@@ -45,7 +45,9 @@ def bin_table(by_bin: Mapping[str, Mapping[int, list]], bin_sizes: list[int], bi
     return "\n".join(lines)
 
 
-def plot_by_bin(by_bin: Mapping[str, Mapping[int, list]], bin_rates: list, path: str, title: str = "") -> None:
+def plot_by_bin(
+    by_bin: Mapping[str, Mapping[int, list]], bin_rates: list, path: str, title: str = ""
+) -> None:
     """Saves a PNG with one panel per difficulty bin: accuracy against N (log2) for each strategy."""
     from matplotlib.figure import Figure
 
