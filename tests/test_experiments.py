@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from experiments import aha
+from experiments import aha, overthinking, real_data
 from rtc.eval import traces
 
 
@@ -57,3 +57,82 @@ def test_aha_refuses_a_directory_without_training_metrics(tmp_path):
     (tmp_path / "grpo" / "metrics.jsonl").write_text("")
     with pytest.raises(SystemExit, match="no training metrics"):
         aha.summarize(tmp_path / "grpo", tmp_path)
+
+
+def test_every_gold_solution_is_scored_correct_and_another_answer_is_not():
+    gold = real_data.gold_checks()
+    assert set(gold) == {"gsm8k/train", "gsm8k/test", "math500/test"}
+    assert gold["gsm8k/test"]["records"] == 1319 and gold["math500/test"]["records"] == 500
+    for name, g in gold.items():
+        assert g["dataset_route"] == 1.0 and g["rtc_route"] == 1.0, (name, g["failures"])
+        assert g["wrong_answer_accepted"] == 0.0, name
+
+
+def test_real_data_pipeline_with_the_pretrained_model(tmp_path):
+    out = real_data.main(
+        ["--workdir", str(tmp_path), "--sft_steps", "0", "--problems", "2", "--samples", "2"]
+    )
+    by_data = out["models"]["stories260K"]
+    for data in ("gsm8k", "math500"):
+        r = by_data[data]
+        assert r["problems"] == 2 and set(r["pass_at_k"]) == {1, 2}
+        assert 0.0 <= r["pass_at_k"][1] <= r["pass_at_k"][2] <= 1.0
+        assert 0.0 <= r["answered"] <= 1.0
+    assert by_data["math500"]["skipped"] >= 0
+    assert "| stories260K | gsm8k | 2 (" in (tmp_path / "real_data.md").read_text()
+    assert (tmp_path / "real_data.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_overthinking_budgets_cap_thinking(tmp_path, monkeypatch, data_dir):
+    from helpers import quickstart_config
+    from rtc.train import sft_loop
+
+    config = quickstart_config("tiny")
+    config.data_dir = str(data_dir)
+    sft_loop.run(config, str(tmp_path / "sft"))
+    monkeypatch.setattr(
+        overthinking,
+        "SETTINGS",
+        (
+            ("budget_tokens=0", dict(budget_tokens=0)),
+            ("budget_tokens=4", dict(budget_tokens=4)),
+            ("no cap", {}),
+        ),
+    )
+    monkeypatch.setattr(overthinking, "load_config", lambda workdir, variant="": config)
+    results = overthinking.main(
+        [
+            "--workdir",
+            str(tmp_path),
+            "--policy",
+            str(tmp_path / "sft"),
+            "--problems",
+            "2",
+            "--samples",
+            "2",
+            "--tiny",
+        ]
+    )
+    for group in overthinking.GROUPS:
+        assert results["budget_tokens=0"][group]["thinking_tokens"] == 0.0
+        assert results["budget_tokens=4"][group]["thinking_tokens"] <= 4.0
+        for by_group in results.values():
+            r = by_group[group]
+            assert 0.0 <= r["accuracy"] <= 1.0 and 0.0 <= r["repetition_rate"] <= 1.0
+    text = (tmp_path / "overthinking.md").read_text()
+    assert "| budget_tokens=4 | easy (levels 1-2) |" in text
+    assert (tmp_path / "overthinking.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_rl_runs_commands_share_the_cold_start_and_budget(tmp_path):
+    from experiments import rl_runs
+
+    cmds = rl_runs.commands(tmp_path, 60, 20)
+    assert list(cmds) == ["sft", "grpo", "ppo", "scratch"]
+    for name in ("grpo", "ppo"):
+        assert f"--config.init.sft_workdir={tmp_path / 'sft'}" in cmds[name]
+        assert "--config.train.num_steps=60" in cmds[name]
+    assert cmds["ppo"][3].endswith("grpo.py:ppo") and cmds["scratch"][3].endswith("grpo.py:scratch")
+    assert not any("sft_workdir" in arg for arg in cmds["scratch"])
+    with pytest.raises(SystemExit, match="unknown runs"):
+        rl_runs.main(["--workdir", str(tmp_path), "--only", "grpo,a2c"])
