@@ -28,8 +28,17 @@ setuptools.setup(
         "tokenizers==0.23.3",
     ],
     extras_require={
-        # torch + transformers: the reference implementations the parity tests compare against.
-        "test": ["pytest==9.2.0", "hypothesis==6.170.17", "torch==2.13.0", "transformers==5.24.0"],
+        # torch + transformers: the reference implementations the parity tests compare against;
+        # nbclient + nbformat + ipykernel: the tests execute the colab/ notebooks in a python3 kernel.
+        "test": [
+            "pytest==9.2.0",
+            "hypothesis==6.170.17",
+            "torch==2.13.0",
+            "transformers==5.24.0",
+            "nbclient==0.11.0",
+            "nbformat==5.11.1",
+            "ipykernel==7.4.0",
+        ],
         "bench": ["torch==2.13.0", "transformers==5.24.0"],
     },
 )
