@@ -1,6 +1,6 @@
 """The "aha moment" (DeepSeek-R1, sec. 2.2.4): does self-correction emerge over RL training?
 
-Usage:  python experiments/aha.py --workdir=DIR [--sft_workdir=SFT_RUN] [rtc.main config flags ...]
+Usage:  python -m experiments.aha --workdir=DIR [--sft_workdir=SFT_RUN] [rtc.main config flags ...]
 Runs GRPO (`experiments/configs/grpo.py`, from the SFT run given, else trained first) into DIR/grpo unless
 it has finished, then reads its `metrics.jsonl` and `traces.jsonl` (sample completions saved at each
 logged step) and writes DIR/aha.md (self-correction, repetition, accuracy and length over training, the

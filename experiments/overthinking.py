@@ -1,6 +1,6 @@
 """Overthinking and reasoning budgets: accuracy and tokens against the thinking budget, easy vs hard.
 
-Usage:  python experiments/overthinking.py --workdir=DIR [--policy=SFT_RUN] [--problems=128] [--samples=4]
+Usage:  python -m experiments.overthinking --workdir=DIR [--policy=SFT_RUN] [--problems=128] [--samples=4]
 The SFT policy of the quickstart (trained into DIR/sft first when --policy is not given) answers held-out
 easy (levels 1-2) and hard (levels 4-5) arithmetic problems under each budget setting: a thinking cap
 (`budget_tokens` 0 / 8 / 16 / 32, `reasoning_effort` low / medium / high, none) and s1's budget forcing

@@ -1,6 +1,6 @@
 """The real-data path: GSM8K and MATH-500 evaluation (prompting, answer extraction, verification, pass@k).
 
-Usage:  python experiments/real_data.py --workdir=DIR [--sft_steps=300] [--problems=64] [--samples=8]
+Usage:  python -m experiments.real_data --workdir=DIR [--sft_steps=300] [--problems=64] [--samples=8]
 1. Gold check: every gold solution of GSM8K (train and test) and MATH-500, written the way a model would
    write it, must be scored correct by the task's verifier, through two routes: the dataset's own
    solution text (GSM8K's `#### 42` line, MATH's last `\\boxed{}`) and rtc's reasoning format
@@ -10,8 +10,9 @@ Usage:  python experiments/real_data.py --workdir=DIR [--sft_steps=300] [--probl
    as it is, and after `--sft_steps` of SFT on GSM8K's train split in rtc's format
    (`experiments/configs/pretrained_sft.py` with the GSM8K task), each sampling `--samples` completions
    (T=0.7) and one greedy completion per problem on the first `--problems` GSM8K test and MATH-500
-   problems whose prompt fits its 512-token context. Reported: the fraction of completions with an
-   extractable answer, greedy accuracy, and unbiased pass@k (Chen et al. 2021) for k = 1, 2, 4, ...
+   problems whose prompt leaves room for 256 new tokens in a 1,088-token context. Reported: the fraction
+   of completions with an extractable answer, greedy accuracy, and unbiased pass@k (Chen et al. 2021)
+   for k = 1, 2, 4, ...
 Writes DIR/real_data.md, DIR/real_data.png (pass@k against k) and DIR/real_data.json.
 """
 
@@ -79,17 +80,20 @@ def gold_checks(data_dir: Path | None = None, seed: int = 0) -> dict:
 
 
 def model_config(task_name: str, workdir: Path, sft_steps: int) -> ml_collections.ConfigDict:
-    """`pretrained_sft.py` (stories260K) on `task_name`: rtc's format, 128 new tokens, 384-token rows."""
+    """`pretrained_sft.py` (stories260K) on `task_name`: rtc's format, 256 new tokens, 1,040-token rows."""
     spec = importlib.util.spec_from_file_location("pretrained_sft", CONFIGS / "pretrained_sft.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     c = module.get_config()
     c.task = ml_collections.ConfigDict(dict(name=task_name))
     c.data_dir = str(workdir / "data")
+    # GSM8K's longest train example is 1,032 tokens in stories260K's vocabulary: positions past the
+    # checkpoint's 512 are RoPE extrapolation, and SFT trains them.
+    c.model.max_seq_len = 1088
     c.train.update(
-        seq_len=384, num_steps=max(sft_steps, 1), batch_size=16, log_every=50, checkpoint_every=100
+        seq_len=1040, num_steps=max(sft_steps, 1), batch_size=8, log_every=50, checkpoint_every=100
     )
-    c.eval.update(num_examples=16, batch_size=16, max_new_tokens=128)
+    c.eval.update(num_examples=16, batch_size=16, max_new_tokens=256)
     return c
 
 

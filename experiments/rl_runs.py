@@ -1,6 +1,6 @@
 """GRPO vs PPO (seed 23.3) and cold start vs RL from scratch (DeepSeek-R1), in one command.
 
-Usage:  python experiments/rl_runs.py --workdir=DIR [--steps=60] [--scratch_steps=20] [--only=grpo,ppo]
+Usage:  python -m experiments.rl_runs --workdir=DIR [--steps=60] [--scratch_steps=20] [--only=grpo,ppo]
 Runs, each into DIR/NAME and each skipped when already finished (a stopped run resumes):
   sft      the quickstart SFT (600 steps): the cold start and the KL reference;
   grpo     SFT then GRPO (`experiments/configs/grpo.py`);
