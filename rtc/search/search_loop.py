@@ -289,16 +289,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         },
     }
     if distributed.is_primary():  # every process holds the same results; process 0 writes them
-        write_outputs(
-            workdir, outputs, f"{config.task.name}: accuracy vs generated tokens ({len(prompts)} problems)"
-        )
+        write_outputs(workdir, outputs, f"{config.task.name}, {len(prompts)} problems")
     with MetricWriter(workdir, progress=False) as writer:  # process 0 only, inside the writer
         curves = outputs["curves"]["curves"]
         writer.write(0, {f"search/{m}/n{n}": v[0] for m, by_n in curves.items() for n, v in by_n.items()})
     return outputs
 
 
-def write_outputs(workdir: Path, outputs: dict, title: str) -> None:
+def write_outputs(workdir: Path, outputs: dict, name: str) -> None:
     """`search_results.json`, `scaling.{md,png}`, `compute_optimal.md` and `scaling_by_difficulty.{md,png}`;
     prints the tables."""
     curves = outputs["curves"]
@@ -306,7 +304,11 @@ def write_outputs(workdir: Path, outputs: dict, title: str) -> None:
     table = scaling.curve_table(curves["curves"], curves["compute"])
     (workdir / "scaling.md").write_text(table + "\n")
     scaling.plot_curves(
-        curves["curves"], curves["compute"], str(workdir / "scaling.png"), title, curves["oracle"]
+        curves["curves"],
+        curves["compute"],
+        str(workdir / "scaling.png"),
+        f"{name}: accuracy vs generated tokens",
+        curves["oracle"],
     )
     optimal = format_optimal(outputs["compute_optimal"], outputs["router"], outputs["router_strategy"])
     (workdir / "compute_optimal.md").write_text(optimal + "\n")
@@ -317,7 +319,7 @@ def write_outputs(workdir: Path, outputs: dict, title: str) -> None:
         binned["accuracy"],
         binned["pass_at_1"],
         str(workdir / "scaling_by_difficulty.png"),
-        f"{title}; bins of oracle pass@1, hardest first",
+        f"{name}: accuracy vs N by oracle difficulty (bins of pass@1, hardest first)",
     )
     print(table)
     print(optimal)
