@@ -9,6 +9,7 @@ each timed alone. Prints one table: prompts/s, generated tokens/s, and the rollo
 import argparse
 import dataclasses
 import time
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -44,6 +45,9 @@ def setup(algorithm: str, preset: str, prompts_per_step: int, group_size: int, m
     state = learner.init_state(params, optimizer, jax.random.key(2), critic_params)
     mesh = mesh_lib.make_mesh(None)
     shardings = (jax.tree.map(lambda _: mesh_lib.replicated(mesh), state), mesh_lib.batch_sharded(mesh))
+    # placed as rl_loop places it: an unplaced state's type differs from the step's output, so the
+    # second step would compile again, inside the timed loop
+    state = jax.device_put(state, shardings[0])
     records = list(arithmetic.generate("train", prompts_per_step, seed=0))
     prompts, lengths = pad_prompts(
         [prompt_tokens(tokenizer, r) for r in records], tokenizer.pad_id, max_new_tokens, model.max_seq_len
@@ -58,30 +62,32 @@ def learner_parts(s) -> steps.Learner:
     return steps.Learner(s["model"], s["critic"], s["cfg"], s["optimizer"], None, s["tokenizer"].pad_id)
 
 
-def time_fused(s, num_steps: int) -> tuple[float, float]:
-    """Seconds per fused step and generated tokens per step."""
+def fused_stepper(s) -> Callable[[], int]:
+    """One fused step per call, returning the tokens it generated; the compiling step is already made."""
     reward = steps.DeviceReward.of(s["tokenizer"], WEIGHTS, s["cfg"].max_new_tokens, 0)
     fused = steps.make_fused_step(learner_parts(s), s["sampler_cfg"], reward, s["shardings"])
     state = jax.tree.map(jnp.copy, s["state"])
-    state, _, out = fused(state, s["prompts"], s["lengths"], s["gold"])  # compiles
-    jax.block_until_ready(state)
-    started, tokens = time.perf_counter(), 0
-    for _ in range(num_steps):
-        state, metrics, out = fused(state, s["prompts"], s["lengths"], s["gold"])
-        tokens += int(out.lengths.sum())
-    jax.block_until_ready(state)
-    return (time.perf_counter() - started) / num_steps, tokens / num_steps
+
+    def call():
+        nonlocal state
+        state, _, out = fused(state, s["prompts"], s["lengths"], s["gold"])
+        return int(out.lengths.sum())  # waits for the step
+
+    call()
+    return call
 
 
-def time_split(s, num_steps: int) -> tuple[float, float, float]:
-    """Seconds per step in the rollout, in host rewards, and in the learn step."""
+def split_stepper(s) -> Callable[[], tuple[np.ndarray, int]]:
+    """One rollout -> host rewards -> learn step per call, returning `(seconds f64[3] of the three parts,
+    generated tokens)`; the compiling step is already made."""
     rollout = steps.make_rollout(s["model"], s["sampler_cfg"], s["shardings"][1])
     learn = steps.make_learn_step(learner_parts(s), s["shardings"])
     fns = rule.make_reward_fns(get_task("arithmetic"), s["cfg"].max_new_tokens, 0)
     spec = rule.RewardSpec(WEIGHTS)
     state = jax.tree.map(jnp.copy, s["state"])
-    times = np.zeros(3)
-    for i in range(num_steps + 1):
+
+    def call():
+        nonlocal state
         t0 = time.perf_counter()
         state, key = learner.split_rng(state)
         out = jax.block_until_ready(rollout(state["params"]["policy"], s["prompts"], s["lengths"], key))
@@ -89,13 +95,29 @@ def time_split(s, num_steps: int) -> tuple[float, float, float]:
         texts = [s["tokenizer"].decode(ids) for ids in completions(out)]
         total, _, _ = rule.score(fns, spec, texts, s["group_records"], np.asarray(out.lengths))
         t2 = time.perf_counter()
-        state, metrics = jax.block_until_ready(
+        state, _ = jax.block_until_ready(
             learn(state, s["prompts"], s["lengths"], out, jnp.asarray(total), None)
         )
-        t3 = time.perf_counter()
-        if i:  # the first step compiles
-            times += (t1 - t0, t2 - t1, t3 - t2)
-    return tuple(times / num_steps)
+        return np.array([t1 - t0, t2 - t1, time.perf_counter() - t2]), int(out.lengths.sum())
+
+    call()
+    return call
+
+
+def time_fused(s, num_steps: int) -> tuple[float, float]:
+    """Seconds per fused step and generated tokens per step."""
+    call = fused_stepper(s)
+    started = time.perf_counter()
+    tokens = sum(call() for _ in range(num_steps))
+    return (time.perf_counter() - started) / num_steps, tokens / num_steps
+
+
+def time_split(s, num_steps: int) -> tuple[float, float, float, float]:
+    """Seconds per step in the rollout, in host rewards and in the learn step; generated tokens per step."""
+    call = split_stepper(s)
+    results = [call() for _ in range(num_steps)]
+    times = sum(seconds for seconds, _ in results) / num_steps
+    return (*times, sum(tokens for _, tokens in results) / num_steps)
 
 
 def main():
@@ -118,7 +140,7 @@ def main():
     for algorithm in ("grpo", "ppo"):
         s = setup(algorithm, args.preset, args.prompts, args.group, args.new_tokens)
         seconds, tokens = time_fused(s, args.steps)
-        rollout, rewards, update = time_split(s, args.steps)
+        rollout, rewards, update, _ = time_split(s, args.steps)
         share = rollout / (rollout + rewards + update)
         print(
             f"{algorithm:<10}{seconds:>13.2f}{args.prompts / seconds:>11.1f}{tokens / seconds:>11,.0f}"
