@@ -7,8 +7,9 @@ FLOPs per token are `ModelConfig.flops_per_token(context)` (2 per matmul weight,
 projection included, plus attention; PaLM App. B), the formula `bench/throughput.py` uses. Counted:
 - SFT update (`bench/throughput.py`'s `sft_update`, batch 32 x seq 128): forward + backward = 3 forwards
   per token at context 128, as `bench/throughput.py` counts it.
-- GRPO update (`steps.make_learn_step`, mu = 1, beta = 0): the old-policy forward (1) plus the loss's
-  forward + backward (3) = 4 forwards per token (5 with a reference forward when beta > 0), over each
+- GRPO update (`steps.make_learn_step`, mu = 1, beta = 0): the loss's forward + backward = 3 forwards per
+  token (at mu = 1 the old policy is the current one, so no separate old-policy forward runs; one more
+  forward per update with mu > 1, and one with a reference model when beta > 0), over each
   row's prompt + completion tokens less one (padding not counted), at context L - 1, L the padded row.
 - GRPO rollout: one forward per prompt and generated token at the mean context (L / 2); a whole step
   is rollout + update. The fused step and the host-reward path (rollout, host rewards, learn step)
@@ -57,13 +58,19 @@ def timed(call):
     return run
 
 
+def update_forwards(cfg) -> int:
+    """Forward-pass equivalents per token of one learn step: 3 (forward + backward) per update, plus the
+    old-policy forward when there are several updates, plus the reference forward when beta > 0."""
+    return 3 * cfg.mu + (cfg.mu > 1) + (cfg.loss.kl_coef > 0)
+
+
 def grpo_flops(s: dict, generated: float) -> tuple[float, float]:
     """`(update, rollout)` model FLOPs of one GRPO step that generated `generated` tokens."""
     config, cfg = s["model"].config, s["cfg"]
     rows, prompt_len = s["prompts"].shape
     length = prompt_len + cfg.max_new_tokens
     prompt_tokens = float(s["lengths"].sum())
-    forwards = 4 + (cfg.loss.kl_coef > 0)
+    forwards = update_forwards(cfg)
     update = forwards * (prompt_tokens + generated - rows) * config.flops_per_token(length - 1)
     rollout = (prompt_tokens + generated) * config.flops_per_token(length / 2)
     return update, rollout
@@ -112,7 +119,12 @@ def main():
     sft_flops = 3 * BATCH * SEQ_LEN * config.flops_per_token(SEQ_LEN)
     rows = [
         ("SFT update", f"3 fwd x {BATCH}x{SEQ_LEN} tokens", sft_seconds, sft_flops),
-        ("GRPO update (learn step)", f"4 fwd x {num_rows} rows, L={length}", update, update_flops),
+        (
+            "GRPO update (learn step)",
+            f"{update_forwards(s['cfg'])} fwd x {num_rows} rows, L={length}",
+            update,
+            update_flops,
+        ),
         ("GRPO rollout", "1 fwd per prompt + generated token", rollout, rollout_flops),
         ("GRPO step, fused", "rollout + update", fused, fused_flops),
         (

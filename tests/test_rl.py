@@ -69,6 +69,32 @@ def test_zero_variance_groups_are_masked_and_counted(model, tokenizer):
     assert np.all(np.isfinite(exp["advantages"])) and np.all(exp["advantages"][:2] == 0)
 
 
+def test_one_update_skips_the_old_policy_forward_with_the_same_loss_and_gradient(model, tokenizer):
+    params = model.init_params(jax.random.key(1))
+    state = learner.init_state(params, optimizer_lib.adamw(1e-3, 0.0, 1.0), jax.random.key(0))
+    tokens = jax.random.randint(jax.random.key(2), (4, 8), 3, 100)
+    seqs = {"tokens": tokens, "positions": jnp.tile(jnp.arange(8)[None], (4, 1)), "mask": jnp.ones((4, 7))}
+    rewards = jnp.array([1.0, 0.0, 0.0, 1.0])
+    one = learner.RLConfig(group_size=2, mu=1)
+    exp, _ = learner.make_experience(model, None, state, seqs, rewards, one)
+    assert "old_logp" not in exp  # mu = 1: the old policy is the current one
+    explicit = {
+        **exp,
+        "old_logp": learner.forward(model, params, tokens, seqs["positions"], one.temperature)[0],
+    }
+
+    def loss_and_grad(batch):
+        return jax.value_and_grad(lambda p: learner.rl_loss(p, batch, model, None, one)[0])(state["params"])
+
+    (loss, grad), (loss_explicit, grad_explicit) = loss_and_grad(exp), loss_and_grad(explicit)
+    np.testing.assert_allclose(loss, loss_explicit, rtol=1e-6)
+    assert_trees_close(grad, grad_explicit, atol=1e-6)
+    exp_two, _ = learner.make_experience(
+        model, None, state, seqs, rewards, learner.RLConfig(group_size=2, mu=2)
+    )
+    assert "old_logp" in exp_two  # several updates keep the rollout policy's log-probs fixed
+
+
 def _batch(tokenizer, group_size, num_prompts=2):
     records = list(arithmetic.generate("train", num_prompts, seed=0, levels=(1,)))
     prompts, lengths = pad_prompts([prompt_tokens(tokenizer, r) for r in records], tokenizer.pad_id, 16, 128)

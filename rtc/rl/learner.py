@@ -69,10 +69,12 @@ def make_experience(
     """
     mask = loss_mask = seqs["mask"]  # f32[B, T]: completion tokens; the loss may skip some groups
     b = mask.shape[0]
-    old_logp, _, _ = forward(
-        model, state["params"]["policy"], seqs["tokens"], seqs["positions"], cfg.temperature
-    )
-    exp = {**seqs, "old_logp": jax.lax.stop_gradient(old_logp)}
+    exp = dict(seqs)
+    if cfg.mu > 1:  # with one update the old policy is the current one: its log-probs come with the loss
+        old_logp, _, _ = forward(
+            model, state["params"]["policy"], seqs["tokens"], seqs["positions"], cfg.temperature
+        )
+        exp["old_logp"] = jax.lax.stop_gradient(old_logp)
     if cfg.loss.kl_coef > 0:
         ref_logp, _, _ = forward(
             model, state["ref_params"], seqs["tokens"], seqs["positions"], cfg.temperature
@@ -116,7 +118,9 @@ def rl_loss(params: dict, exp: dict, model, critic, cfg: RLConfig) -> tuple[jax.
     logp, entropy, _ = forward(model, params["policy"], exp["tokens"], exp["positions"], cfg.temperature)
     loss, metrics = losses.policy_loss(
         logp,
-        exp["old_logp"],
+        exp["old_logp"]
+        if "old_logp" in exp
+        else jax.lax.stop_gradient(logp),  # mu = 1: ratio 1, same gradient
         exp["advantages"],
         exp["loss_mask"],
         cfg.loss,
