@@ -6,7 +6,7 @@ Usage:  python -m experiments.real_data --workdir=DIR [--sft_steps=300] [--probl
    solution text (GSM8K's `#### 42` line, MATH's last `\\boxed{}`) and rtc's reasoning format
    (`<think>steps</think><answer>gold</answer>`). As a control, another problem's gold answer must be
    scored wrong (a verifier that accepts everything would pass the first check).
-2. The model at hand: llama2.c's stories260K (`shared/data/stories260K`, 260K parameters, TinyStories)
+2. The model at hand (`--pretrained=DIR` for another): llama2.c's stories260K (`shared/data/stories260K`, 260K parameters, TinyStories)
    as it is, and after `--sft_steps` of SFT on GSM8K's train split in rtc's format
    (`experiments/configs/pretrained_sft.py` with the GSM8K task), each sampling `--samples` completions
    (T=0.7) and one greedy completion per problem on the first `--problems` GSM8K test and MATH-500
@@ -79,7 +79,9 @@ def gold_checks(data_dir: Path | None = None, seed: int = 0) -> dict:
     return out
 
 
-def model_config(task_name: str, workdir: Path, sft_steps: int) -> ml_collections.ConfigDict:
+def model_config(
+    task_name: str, workdir: Path, sft_steps: int, pretrained: str = ""
+) -> ml_collections.ConfigDict:
     """`pretrained_sft.py` (stories260K) on `task_name`: rtc's format, 256 new tokens, 1,040-token rows."""
     spec = importlib.util.spec_from_file_location("pretrained_sft", CONFIGS / "pretrained_sft.py")
     module = importlib.util.module_from_spec(spec)
@@ -87,6 +89,8 @@ def model_config(task_name: str, workdir: Path, sft_steps: int) -> ml_collection
     c = module.get_config()
     c.task = ml_collections.ConfigDict(dict(name=task_name))
     c.data_dir = str(workdir / "data")
+    if pretrained:  # any llama2.c .bin or Hugging Face directory (Llama, Qwen2, Gemma) instead
+        c.pretrained = pretrained
     # GSM8K's longest train example is 1,032 tokens in stories260K's vocabulary: positions past the
     # checkpoint's 512 are RoPE extrapolation, and SFT trains them.
     c.model.max_seq_len = 1088
@@ -152,12 +156,13 @@ def evaluate(config, tokenizer, model, params, records, samples: int, ks: list[i
     }
 
 
-def obtain_model(task_name: str, workdir: Path, sft_steps: int):
-    """(config, tokenizer, model, params): stories260K as loaded, or after SFT on the task's train split."""
-    config = model_config(task_name, workdir, sft_steps)
+def obtain_model(task_name: str, workdir: Path, sft_steps: int, pretrained: str = ""):
+    """(config, tokenizer, model, params): the checkpoint as loaded, or after SFT on the task's train split."""
+    config = model_config(task_name, workdir, sft_steps, pretrained)
     tokenizer, model, params = sft_loop.load_model(config)
     if sft_steps > 0:
-        run_dir = workdir / f"{task_name}_sft"
+        prefix = f"{Path(pretrained).name}_" if pretrained else ""
+        run_dir = workdir / f"{prefix}{task_name}_sft"
         sft_loop.run(config, str(run_dir))  # resumes, or returns after evaluating a finished run
         params = sft_loop.restore_params(config, run_dir, model)
     return config, tokenizer, model, params
@@ -227,17 +232,19 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--problems", type=int, default=64, help="problems per dataset")
     parser.add_argument("--samples", type=int, default=8, help="sampled completions per problem (pass@k)")
+    parser.add_argument("--pretrained", default="", help="another checkpoint (default: stories260K)")
     args = parser.parse_args(argv)
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     gold = gold_checks()
     ks = [k for k in (1, 2, 4, 8, 16, 32) if k <= args.samples]
-    variants = {"stories260K": 0} | (
-        {f"stories260K + {args.sft_steps} SFT steps": args.sft_steps} if args.sft_steps else {}
+    name = Path(args.pretrained).name if args.pretrained else "stories260K"
+    variants = {name: 0} | (
+        {f"{name} + {args.sft_steps} SFT steps": args.sft_steps} if args.sft_steps else {}
     )
     models = {}
     for model_name, steps in variants.items():
-        config, tokenizer, model, params = obtain_model("gsm8k", workdir, steps)
+        config, tokenizer, model, params = obtain_model("gsm8k", workdir, steps, args.pretrained)
         models[model_name] = {}
         for data, (task_name, split) in DATASETS.items():
             c = config.copy_and_resolve_references()
