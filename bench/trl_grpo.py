@@ -45,9 +45,10 @@ import jax
 import numpy as np
 
 try:
-    from bench import rl_throughput
+    from bench import rl_throughput, throughput
 except ImportError:  # run as `python bench/trl_grpo.py`: bench/ itself is on sys.path
     import rl_throughput
+    import throughput
 
 from rtc.data.format import prompt_text
 from rtc.data.tasks import get_task
@@ -113,24 +114,8 @@ def hf_tokenizer(tokenizer):
 
 
 def llama(config):
-    """A random-init `LlamaForCausalLM` of `config`'s shape (the mapping of bench/throughput.py)."""
-    import transformers
-
-    return transformers.LlamaForCausalLM(
-        transformers.LlamaConfig(
-            vocab_size=config.vocab_size,
-            hidden_size=config.embed_dim,
-            intermediate_size=config.mlp_dim,
-            num_hidden_layers=config.num_layers,
-            num_attention_heads=config.num_heads,
-            num_key_value_heads=config.num_kv_heads,
-            head_dim=config.head_dim,
-            max_position_embeddings=config.max_seq_len,
-            rms_norm_eps=config.norm_eps,
-            rope_theta=config.rope_theta,
-            tie_word_embeddings=config.tie_embeddings,
-        )
-    )
+    """A random-init `LlamaForCausalLM` of `config`'s shape, in training mode (`throughput.peer_model`)."""
+    return throughput.peer_model(config).train()
 
 
 def reward_fns(s: dict) -> list:
