@@ -55,10 +55,13 @@ class FirstMaxRule(SamplingRule):
         return first_max_index(gumbel + logits / self.temperature)
 
 
-def rope_without_stack(x: jax.Array, positions: jax.Array, theta: float) -> jax.Array:
+def rope_without_stack(
+    x: jax.Array, positions: jax.Array, theta: float, inv_freq: jax.Array | None = None
+) -> jax.Array:
     """`transformer.apply_rope` with the pair rotation written on the flat `D` axis (no `jnp.stack`)."""
     d = x.shape[-1]
-    inv_freq = theta ** (-jnp.arange(0, d, 2, dtype=jnp.float32) / d)  # [D/2]
+    if inv_freq is None:
+        inv_freq = theta ** (-jnp.arange(0, d, 2, dtype=jnp.float32) / d)  # [D/2]
     angles = positions[..., None].astype(jnp.float32) * inv_freq  # [B, T, D/2]
     cos = jnp.repeat(jnp.cos(angles), 2, axis=-1)[:, None]  # [B, 1, T, D]: cos_j at 2j and 2j+1
     sin = jnp.repeat(jnp.sin(angles), 2, axis=-1)[:, None]
