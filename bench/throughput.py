@@ -141,37 +141,48 @@ def peer_model(config: ModelConfig):
     return transformers.LlamaForCausalLM(peer_config).eval()
 
 
-def peer_sampler(config: ModelConfig, threads: int, max_seconds: float) -> Callable[[], int] | None:
-    """A warmed-up transformers `generate` on `peer_model(config)`, returning the new tokens; None
-    when the peer is not installed.
+def peer_generate(
+    config: ModelConfig,
+    threads: int,
+    max_seconds: float,
+    batch: list[list[int]],
+    rows_per_prompt: int,
+    **options,
+) -> Callable[[], int] | None:
+    """A warmed-up transformers `generate(**options)` on `peer_model(config)` over `batch`, returning the
+    new tokens of all `len(batch) * rows_per_prompt` rows; None when the peer is not installed.
 
-    `max_seconds` is `generate`'s `max_time`: a call still running then stops early and counts the
-    tokens it made, which bounds the run when a busy core stalls torch's OpenMP threads.
+    `min_new_tokens` keeps its eos out, as rtc runs with no stop ids. `max_seconds` is `generate`'s
+    `max_time`: a call still running then stops early and counts the tokens it made, which bounds the
+    run when a busy core stalls torch's OpenMP threads.
     """
     model = peer_model(config)
     if model is None:
         return None
     import torch
 
-    input_ids = torch.tensor(prompts(), dtype=torch.long)
+    input_ids = torch.tensor(batch, dtype=torch.long)
     kwargs = dict(
         attention_mask=torch.ones_like(input_ids),
-        do_sample=True,
-        temperature=1.0,
-        top_k=0,
         max_new_tokens=NEW_TOKENS,
         min_new_tokens=NEW_TOKENS,
         pad_token_id=0,
         max_time=max_seconds,
+        **options,
     )
 
     def call():
         torch.set_num_threads(threads)
         with torch.inference_mode():
             out = model.generate(input_ids, **kwargs)
-        return BATCH * (out.shape[1] - PROMPT_LEN)
+        return len(batch) * rows_per_prompt * (out.shape[1] - PROMPT_LEN)
 
     return warmed(call)
+
+
+def peer_sampler(config: ModelConfig, threads: int, max_seconds: float) -> Callable[[], int] | None:
+    """`generate` sampling at temperature 1 (no top-k) on the sampler's batch."""
+    return peer_generate(config, threads, max_seconds, prompts(), 1, do_sample=True, temperature=1.0, top_k=0)
 
 
 def rtc_beam_search(config: ModelConfig) -> Callable[[], int]:
@@ -191,32 +202,10 @@ def rtc_beam_search(config: ModelConfig) -> Callable[[], int]:
 
 
 def peer_beam_search(config: ModelConfig, threads: int, max_seconds: float) -> Callable[[], int] | None:
-    """A warmed-up transformers `generate(num_beams=NUM_BEAMS, do_sample=False)` on `peer_model(config)`,
-    returning problems x beams x new tokens; None when the peer is not installed. `min_new_tokens` keeps
-    its eos out, as rtc runs with no stop ids; `max_seconds` as in `peer_sampler`."""
-    model = peer_model(config)
-    if model is None:
-        return None
-    import torch
-
-    input_ids = torch.tensor(prompts()[:BEAM_PROBLEMS], dtype=torch.long)
-    kwargs = dict(
-        attention_mask=torch.ones_like(input_ids),
-        do_sample=False,
-        num_beams=NUM_BEAMS,
-        max_new_tokens=NEW_TOKENS,
-        min_new_tokens=NEW_TOKENS,
-        pad_token_id=0,
-        max_time=max_seconds,
-    )
-
-    def call():
-        torch.set_num_threads(threads)
-        with torch.inference_mode():
-            out = model.generate(input_ids, **kwargs)
-        return BEAM_PROBLEMS * NUM_BEAMS * (out.shape[1] - PROMPT_LEN)
-
-    return warmed(call)
+    """`generate(num_beams=NUM_BEAMS, do_sample=False)` (HF's defaults otherwise), counting problems x
+    beams x new tokens."""
+    batch = prompts()[:BEAM_PROBLEMS]
+    return peer_generate(config, threads, max_seconds, batch, NUM_BEAMS, do_sample=False, num_beams=NUM_BEAMS)
 
 
 def sft_update(config: ModelConfig) -> tuple[Callable, dict, dict]:
