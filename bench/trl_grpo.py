@@ -29,8 +29,8 @@ The two sides, setting by setting (rtc: `bench/rl_throughput.setup`; TRL: `GRPOC
   reference model on either side).
 - optimizer: AdamW lr 1e-5, b2 0.95, no decay, clip 1.0 = `learning_rate=1e-5`, `adam_beta2=0.95`,
   `weight_decay=0`, `max_grad_norm=1.0`, constant schedule.
-Two differences in work remain: at mu = 1 TRL skips the old-policy forward (its ratio is 1 by
-construction) while rtc runs it, and TRL projects to the vocabulary only at completion positions.
+At mu = 1 both sides skip the old-policy forward (its ratio is 1 by construction). One difference in
+work remains: TRL projects to the vocabulary only at completion positions.
 (rtc also masks zero-variance groups out of the loss, DAPO's dynamic sampling; that costs no work.)
 With random weights nearly every completion runs to the cap, so both sides generate about the same
 tokens; each side's count is its own (TRL's `completions/mean_length`).

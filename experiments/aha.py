@@ -31,7 +31,8 @@ CURVES = (
 
 def train_curves(run_dir: Path) -> dict[str, np.ndarray]:
     """{name: f64[steps]} of the training metrics in CURVES, plus "step"."""
-    train = [m for m in read_metrics(run_dir) if "train/loss" in m]
+    by_step = {m["step"]: m for m in read_metrics(run_dir) if "train/loss" in m}  # a resumed step: last wins
+    train = [by_step[step] for step in sorted(by_step)]
     out = {"step": np.array([m["step"] for m in train], np.float64)}
     for key, _ in CURVES:
         out[key] = np.array([m.get(f"train/{key}", np.nan) for m in train], np.float64)
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
             *([f"--config.init.sft_workdir={args.sft_workdir}"] if args.sft_workdir else []),
             *config_flags,
         ]
-        subprocess.run(command, check=True)  # resumes a run that stopped; a finished run returns at once
+        subprocess.run(command, check=True)  # resumes a run that stopped; a finished run is evaluated again
     print(summarize(run_dir, workdir))
 
 

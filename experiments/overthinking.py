@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> dict:
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     policy_dir = args.policy or str(workdir / "sft")
-    if not (Path(policy_dir) / "checkpoints").is_dir():
+    if not args.policy:  # trains the quickstart policy, or resumes it (a finished run is evaluated again)
         subprocess.run(
             [
                 sys.executable,

@@ -52,7 +52,7 @@ def gold_checks(data_dir: Path | None = None, seed: int = 0) -> dict:
         task = get_task(task_name)
         raws = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         records = list(gsm8k.read_file(path) if task_name == "gsm8k" else math500.read_file(path))
-        dataset_ok, rtc_ok, wrong_ok, failures = 0, 0, 0, []
+        dataset_ok, rtc_ok, wrong_ok, wrong_tested, failures = 0, 0, 0, 0, []
         others = list(range(len(records)))
         for i, (raw, record) in enumerate(zip(raws, records)):
             if task_name == "gsm8k":  # the dataset's own final line, read as a model's output would be
@@ -61,10 +61,11 @@ def gold_checks(data_dir: Path | None = None, seed: int = 0) -> dict:
                 own = math_equal(math500.extract_boxed(raw["solution"]), record["answer"])
             ours = task.is_correct(extract_answer(completion_text(record)), record)
             other = records[rng.choice(others)]
-            wrong = other["answer"] != record["answer"] and task.is_correct(other["answer"], record)
+            if other["answer"] != record["answer"]:  # a pair with the same answer tests nothing
+                wrong_tested += 1
+                wrong_ok += task.is_correct(other["answer"], record)
             dataset_ok += own
             rtc_ok += ours
-            wrong_ok += wrong
             if not (own and ours) and len(failures) < 5:
                 failures.append(
                     {"line": i + 1, "answer": record["answer"], "dataset_route": own, "rtc_route": ours}
@@ -73,7 +74,8 @@ def gold_checks(data_dir: Path | None = None, seed: int = 0) -> dict:
             "records": len(records),
             "dataset_route": dataset_ok / len(records),
             "rtc_route": rtc_ok / len(records),
-            "wrong_answer_accepted": wrong_ok / len(records),
+            "wrong_answer_accepted": wrong_ok / max(wrong_tested, 1),
+            "wrong_answer_pairs": wrong_tested,
             "failures": failures,
         }
     return out

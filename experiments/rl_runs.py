@@ -1,7 +1,7 @@
 """GRPO vs PPO (seed 23.3) and cold start vs RL from scratch (DeepSeek-R1), in one command.
 
 Usage:  python -m experiments.rl_runs --workdir=DIR [--steps=60] [--scratch_steps=20] [--only=grpo,ppo]
-Runs, each into DIR/NAME and each skipped when already finished (a stopped run resumes):
+Runs, each into DIR/NAME (a stopped run resumes; a finished one is only evaluated again):
   sft      the quickstart SFT (600 steps): the cold start and the KL reference;
   grpo     SFT then GRPO (`experiments/configs/grpo.py`);
   ppo      SFT then PPO with a critic (`grpo.py:ppo`), same model, data and budget;

@@ -192,7 +192,7 @@ def test_shrunk_run_logs_metrics_and_resumes_exactly(tmp_path, data_dir, algorit
     assert memory and memory[0]["memory/param_and_optimizer_bytes"] > 0
 
     halted = config.copy_and_resolve_references()
-    halted.train.halt_after = 2
+    halted.train.halt_after = 3  # after the checkpoint of step 2: the resumed run redoes step 3
     assert _run(halted, tmp_path / "resumed") == {}
     _run(config, tmp_path / "resumed")
     model = rl_loop.sft_loop.build_model(config, 1024)
@@ -223,16 +223,22 @@ def test_self_correction_on_hand_examples():
     assert traces.repetition_rate(["<think>a\na\na\n</think>", "<think>a\nb\n</think>"]) == 0.5
 
 
-def test_trace_samples_round_trip_and_a_resumed_step_replaces_its_block(tmp_path):
+def test_trace_samples_round_trip_and_truncate_at_a_resumed_step(tmp_path):
     path = tmp_path / traces.TRACES_FILE
+    traces.truncate_samples(path, 0)  # no file yet: nothing to do
     traces.append_samples(path, 1, ["<think>1+1=2\n1+1=2\n</think>"], ["q1"], [True])
     traces.append_samples(path, 2, ["<think>a\na\na\n</think>", "x"], ["q2", "q3"], [False, False])
     traces.append_samples(path, 3, ["y"], ["q4"], [False])
-    traces.append_samples(path, 2, ["again"], ["q2"], [True])  # step 2 written again after a resume
     samples = traces.read_samples(path)
-    assert [(r["step"], r["question"]) for r in samples] == [(1, "q1"), (2, "q2"), (3, "q4")]
+    assert [(r["step"], r["question"]) for r in samples] == [(1, "q1"), (2, "q2"), (2, "q3"), (3, "q4")]
     assert samples[0]["self_corrects"] and not samples[0]["thrashes"] and samples[0]["correct"]
-    assert samples[1]["completion"] == "again"
+    assert samples[1]["thrashes"] and not samples[1]["correct"]
+    traces.truncate_samples(path, 1)  # resumed from the checkpoint of step 1
+    traces.append_samples(path, 2, ["again"], ["q2"], [True])
+    assert [(r["step"], r["completion"]) for r in traces.read_samples(path)] == [
+        (1, "<think>1+1=2\n1+1=2\n</think>"),
+        (2, "again"),
+    ]
 
 
 def test_bad_rl_settings_are_config_errors():

@@ -13,7 +13,7 @@ Writes WORKDIR/verifiers.md (accuracy of majority, best-of-N and weighted vote b
 under each aggregation, pass@N, at every N, with bootstrap intervals; each score's AUROC),
 verifiers.png and verifiers.json. Fields on top of the PRM config (`prm.py`): `orm_workdir`,
 `prm_workdir`, and `verifiers` (problems, samples per problem, the N of the curves, temperature).
-`:tiny` shrinks everything for the end-to-end test.
+`:tiny` shrinks everything (the tests use it).
 """
 
 import importlib.util

@@ -80,13 +80,13 @@ def append_samples(
 
 
 def read_samples(path: str | Path) -> list[dict]:
-    """The records of a `traces.jsonl`; after a resume the latest lines of a step replace earlier ones."""
-    by_step: dict[int, list[dict]] = {}
-    previous = None
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        record = json.loads(line)
-        if record["step"] != previous:  # a new block of lines: it replaces an earlier block of its step
-            by_step[record["step"]] = []
-            previous = record["step"]
-        by_step[record["step"]].append(record)
-    return [r for step in sorted(by_step) for r in by_step[step]]
+    """The records of a `traces.jsonl`, in order."""
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def truncate_samples(path: str | Path, last_step: int) -> None:
+    """Drops the records after `last_step` (a resumed run writes those steps again); no file: nothing."""
+    path = Path(path)
+    if path.is_file():
+        kept = [r for r in read_samples(path) if r["step"] <= last_step]
+        path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")

@@ -24,6 +24,7 @@ from rtc.data.answers import extract_answer
 from rtc.data.tasks import get_task
 from rtc.errors import ConfigError
 from rtc.eval import reward_model_eval as rm_metrics
+from rtc.eval.accuracy import prompt_tokens
 from rtc.parallel import distributed
 from rtc.rewards import reward_model as rm
 from rtc.rewards import rm_data, rm_evaluate, rm_loop
@@ -34,7 +35,10 @@ RESULTS_FILE = "verifiers.json"
 
 
 def finished(directory: Path) -> bool:
-    return (directory / rm_loop.DESCRIPTION_FILE).is_file() and (directory / "checkpoints").is_dir()
+    """An ORM/PRM run that trained all its steps (its evaluation, written last, is there)."""
+    return (directory / rm_loop.DESCRIPTION_FILE).is_file() and (
+        directory / rm_evaluate.RESULTS_FILE
+    ).is_file()
 
 
 def ensure_runs(config, workdir: Path) -> ml_collections.ConfigDict:
@@ -55,6 +59,8 @@ def ensure_runs(config, workdir: Path) -> ml_collections.ConfigDict:
         c[f"{kind}_workdir"] = str(directory)
         if not c.policy.workdir:  # the ORM run trained the policy; the PRM shares it
             c.policy.workdir = str(directory / "policy")
+    if not (Path(c.policy.workdir) / "checkpoints").is_dir():
+        raise ConfigError(f"no policy checkpoints in {c.policy.workdir}: set policy.workdir to the SFT run")
     return c
 
 
@@ -92,11 +98,15 @@ def verifier_curves(
     correct: bool[P, N]; scores: {verifier: f[P, N]}.
     """
     ids = voting.answer_ids(answers)
+    seed = int(rng.integers(2**31))
 
     def curve(method: str, score: np.ndarray | None) -> dict:
         by_k = {}
-        for k in ks:
-            values = scaling.method_accuracy(method, correct, ids, score, k, num_draws, rng)
+        for (
+            k
+        ) in ks:  # every rule sees the same random k-subsets (one generator per k), so rules compare paired
+            subsets = np.random.default_rng((seed, k))
+            values = scaling.method_accuracy(method, correct, ids, score, k, num_draws, subsets)
             by_k[k] = (float(values.mean()), *scaling.bootstrap_interval(values, resamples, rng=rng))
         return by_k
 
@@ -112,7 +122,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     v = config.verifiers
-    if v.large_n < 1 or any(k > v.large_n for k in v.budgets):
+    if v.large_n < 1 or any(not 1 <= k <= v.large_n for k in v.budgets):
         raise ConfigError(f"verifiers.budgets {tuple(v.budgets)} must lie in 1..large_n={v.large_n}")
     config = ensure_runs(config, workdir)
     tokenizer, policy, _ = sft_loop.load_model(config)
@@ -123,6 +133,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     task = get_task(config.task.name)
     records = sft_loop.task_records(config, "test", workdir)
     records = [records[i] for i in range(min(v.num_problems, len(records)))]
+    longest = max(len(prompt_tokens(tokenizer, r)) for r in records)
+    if longest + config.eval.max_new_tokens > config.train.seq_len:  # before sampling, not after
+        raise ConfigError(
+            f"a prompt of {longest} tokens + eval.max_new_tokens={config.eval.max_new_tokens} exceeds "
+            f"train.seq_len={config.train.seq_len}, the reward models' scoring length: raise train.seq_len"
+        )
     logging.info("verifiers: %d held-out problems x %d samples", len(records), v.large_n)
     solutions = rm_data.sample_solutions(
         policy,

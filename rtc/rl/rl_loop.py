@@ -215,6 +215,8 @@ def train(config, workdir: Path, tokenizer, model: Model, pretrained=None) -> di
             learn = steps.make_learn_step(parts, (state_sharding, rows), step_reward_fn)
 
         start = int(state["step"])
+        if distributed.is_primary():  # the steps after the checkpoint are sampled again: their traces too
+            traces.truncate_samples(workdir / traces.TRACES_FILE, start)
         with MetricWriter(workdir, total_steps=t.num_steps, initial_step=start) as writer:
             for step in range(start + 1, t.num_steps + 1):
                 started = time.time()
