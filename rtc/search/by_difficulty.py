@@ -66,7 +66,9 @@ def plot_by_bin(
         ax.set_xlabel("N")
         ax.grid(True, alpha=0.3)
     axes[0].set_ylabel("accuracy")
-    axes[-1].legend(fontsize=7)
+    fullest = max(axes, key=lambda ax: len(ax.get_lines()))  # a bin may have no points for some strategy
+    if fullest.get_lines():
+        fullest.legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.savefig(path, format="png", bbox_inches="tight")
