@@ -7,7 +7,7 @@ FLOPs per token are `ModelConfig.flops_per_token(context)` (2 per matmul weight,
 projection included, plus attention; PaLM App. B), the formula `bench/throughput.py` uses. Counted:
 - SFT update (`bench/throughput.py`'s `sft_update`, batch 32 x seq 128): forward + backward = 3 forwards
   per token at context 128, as `bench/throughput.py` counts it.
-- GRPO update (`steps.make_learn_step`, mu = 1, beta = 0): the loss's forward + backward = 3 forwards per
+- GRPO update (`programs.make_learn_step`, mu = 1, beta = 0): the loss's forward + backward = 3 forwards per
   token (at mu = 1 the old policy is the current one, so no separate old-policy forward runs; one more
   forward per update with mu > 1, and one with a reference model when beta > 0), over each
   row's prompt + completion tokens less one (padding not counted), at context L - 1, L the padded row.

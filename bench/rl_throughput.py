@@ -16,12 +16,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from rtc.data import arithmetic
+from rtc.data.format import prompt_tokens
 from rtc.data.tasks import get_task
-from rtc.eval.accuracy import prompt_tokens
 from rtc.model import Model, model_config
 from rtc.parallel import mesh as mesh_lib
 from rtc.rewards import rule
-from rtc.rl import learner, rl_loop, steps
+from rtc.rl import learner, programs
+from rtc.rl import training as rl_training
 from rtc.rl.rollout import repeat_groups
 from rtc.sampling.rules import SamplingRule
 from rtc.sampling.sampler import SamplerConfig, completions, pad_prompts
@@ -41,11 +42,11 @@ def setup(algorithm: str, preset: str, prompts_per_step: int, group_size: int, m
     optimizer = optimizer_lib.adamw(1e-5, 0.0, 1.0)
     critic = Model(dataclasses.replace(model.config, scalar_head=True)) if algorithm == "ppo" else None
     params = model.init_params(jax.random.key(0))
-    critic_params = rl_loop.critic_params(params, critic, jax.random.key(1)) if critic else None
+    critic_params = rl_training.critic_params(params, critic, jax.random.key(1)) if critic else None
     state = learner.init_state(params, optimizer, jax.random.key(2), critic_params)
     mesh = mesh_lib.make_mesh(None)
     shardings = (jax.tree.map(lambda _: mesh_lib.replicated(mesh), state), mesh_lib.batch_sharded(mesh))
-    # placed as rl_loop places it: an unplaced state's type differs from the step's output, so the
+    # placed as rtc.rl.training places it: an unplaced state's type differs from the step's output, so the
     # second step would compile again, inside the timed loop
     state = jax.device_put(state, shardings[0])
     records = list(arithmetic.generate("train", prompts_per_step, seed=0))
@@ -58,14 +59,14 @@ def setup(algorithm: str, preset: str, prompts_per_step: int, group_size: int, m
     return locals()
 
 
-def learner_parts(s) -> steps.Learner:
-    return steps.Learner(s["model"], s["critic"], s["cfg"], s["optimizer"], None, s["tokenizer"].pad_id)
+def learner_parts(s) -> programs.Learner:
+    return programs.Learner(s["model"], s["critic"], s["cfg"], s["optimizer"], None, s["tokenizer"].pad_id)
 
 
 def fused_stepper(s) -> Callable[[], int]:
     """One fused step per call, returning the tokens it generated; the compiling step is already made."""
-    reward = steps.DeviceReward.of(s["tokenizer"], WEIGHTS, s["cfg"].max_new_tokens, 0)
-    fused = steps.make_fused_step(learner_parts(s), s["sampler_cfg"], reward, s["shardings"])
+    reward = programs.DeviceReward.of(s["tokenizer"], WEIGHTS, s["cfg"].max_new_tokens, 0)
+    fused = programs.make_fused_step(learner_parts(s), s["sampler_cfg"], reward, s["shardings"])
     state = jax.tree.map(jnp.copy, s["state"])
 
     def call():
@@ -80,8 +81,8 @@ def fused_stepper(s) -> Callable[[], int]:
 def split_stepper(s) -> Callable[[], tuple[np.ndarray, int]]:
     """One rollout -> host rewards -> learn step per call, returning `(seconds f64[3] of the three parts,
     generated tokens)`; the compiling step is already made."""
-    rollout = steps.make_rollout(s["model"], s["sampler_cfg"], s["shardings"][1])
-    learn = steps.make_learn_step(learner_parts(s), s["shardings"])
+    rollout = programs.make_rollout(s["model"], s["sampler_cfg"], s["shardings"][1])
+    learn = programs.make_learn_step(learner_parts(s), s["shardings"])
     fns = rule.make_reward_fns(get_task("arithmetic"), s["cfg"].max_new_tokens, 0)
     spec = rule.RewardSpec(WEIGHTS)
     state = jax.tree.map(jnp.copy, s["state"])

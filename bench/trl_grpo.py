@@ -50,9 +50,8 @@ except ImportError:  # run as `python bench/trl_grpo.py`: bench/ itself is on sy
     import rl_throughput
     import throughput
 
-from rtc.data.format import prompt_text
+from rtc.data.format import prompt_text, prompt_tokens
 from rtc.data.tasks import get_task
-from rtc.eval.accuracy import prompt_tokens
 from rtc.rewards import rule
 
 RESULTS = Path(__file__).parent / "results" / "grpo_vs_trl.md"

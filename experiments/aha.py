@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
             "rtc.main",
             f"--config={Path(__file__).parent / 'configs' / 'grpo.py'}",
             f"--workdir={run_dir}",
-            *([f"--config.init.sft_workdir={args.sft_workdir}"] if args.sft_workdir else []),
+            *([f"--config.policy_workdir={args.sft_workdir}"] if args.sft_workdir else []),
             *config_flags,
         ]
         subprocess.run(command, check=True)  # resumes a run that stopped; a finished run is evaluated again

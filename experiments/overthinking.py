@@ -22,9 +22,12 @@ import numpy as np
 
 from rtc.data.answers import extract_answer
 from rtc.data.tasks import get_task
+from rtc.data.tfds_builders import task_records
 from rtc.eval import traces
 from rtc.eval.accuracy import sample_completions
-from rtc.train import sft_loop
+from rtc.pretrained.run_model import load_model
+from rtc.recipes import restore_params
+from rtc.sampling import settings as sampler_settings
 
 CONFIGS = Path(__file__).parent / "configs"
 GROUPS = {"easy (levels 1-2)": (1, 2), "hard (levels 4-5)": (4, 5)}
@@ -57,9 +60,9 @@ def evaluate_setting(
 ) -> dict:
     """Accuracy and token statistics of `samples` completions per record under one budget setting."""
     c = config.copy_and_resolve_references()
-    c.eval.update(reasoning_effort="", budget_tokens=-1, min_thinking_tokens=0)
+    c.eval.update(reasoning_effort=None, budget_tokens=None, min_thinking_tokens=0)
     c.eval.update(settings)
-    cfg = sft_loop.sampler_config(c, tokenizer, c.eval.temperature)
+    cfg = sampler_settings.from_block(c.eval, tokenizer, c.eval.temperature)
     rows = [r for r in records for _ in range(samples)]
     texts, thinking = sample_completions(
         model, params, tokenizer, rows, cfg, jax.random.key(seed), c.eval.batch_size
@@ -139,9 +142,9 @@ def main(argv: list[str] | None = None) -> dict:
             check=True,
         )
     config = load_config(workdir, "tiny" if args.tiny else "")
-    tokenizer, model, _ = sft_loop.load_model(config)
-    params = sft_loop.restore_params(config, policy_dir, model)
-    records = sft_loop.task_records(config, "test", workdir)
+    tokenizer, model, _ = load_model(config)
+    params = restore_params(policy_dir)
+    records = task_records(config, "test", workdir)
     records = [records[i] for i in range(len(records))]
     groups = {
         name: [r for r in records if int(r["difficulty"]) in levels][: args.problems]

@@ -6,7 +6,7 @@ Usage:  python -m experiments.real_data --workdir=DIR [--sft_steps=300] [--probl
    solution text (GSM8K's `#### 42` line, MATH's last `\\boxed{}`) and rtc's reasoning format
    (`<think>steps</think><answer>gold</answer>`). As a control, another problem's gold answer must be
    scored wrong (a verifier that accepts everything would pass the first check).
-2. The model at hand (`--pretrained=DIR` for another): llama2.c's stories260K (`shared/data/stories260K`, 260K parameters, TinyStories)
+2. The model at hand (`--pretrained=DIR` for another): llama2.c's stories260K (`$RTC_DATA_DIR/stories260K`, 260K parameters, TinyStories)
    as it is, and after `--sft_steps` of SFT on GSM8K's train split in rtc's format
    (`experiments/configs/pretrained_sft.py` with the GSM8K task), each sampling `--samples` completions
    (T=0.7) and one greedy completion per problem on the first `--problems` GSM8K test and MATH-500
@@ -26,13 +26,16 @@ import jax
 import ml_collections
 import numpy as np
 
+from rtc.analysis import scaling
 from rtc.data import gsm8k, math500, paths
 from rtc.data.answers import extract_answer, extract_gsm8k_final, math_equal, numbers_equal
-from rtc.data.format import completion_text
+from rtc.data.format import completion_text, prompt_tokens
 from rtc.data.tasks import get_task
-from rtc.eval.accuracy import prompt_tokens, sample_completions
-from rtc.search import scaling
-from rtc.train import sft_loop
+from rtc.data.tfds_builders import task_records
+from rtc.eval.accuracy import sample_completions
+from rtc.pretrained.run_model import load_model
+from rtc.recipes import restore_params, sft_recipe
+from rtc.sampling import settings as sampler_settings
 
 CONFIGS = Path(__file__).parent / "configs"
 DATASETS = {"gsm8k": ("gsm8k", "test"), "math500": ("math500", "test")}
@@ -96,7 +99,7 @@ def model_config(
     # GSM8K's longest train example is 1,032 tokens in stories260K's vocabulary: positions past the
     # checkpoint's 512 are RoPE extrapolation, and SFT trains them.
     c.model.max_seq_len = 1088
-    c.train.update(
+    c.sft.update(
         seq_len=1040, num_steps=max(sft_steps, 1), batch_size=8, log_every=50, checkpoint_every=100
     )
     c.eval.update(num_examples=16, batch_size=16, max_new_tokens=256)
@@ -105,7 +108,7 @@ def model_config(
 
 def fitting_records(config, tokenizer, model, task_name: str, split: str, workdir: Path, limit: int):
     """The first `limit` records of the split whose prompt leaves room for `eval.max_new_tokens`."""
-    records = sft_loop.task_records(config.copy_and_resolve_references(), split, workdir)
+    records = task_records(config.copy_and_resolve_references(), split, workdir)
     room = model.max_seq_len - config.eval.max_new_tokens
     chosen, skipped = [], 0
     for i in range(len(records)):
@@ -127,7 +130,7 @@ def evaluate(config, tokenizer, model, params, records, samples: int, ks: list[i
         params,
         tokenizer,
         records,
-        sft_loop.sampler_config(config, tokenizer, 0.0),
+        sampler_settings.from_block(config.eval, tokenizer, 0.0),
         jax.random.key(0),
         batch,
     )
@@ -137,7 +140,7 @@ def evaluate(config, tokenizer, model, params, records, samples: int, ks: list[i
         params,
         tokenizer,
         rows,
-        sft_loop.sampler_config(config, tokenizer, 0.7),
+        sampler_settings.from_block(config.eval, tokenizer, 0.7),
         jax.random.key(1),
         batch,
     )
@@ -161,12 +164,12 @@ def evaluate(config, tokenizer, model, params, records, samples: int, ks: list[i
 def obtain_model(task_name: str, workdir: Path, sft_steps: int, pretrained: str = ""):
     """(config, tokenizer, model, params): the checkpoint as loaded, or after SFT on the task's train split."""
     config = model_config(task_name, workdir, sft_steps, pretrained)
-    tokenizer, model, params = sft_loop.load_model(config)
+    tokenizer, model, params = load_model(config)
     if sft_steps > 0:
         prefix = f"{Path(pretrained).name}_" if pretrained else ""
         run_dir = workdir / f"{prefix}{task_name}_sft"
-        sft_loop.run(config, str(run_dir))  # resumes, or returns after evaluating a finished run
-        params = sft_loop.restore_params(config, run_dir, model)
+        sft_recipe(config, run_dir)  # resumes, or returns after evaluating a finished run
+        params = restore_params(run_dir)
     return config, tokenizer, model, params
 
 

@@ -23,7 +23,7 @@ def commands(workdir: Path, steps: int, scratch_steps: int) -> dict[str, list[st
     """{run name: rtc.main arguments}; the RL runs start from DIR/sft."""
     main = [sys.executable, "-m", "rtc.main"]
     sft = workdir / "sft"
-    rl = [f"--config.init.sft_workdir={sft}", f"--config.train.num_steps={steps}"]
+    rl = [f"--config.policy_workdir={sft}", f"--config.rl.num_steps={steps}"]
     return {
         "sft": [*main, f"--config={CONFIGS / 'quickstart.py'}", f"--workdir={sft}"],
         "grpo": [*main, f"--config={CONFIGS / 'grpo.py'}", f"--workdir={workdir / 'grpo'}", *rl],
@@ -32,7 +32,7 @@ def commands(workdir: Path, steps: int, scratch_steps: int) -> dict[str, list[st
             *main,
             f"--config={CONFIGS / 'grpo.py'}:scratch",
             f"--workdir={workdir / 'scratch'}",
-            f"--config.train.num_steps={scratch_steps}",
+            f"--config.rl.num_steps={scratch_steps}",
         ],
     }
 

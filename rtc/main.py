@@ -45,13 +45,13 @@ RUN_ERRORS = (CheckpointError, DataFormatError, TokenizerModelError, FileNotFoun
 
 # config.mode -> "module:function" with `function(config, workdir)`; imported only when chosen.
 MODES = {
-    "sft": "rtc.train.sft_loop:run",
-    "grpo": "rtc.rl.rl_loop:run",
-    "ppo": "rtc.rl.rl_loop:run",
-    "orm": "rtc.rewards.rm_loop:run",
-    "prm": "rtc.rewards.rm_loop:run",
-    "search": "rtc.search.search_loop:run",
-    "verifiers": "rtc.rewards.verifier_scaling:run",
+    "sft": "rtc.recipes:sft_recipe",
+    "grpo": "rtc.recipes:rl_recipe",
+    "ppo": "rtc.recipes:rl_recipe",
+    "orm": "rtc.recipes:reward_model_recipe",
+    "prm": "rtc.recipes:reward_model_recipe",
+    "search": "rtc.analysis.test_time_scaling:run",
+    "verifiers": "rtc.analysis.verifier_scaling:run",
 }
 
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: small models that compile in seconds."""
+"""Shared fixtures: small models that compile in seconds, and the expensive runs, made once per session
+(one prepared copy of each tiny dataset, one tiny SFT policy with an ORM and a PRM trained on it)."""
 
 import jax
 import pytest
@@ -19,10 +20,29 @@ def tokenizer():
     return Tokenizer.load()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def data_dir(tmp_path_factory):
-    """One prepared copy of the tiny arithmetic splits for every run of a test module."""
+    """One prepared copy of each tiny dataset for the whole session (each config has its own folder)."""
     return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="session")
+def reward_model_runs(tmp_path_factory, data_dir):
+    """`(root, orm results, prm results)`: a tiny ORM run (training its own SFT policy into
+    `root/orm/policy`), then a tiny PRM run on that policy that compares itself with the ORM."""
+    from experiments.configs import orm, prm
+    from rtc import recipes
+
+    root = tmp_path_factory.mktemp("rm_runs")
+    orm_config = orm.get_config("tiny")
+    orm_config.data_dir = str(data_dir)
+    orm_results = recipes.reward_model_recipe(orm_config, root / "orm")
+    prm_config = prm.get_config("tiny")
+    prm_config.data_dir = str(data_dir)
+    prm_config.policy_workdir = str(root / "orm" / "policy")
+    prm_config.eval_rm.compare_workdir = str(root / "orm")
+    prm_results = recipes.reward_model_recipe(prm_config, root / "prm")
+    return root, orm_results, prm_results
 
 
 @pytest.fixture
@@ -37,6 +57,6 @@ def tiny_config(data_dir):
 @pytest.fixture(scope="module")
 def model(tokenizer):
     from helpers import quickstart_config
-    from rtc.train import sft_loop
+    from rtc.pretrained.run_model import build_model
 
-    return sft_loop.build_model(quickstart_config("tiny"), tokenizer.vocab_size)
+    return build_model(quickstart_config("tiny"), tokenizer.vocab_size)

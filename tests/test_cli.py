@@ -1,5 +1,6 @@
 """`python -m rtc.main` as a user runs it: config errors, overrides, the quickstart end to end, a NaN stop."""
 
+import json
 import os
 import re
 import subprocess
@@ -42,7 +43,7 @@ def train_state_template(num_layers: int) -> dict:
 
 
 def test_unknown_config_key_is_named(tmp_path):
-    out = rtc_main(TINY, f"--workdir={tmp_path / 'run'}", "--config.train.no_such_key=1")
+    out = rtc_main(TINY, f"--workdir={tmp_path / 'run'}", "--config.sft.no_such_key=1")
     assert out.returncode != 0
     assert "no_such_key" in out.stderr
     assert not (tmp_path / "run").exists()
@@ -90,13 +91,15 @@ def test_quickstart_tiny_end_to_end(tmp_path):
     assert (tmp_path / "samples.txt").read_text().startswith("=== step 4 eval/trace ===")
     with Checkpointer(tmp_path / "checkpoints") as ckpt:
         assert ckpt.all_steps() == [2, 4]
+    resolved = json.loads((tmp_path / "config.json").read_text())  # the workdir loads from its path alone
+    assert resolved["mode"] == "sft" and resolved["sft"]["num_steps"] == 4
 
 
 def test_non_finite_loss_exits_cleanly(tmp_path):
     # With lr 1e30 the first real update (step 2; warmup starts at 0) blows the params up, so a later
     # step's grad norm or loss is nan (step 3's grad norm on this CPU, reported at the step-4 check);
     # the step-2 checkpoint is still finite and is kept.
-    out = rtc_main(TINY, f"--workdir={tmp_path}", "--config.train.learning_rate=1e30")
+    out = rtc_main(TINY, f"--workdir={tmp_path}", "--config.sft.learning_rate=1e30")
     assert out.returncode == 1
     assert "Traceback" not in out.stderr
     last_line = out.stderr.strip().splitlines()[-1]
@@ -123,7 +126,7 @@ def _one_line_error(out: subprocess.CompletedProcess) -> str:
 
 
 def test_damaged_checkpoint_is_one_line_naming_step_and_path(tmp_path):
-    first = rtc_main(TINY, f"--workdir={tmp_path}", "--config.train.halt_after=2")  # saves step 2, no eval
+    first = rtc_main(TINY, f"--workdir={tmp_path}", "--config.sft.num_steps=2")  # saves step 2
     assert first.returncode == 0, first.stderr[-3000:]
     step_dir = tmp_path / "checkpoints" / "2"
     largest = max((p for p in (step_dir / "state").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
@@ -132,6 +135,7 @@ def test_damaged_checkpoint_is_one_line_naming_step_and_path(tmp_path):
     largest.write_bytes(bytes(data))
     error = _one_line_error(rtc_main(TINY, f"--workdir={tmp_path}"))
     assert error.startswith(f"rtc: checkpoint step 2 at {step_dir} is damaged"), error
+    assert error.endswith("No other step is on disk."), error
 
 
 def test_prompt_longer_than_the_context_is_one_line(tmp_path):
@@ -140,9 +144,9 @@ def test_prompt_longer_than_the_context_is_one_line(tmp_path):
         TINY,
         f"--workdir={tmp_path}",
         "--config.model.max_seq_len=40",
-        "--config.train.seq_len=32",
+        "--config.sft.seq_len=32",
         "--config.task.levels=(1,)",
-        "--config.train.num_steps=1",
+        "--config.sft.num_steps=1",
     )
     error = _one_line_error(out)
     assert re.fullmatch(
@@ -152,7 +156,7 @@ def test_prompt_longer_than_the_context_is_one_line(tmp_path):
 
 def test_train_rows_longer_than_the_context_is_one_line(tmp_path):
     out = rtc_main(TINY, f"--workdir={tmp_path}", "--config.model.max_seq_len=40")
-    assert _one_line_error(out) == "rtc: train.seq_len=128 exceeds the model's context of 40 tokens"
+    assert _one_line_error(out) == "rtc: sft.seq_len=128 exceeds the model's context of 40 tokens"
 
 
 def test_distributed_outside_a_cluster_is_one_line(tmp_path):

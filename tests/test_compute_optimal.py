@@ -4,7 +4,7 @@ cross-validation, and the reasoning-mode router's accuracy/tokens tradeoff."""
 import numpy as np
 import pytest
 
-from rtc.search import compute_optimal as co
+from rtc.analysis import compute_optimal as co
 
 
 def test_estimate_pass_rate():

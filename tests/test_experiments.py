@@ -85,11 +85,11 @@ def test_real_data_pipeline_with_the_pretrained_model(tmp_path):
 
 def test_overthinking_budgets_cap_thinking(tmp_path, monkeypatch, data_dir):
     from helpers import quickstart_config
-    from rtc.train import sft_loop
+    from rtc import recipes
 
     config = quickstart_config("tiny")
     config.data_dir = str(data_dir)
-    sft_loop.run(config, str(tmp_path / "sft"))
+    recipes.sft_recipe(config, tmp_path / "sft")
     monkeypatch.setattr(
         overthinking,
         "SETTINGS",
@@ -130,9 +130,9 @@ def test_rl_runs_commands_share_the_cold_start_and_budget(tmp_path):
     cmds = rl_runs.commands(tmp_path, 60, 20)
     assert list(cmds) == ["sft", "grpo", "ppo", "scratch"]
     for name in ("grpo", "ppo"):
-        assert f"--config.init.sft_workdir={tmp_path / 'sft'}" in cmds[name]
-        assert "--config.train.num_steps=60" in cmds[name]
+        assert f"--config.policy_workdir={tmp_path / 'sft'}" in cmds[name]
+        assert "--config.rl.num_steps=60" in cmds[name]
     assert cmds["ppo"][3].endswith("grpo.py:ppo") and cmds["scratch"][3].endswith("grpo.py:scratch")
-    assert not any("sft_workdir" in arg for arg in cmds["scratch"])
+    assert not any("policy_workdir" in arg for arg in cmds["scratch"])
     with pytest.raises(SystemExit, match="unknown runs"):
         rl_runs.main(["--workdir", str(tmp_path), "--only", "grpo,a2c"])

@@ -26,12 +26,14 @@ PROCESS = textwrap.dedent("""
     from experiments.configs import grpo, quickstart
     from rtc.model import Model, model_config
     from rtc.parallel import mesh as mesh_lib
-    from rtc.rl import rl_loop
+    from rtc import recipes
+    from rtc.pretrained.run_model import build_model
+    from rtc.rl import training
     from rtc.sampling.rules import SamplingRule
     from rtc.search import runner
     from rtc.search.config import SearchConfig
     from rtc.tokenizer.tokenizer import Tokenizer
-    from rtc.train import sft_loop
+    from rtc.train import sft
 
     def gathered(tree):  # every process gets the whole of each (possibly sharded) array
         return jax.tree.map(lambda x: np.asarray(multihost_utils.process_allgather(x, tiled=True)), tree)
@@ -47,9 +49,9 @@ PROCESS = textwrap.dedent("""
     config = quickstart.get_config("tiny")
     config.data_dir = str(out / "data")  # shared: process 0 prepares it, process 1 waits
     config.mesh, config.sharding_rules = "data=2,fsdp=2", "auto"
-    config.train.update(num_steps=2, log_every=1, batch_size=8)
-    model = sft_loop.build_model(config, tokenizer.vocab_size)
-    state = sft_loop.train(config, out / f"sft_{name}", tokenizer, model)
+    config.sft.update(num_steps=2, log_every=1, batch_size=8)
+    model = build_model(config, tokenizer.vocab_size)
+    state = sft.train(config, config.sft, out / f"sft_{name}", tokenizer, model)
     embedding = state["params"]["embedding"]
     report["sft_embedding"] = [list(embedding.shape), list(embedding.sharding.shard_shape(embedding.shape))]
     np.savez(out / f"sft_{process}.npz", **flat(gathered(state["params"])))
@@ -57,10 +59,11 @@ PROCESS = textwrap.dedent("""
     # 2. one GRPO step (sample -> reward -> advantages -> update), data parallel over all devices
     config = grpo.get_config("tiny")
     config.data_dir = str(out / "data")
-    config.init.sft_workdir = str(out / f"sft_{name}")
-    config.train.update(num_steps=1, checkpoint_every=1)
+    config.policy_workdir = str(out / f"sft_{name}")
+    config.rl.update(num_steps=1, checkpoint_every=1)
     config.eval.num_examples = 0
-    state = rl_loop.train(config, out / f"grpo_{name}", tokenizer, model)
+    policy = recipes.cold_start(config, out / f"grpo_{name}", tokenizer, model, None)
+    state = training.train(config, config.rl, out / f"grpo_{name}", tokenizer, model, policy)
     np.savez(out / f"grpo_{process}.npz", **flat(gathered(state["params"]["policy"])))
 
     # 3. a beam search whose branches are split over every process's devices

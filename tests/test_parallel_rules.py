@@ -110,7 +110,7 @@ SCRIPT = textwrap.dedent("""
     from rtc.model.config import model_config
     from rtc.model.transformer import init_params
     from rtc.parallel import config_mesh, rules
-    from rtc.parallel.memory import train_state_shapes
+    from rtc.analysis.memory import train_state_shapes
     from rtc.train import optimizer as optimizer_lib
     from rtc.train.state import init_train_state
 

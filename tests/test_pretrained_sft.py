@@ -4,18 +4,18 @@ import numpy as np
 
 from experiments.configs import pretrained_sft
 from rtc.pretrained import from_config, load_model
-from rtc.train import sft_loop
+from rtc import recipes
 
 
 def test_pretrained_sft_tiny_trains_from_stories260k(tmp_path):
     config = pretrained_sft.get_config("tiny")
     config.data_dir = str(tmp_path / "data")
-    results = sft_loop.run(config, str(tmp_path / "run"))
+    results = recipes.sft_recipe(config, tmp_path / "run")
     assert set(results) == {"greedy", "sampled"}
 
     tokenizer, model, _ = from_config(config)
     assert model.config.vocab_size == tokenizer.vocab_size == 516 and model.config.num_layers == 5
-    trained = sft_loop.restore_params(config, tmp_path / "run", model)
+    trained = recipes.restore_params(tmp_path / "run")
     _, _, stories = load_model(config.pretrained)
     # Four small AdamW steps from the checkpoint, not from a random init.
     moved = np.abs(np.asarray(trained["embedding"])[:512] - np.asarray(stories["embedding"]))

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from rtc.eval import reward_model_eval as metrics
+from rtc.rewards import verifier_metrics as metrics
 
 
 def test_average_ranks_share_ties():

@@ -1,6 +1,5 @@
 """GRPO and PPO end to end: rollout layout, fused == host path, resume == uninterrupted, 8 devices == 1."""
 
-import importlib.util
 import textwrap
 
 import jax
@@ -8,14 +7,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from helpers import REPO, assert_trees_close, run_on_fake_devices
+from helpers import assert_trees_close, run_on_fake_devices
 from rtc.data import arithmetic
 from rtc.eval import traces
-from rtc.eval.accuracy import prompt_tokens
+from rtc.data.format import prompt_tokens
 from rtc.metrics import read_metrics
 from rtc.rewards import rule
 from rtc.data.tasks import get_task
-from rtc.rl import learner, rl_loop, steps
+from rtc import recipes
+from rtc.model import Model
+from rtc.rl import learner, programs
+from rtc.rl import training as rl_training
 from rtc.rl.rollout import repeat_groups, sequences
 from rtc.parallel import mesh as mesh_lib
 from rtc.sampling.rules import SamplingRule
@@ -24,10 +26,9 @@ from rtc.train import optimizer as optimizer_lib
 
 
 def grpo_config(arg="tiny"):
-    spec = importlib.util.spec_from_file_location("grpo", REPO / "experiments/configs/grpo.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config(arg)
+    from experiments.configs import grpo
+
+    config = grpo.get_config(arg)
     # a random policy rarely answers; a length penalty gives the groups reward variance to learn from
     config.rewards.weights = {"correct": 1.0, "overlong": 1.0}
     config.rewards.overlong_cache = config.rl.max_new_tokens
@@ -105,14 +106,14 @@ def _batch(tokenizer, group_size, num_prompts=2):
 @pytest.mark.parametrize("algorithm", ["grpo", "ppo"])
 def test_fused_step_equals_rollout_then_host_rewards(model, tokenizer, algorithm):
     config = grpo_config("tiny_ppo" if algorithm == "ppo" else "tiny")
-    cfg = rl_loop.rl_config(config)
+    cfg = rl_training.rl_config(config)
     cfg = learner.RLConfig(**{**cfg.__dict__, "max_new_tokens": 16})
     sampler_cfg = SamplerConfig(
         16, (tokenizer.answer_end_id, tokenizer.eos_id), rule=SamplingRule(temperature=1.0)
     )
     schedule, optimizer = lambda step: 1e-3, optimizer_lib.adamw(1e-3, 0.0, 1.0)
     critic = (
-        rl_loop.Model(model.config.__class__(**{**model.config.__dict__, "scalar_head": True}))
+        Model(model.config.__class__(**{**model.config.__dict__, "scalar_head": True}))
         if algorithm == "ppo"
         else None
     )
@@ -121,7 +122,7 @@ def test_fused_step_equals_rollout_then_host_rewards(model, tokenizer, algorithm
         jax.tree.map(jnp.copy, params),  # the steps donate their state
         optimizer,
         jax.random.key(4),
-        rl_loop.critic_params(params, critic, jax.random.key(5)) if critic else None,
+        rl_training.critic_params(params, critic, jax.random.key(5)) if critic else None,
     )
     mesh = mesh_lib.make_mesh(1)
     shardings = (
@@ -132,13 +133,13 @@ def test_fused_step_equals_rollout_then_host_rewards(model, tokenizer, algorithm
     records, prompts, lengths = _batch(tokenizer, cfg.group_size)
     gold = jnp.array([int(r["answer"]) for r in records], jnp.int32)
 
-    reward = steps.DeviceReward.of(tokenizer, weights, 16, 16)
-    parts = steps.Learner(model, critic, cfg, optimizer, schedule, tokenizer.pad_id)
-    fused = steps.make_fused_step(parts, sampler_cfg, reward, shardings)
+    reward = programs.DeviceReward.of(tokenizer, weights, 16, 16)
+    parts = programs.Learner(model, critic, cfg, optimizer, schedule, tokenizer.pad_id)
+    fused = programs.make_fused_step(parts, sampler_cfg, reward, shardings)
     fused_state, fused_metrics, _ = fused(make_state(), prompts, lengths, gold)
 
     state, key = learner.split_rng(make_state())
-    out = steps.make_rollout(model, sampler_cfg, shardings[1])(
+    out = programs.make_rollout(model, sampler_cfg, shardings[1])(
         state["params"]["policy"], prompts, lengths, key
     )
     texts = [
@@ -146,7 +147,7 @@ def test_fused_step_equals_rollout_then_host_rewards(model, tokenizer, algorithm
     ]
     fns = rule.make_reward_fns(get_task("arithmetic"), 16, 16)
     total, _, _ = rule.score(fns, rule.RewardSpec(weights), texts, records, np.asarray(out.lengths))
-    learn = steps.make_learn_step(parts, shardings)
+    learn = programs.make_learn_step(parts, shardings)
     host_state, host_metrics = learn(state, prompts, lengths, out, jnp.asarray(total), None)
 
     assert float(fused_metrics["reward_std"]) > 0  # the update had something to learn from
@@ -155,15 +156,15 @@ def test_fused_step_equals_rollout_then_host_rewards(model, tokenizer, algorithm
     assert not np.allclose(fused_state["params"]["policy"]["final_norm"], params["final_norm"])
 
 
-def _run(config, workdir):
-    return rl_loop.run(config, str(workdir))
+def _run(config, workdir, halt_after=None):
+    return recipes.rl_recipe(config, workdir, halt_after=halt_after)
 
 
 @pytest.mark.parametrize("algorithm", ["grpo", "ppo"])
 def test_shrunk_run_logs_metrics_and_resumes_exactly(tmp_path, data_dir, algorithm):
     config = grpo_config("tiny_ppo" if algorithm == "ppo" else "tiny")
     config.data_dir = str(data_dir)
-    config.train.update(num_steps=4, checkpoint_every=2)
+    config.rl.update(num_steps=4, checkpoint_every=2)
     results = _run(config, tmp_path / "whole")
     assert "accuracy" in results["greedy"]
     metrics = read_metrics(tmp_path / "whole")
@@ -191,21 +192,17 @@ def test_shrunk_run_logs_metrics_and_resumes_exactly(tmp_path, data_dir, algorit
     memory = [m for m in metrics if "memory/param_and_optimizer_bytes" in m]
     assert memory and memory[0]["memory/param_and_optimizer_bytes"] > 0
 
-    halted = config.copy_and_resolve_references()
-    halted.train.halt_after = 3  # after the checkpoint of step 2: the resumed run redoes step 3
-    assert _run(halted, tmp_path / "resumed") == {}
+    # halted after the checkpoint of step 2: the resumed run redoes step 3
+    assert _run(config, tmp_path / "resumed", halt_after=3) == {}
     _run(config, tmp_path / "resumed")
-    model = rl_loop.sft_loop.build_model(config, 1024)
     assert_trees_close(
-        rl_loop.restore_policy(config, tmp_path / "resumed", model),
-        rl_loop.restore_policy(config, tmp_path / "whole", model),
-        atol=0,
+        recipes.restore_params(tmp_path / "resumed"), recipes.restore_params(tmp_path / "whole"), atol=0
     )
     whole = [m for m in read_metrics(tmp_path / "whole") if m.get("step") == 4 and "train/loss" in m][0]
     resumed = [m for m in read_metrics(tmp_path / "resumed") if m.get("step") == 4 and "train/loss" in m][0]
     for key in ("train/loss", "train/reward_mean", "train/grad_norm", "train/kl"):
         assert resumed[key] == whole[key], key
-    # sample traces at every logged step (log_every=1), one per prompt; the resumed run's file reads the same
+    # sample traces at every step (trace_every=1), one per prompt; the resumed run's file reads the same
     samples = traces.read_samples(tmp_path / "whole" / traces.TRACES_FILE)
     assert [r["step"] for r in samples] == [1, 1, 2, 2, 3, 3, 4, 4]
     assert set(samples[0]) == {"step", "question", "completion", "correct", "self_corrects", "thrashes"}
@@ -255,7 +252,7 @@ def test_bad_rl_settings_are_config_errors():
     config = grpo_config()
     config.rl.device_rewards = "on"
     with pytest.raises(ConfigError, match="device_rewards='on' needs the arithmetic task"):
-        rl_loop.use_device_rewards(config, get_task("countdown"))
+        rl_training.use_device_rewards(config, get_task("countdown"))
 
 
 # XLA_FLAGS must be set before jax is imported, hence a fresh process.
@@ -266,7 +263,9 @@ SHARDED = textwrap.dedent("""
     import jax, numpy as np
     sys.path.insert(0, "tests")
     from test_rl import grpo_config
-    from rtc.rl import rl_loop
+    from rtc import recipes
+    from rtc.pretrained.run_model import build_model
+    from rtc.rl import training
     from rtc.tokenizer.tokenizer import Tokenizer
 
     out = Path(sys.argv[1])
@@ -276,9 +275,11 @@ SHARDED = textwrap.dedent("""
             config = grpo_config("tiny_ppo" if algorithm == "ppo" else "tiny")
             config.data_dir = str(out / "data")
             config.num_devices = n
-            config.train.num_steps = 2
-            model = rl_loop.sft_loop.build_model(config, tokenizer.vocab_size)
-            state = rl_loop.train(config, out / f"{algorithm}{n}", tokenizer, model)
+            config.rl.num_steps = 2
+            model = build_model(config, tokenizer.vocab_size)
+            workdir = out / f"{algorithm}{n}"
+            policy = recipes.cold_start(config, workdir, tokenizer, model, None)
+            state = training.train(config, config.rl, workdir, tokenizer, model, policy)
             leaves = jax.tree_util.tree_leaves_with_path(state["params"])
             np.savez(out / f"{algorithm}{n}.npz", **{jax.tree_util.keystr(p): np.asarray(x) for p, x in leaves})
     (out / "done").write_text(json.dumps(jax.device_count()))
@@ -299,7 +300,7 @@ def test_process_supervision_learns_from_step_rewards(model, tokenizer):
     """Step rewards from a callable (here a toy "PRM": +1 for each step that ends with a digit)."""
     config = grpo_config("tiny")
     cfg = learner.RLConfig(
-        **{**rl_loop.rl_config(config).__dict__, "process_supervision": True, "max_new_tokens": 16}
+        **{**rl_training.rl_config(config).__dict__, "process_supervision": True, "max_new_tokens": 16}
     )
     sampler_cfg = SamplerConfig(
         16, (tokenizer.answer_end_id, tokenizer.eos_id), rule=SamplingRule(temperature=1.0)
@@ -311,7 +312,7 @@ def test_process_supervision_learns_from_step_rewards(model, tokenizer):
     shardings = (jax.tree.map(lambda _: mesh_lib.replicated(mesh), state), mesh_lib.batch_sharded(mesh))
     records, prompts, lengths = _batch(tokenizer, cfg.group_size)
     state, key = learner.split_rng(state)
-    out = steps.make_rollout(model, sampler_cfg, shardings[1])(
+    out = programs.make_rollout(model, sampler_cfg, shardings[1])(
         state["params"]["policy"], prompts, lengths, key
     )
 
@@ -319,15 +320,15 @@ def test_process_supervision_learns_from_step_rewards(model, tokenizer):
         ends = completion & (jnp.arange(tokens.shape[1]) % 3 == 0)[None]  # every third token ends a "step"
         return jnp.where(ends, prm_params["bias"] + (tokens % 2), 0.0), ends
 
-    parts = steps.Learner(model, None, cfg, optimizer, None, tokenizer.pad_id)
-    learn = steps.make_learn_step(parts, shardings, toy_prm)
+    parts = programs.Learner(model, None, cfg, optimizer, None, tokenizer.pad_id)
+    learn = programs.make_learn_step(parts, shardings, toy_prm)
     new_state, metrics = learn(
         state, prompts, lengths, out, jnp.zeros(len(records)), {"bias": jnp.float32(0.5)}
     )
     assert np.isfinite(float(metrics["loss"])) and float(metrics["advantage_abs_mean"]) > 0
     assert not np.allclose(new_state["params"]["policy"]["final_norm"], params["final_norm"])
     with pytest.raises(Exception, match="per-step rewards"):
-        steps.make_learn_step(parts, shardings)(
+        programs.make_learn_step(parts, shardings)(
             new_state, prompts, lengths, out, jnp.zeros(len(records)), None
         )
 
@@ -335,7 +336,7 @@ def test_process_supervision_learns_from_step_rewards(model, tokenizer):
 def test_grpo_from_a_pretrained_checkpoint(tmp_path, data_dir):
     config = grpo_config("tiny_pretrained")
     config.data_dir = str(data_dir)
-    config.train.num_steps = 2
+    config.rl.num_steps = 2
     results = _run(config, tmp_path)
     assert "accuracy" in results["greedy"]
     assert len([m for m in read_metrics(tmp_path) if "train/loss" in m]) == 2

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from rtc.search import by_difficulty
+from rtc.analysis import by_difficulty
 
 
 def test_accuracy_by_bin_golden(tmp_path):

@@ -1,4 +1,4 @@
-"""MCTS over reasoning steps: UCT selection and backup by hand, and the compiled search's invariants."""
+"""MCTS over reasoning steps: UCT `simulate` and `backward` by hand, and the compiled search's invariants."""
 
 import dataclasses
 
@@ -44,18 +44,18 @@ def test_uct_selection_by_hand():
     #   child 2: 0.9/1 + sqrt(ln 3 / 1) = 0.90 + 1.0481 = 1.9481  -> node 2, a leaf
     tree = hand_tree()
     terminal = jnp.zeros((1, 5), bool)
-    assert int(mcts.select(tree, terminal, config(exploration=1.0))[0]) == 2
+    assert int(mcts.simulate(tree, terminal, config(exploration=1.0))[0]) == 2
     # with node 2's value lowered to 0.2, a small c prefers node 1's higher Q and walks on to a leaf:
     tree = dataclasses.replace(tree, value=tree.value.at[0, 2].set(0.2))
     #   c = 0.1: child 1: 0.8241, child 2: 0.2 + 0.1048 = 0.3048 -> node 1; then at node 1 (N = 2):
     #   child 3: 0.7 + 0.1 sqrt(ln 2) = 0.7833, child 4: 0.8 + 0.0833 = 0.8833 -> node 4
-    assert int(mcts.select(tree, terminal, config(exploration=0.1))[0]) == 4
+    assert int(mcts.simulate(tree, terminal, config(exploration=0.1))[0]) == 4
     # a terminal node is not descended through
-    assert int(mcts.select(tree, terminal.at[0, 1].set(True), config(exploration=0.1))[0]) == 1
+    assert int(mcts.simulate(tree, terminal.at[0, 1].set(True), config(exploration=0.1))[0]) == 1
 
 
 def test_backup_adds_to_every_ancestor():
-    tree = mcts.backup(hand_tree(), jnp.array([4]), jnp.array([2.0]), jnp.array([1.25]))
+    tree = mcts.backward(hand_tree(), jnp.array([4]), jnp.array([2.0]), jnp.array([1.25]))
     np.testing.assert_allclose(tree.visits[0], [5.0, 4.0, 1.0, 1.0, 3.0])
     np.testing.assert_allclose(tree.value[0], [3.65, 2.75, 0.9, 0.7, 2.05])
 

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from rtc.search import scaling, voting
+from rtc.analysis import scaling
+from rtc.eval import voting
 
 
 def test_pass_at_k_golden():

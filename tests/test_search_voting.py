@@ -8,8 +8,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rtc.eval import reward_model_eval
-from rtc.search import voting
+from rtc.rewards import verifier_metrics
+from rtc.eval import voting
 
 nan = float("nan")
 
@@ -38,7 +38,7 @@ def test_majority_vote_ties_missing_and_whitespace():
 
 
 def test_majority_choice_is_the_same_function():
-    assert reward_model_eval.majority_choice is voting.majority_vote
+    assert verifier_metrics.majority_choice is voting.majority_vote
 
 
 def test_majority_vote_at_k_is_the_vote_on_the_columns_passed():

@@ -28,8 +28,9 @@ SCRIPT = textwrap.dedent("""
     from experiments.configs.quickstart import get_config
     from rtc.parallel import config_mesh
     from rtc.parallel import mesh as mesh_lib
+    from rtc.pretrained.run_model import build_model
     from rtc.tokenizer.tokenizer import Tokenizer
-    from rtc.train import sft_loop
+    from rtc.train import sft
 
     out = Path(sys.argv[1])
     placed = []
@@ -49,9 +50,9 @@ SCRIPT = textwrap.dedent("""
         config = get_config("tiny")
         config.data_dir = str(out / "data")
         config.num_devices = n
-        config.train.update(num_steps=3, batch_size=8, log_every=1)
-        model = sft_loop.build_model(config, tokenizer.vocab_size)
-        state = sft_loop.train(config, out / f"devices{n}", tokenizer, model)
+        config.sft.update(num_steps=3, batch_size=8, log_every=1)
+        model = build_model(config, tokenizer.vocab_size)
+        state = sft.train(config, config.sft, out / f"devices{n}", tokenizer, model)
         leaves = jax.tree_util.tree_leaves_with_path(state["params"])
         np.savez(out / f"params{n}.npz", **{jax.tree_util.keystr(p): np.asarray(x) for p, x in leaves})
         report[n] = {"batch": placed[-1], "batches": len(placed), "step": int(state["step"])}
@@ -106,9 +107,11 @@ PROCESS = textwrap.dedent("""
     import numpy as np
 
     from experiments.configs.quickstart import get_config
+    from rtc.eval import policy
     from rtc.metrics import MetricWriter
+    from rtc.pretrained.run_model import build_model
     from rtc.tokenizer.tokenizer import Tokenizer
-    from rtc.train import sft_loop
+    from rtc.train import sft
 
     out, process, port = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
     if process != "single":
@@ -117,10 +120,10 @@ PROCESS = textwrap.dedent("""
     tokenizer = Tokenizer.load()
     config = get_config("tiny")
     config.data_dir = str(out / "data")  # shared: process 0 prepares it, process 1 waits
-    config.train.update(num_steps=2, log_every=1)
-    model = sft_loop.build_model(config, tokenizer.vocab_size)
+    config.sft.update(num_steps=2, log_every=1)
+    model = build_model(config, tokenizer.vocab_size)
     workdir = out / ("single" if process == "single" else "two")
-    state = sft_loop.train(config, workdir, tokenizer, model)
+    state = sft.train(config, config.sft, workdir, tokenizer, model)
     assert (jax.process_count(), jax.device_count(), int(state["step"])) == (
         (1, 4, 2) if process == "single" else (2, 4, 2)
     )
@@ -129,7 +132,7 @@ PROCESS = textwrap.dedent("""
     np.savez(out / f"params_{process}.npz", **params)
     # Evaluation decodes rows sharded over every process's devices, then gathers them to print.
     with MetricWriter(workdir, progress=False) as writer:
-        results = sft_loop.evaluate(config, workdir, tokenizer, model, state["params"], writer, 2)
+        results = policy.evaluate(config, workdir, tokenizer, model, state["params"], writer, 2)
     (out / f"eval_{process}.json").write_text(json.dumps(results, sort_keys=True))
 """)
 

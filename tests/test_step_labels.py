@@ -11,7 +11,7 @@ import pytest
 from rtc.data import arithmetic
 from rtc.data.tasks import get_task
 from rtc.errors import ConfigError
-from rtc.eval.accuracy import prompt_tokens
+from rtc.data.format import prompt_tokens
 from rtc.rewards import rm_data, step_labels
 from rtc.rewards.rm_data import Solution
 from rtc.sampling.rules import SamplingRule
@@ -42,7 +42,7 @@ def test_exact_labels_first_wrong_step_and_all_after_are_bad():
 
 def test_defects_no_delimiter_and_empty_steps(tokenizer):
     d, think = tokenizer.step_id, (tokenizer.think_start_id,)
-    ids = lambda text: tokenizer.encode(text)  # noqa: E731
+    ids = lambda text: tokenizer.encode(text)
     assert rm_data.defect(ids("<think>5+3=8\n</think>"), d, think) is None
     assert rm_data.defect(ids("<think>5+3=8</think><answer>8</answer>"), d, think) == "no_delimiter"
     assert rm_data.defect(ids("<think>5+3=8\n\n8-2=6\n</think>"), d, think) == "empty_step"

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from rtc.data import arithmetic, countdown, gsm8k, math500
 from rtc.data.format import completion_text, prompt_text
 from rtc.tokenizer import build
-from rtc.tokenizer.special import SPECIAL_SYMBOLS
+from rtc.data.special import SPECIAL_SYMBOLS
 from rtc.tokenizer.tokenizer import Tokenizer, TokenizerModelError
 
 

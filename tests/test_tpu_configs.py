@@ -8,7 +8,7 @@ import pytest
 
 from rtc.model.config import model_config
 from rtc.parallel import config_mesh, rules
-from rtc.parallel.memory import train_state_shapes
+from rtc.analysis.memory import train_state_shapes
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,16 +29,16 @@ def test_variant_fits_its_slice(name):
     variant, config = TPU.VARIANTS[name], TPU.get_config(name)
     mesh = config_mesh.abstract_mesh(config_mesh.parse_mesh(config.mesh), variant.chips)
     assert mesh.size == variant.chips
-    rows = config_mesh.batch_size_per_chip(config.train.batch_size, mesh)  # raises unless divisible
-    assert rows * mesh.shape["data"] * mesh.shape["fsdp"] == config.train.batch_size
-    assert config.train.batch_size % variant.hosts == 0  # each host feeds its own rows
+    rows = config_mesh.batch_size_per_chip(config.sft.batch_size, mesh)  # raises unless divisible
+    assert rows * mesh.shape["data"] * mesh.shape["fsdp"] == config.sft.batch_size
+    assert config.sft.batch_size % variant.hosts == 0  # each host feeds its own rows
     assert config.eval.batch_size % variant.chips == 0  # evaluation splits over every chip
     assert (
         rules.get_rules(config.sharding_rules, mesh.shape)
         == rules.PRESETS["dp" if variant.preset == "125m" else "fsdp"]
     )
     model = model_config(config.model.preset)
-    assert config.train.seq_len <= model.max_seq_len
+    assert config.sft.seq_len <= model.max_seq_len
     assert config.eval.max_new_tokens + 64 <= model.max_seq_len  # room for the prompt
     assert variant.memory_gib < variant.hbm_gib
 

@@ -7,8 +7,8 @@ import pytest
 
 from helpers import REPO
 from rtc.errors import ConfigError
-from rtc.rewards import verifier_scaling
-from rtc.search import scaling
+from rtc.analysis import verifier_scaling
+from rtc.analysis import scaling
 
 # 3 problems x 4 samples; problem 0 has one right sample, problem 1 two, problem 2 none
 CORRECT = np.array([[0, 0, 1, 0], [1, 0, 1, 0], [0, 0, 0, 0]], bool)

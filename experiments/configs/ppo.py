@@ -1,7 +1,7 @@
 """PPO with a learned critic on multi-step arithmetic: the baseline GRPO replaces (same model, data, budget).
 
 Command:   python -m rtc.main --config=experiments/configs/ppo.py --workdir=/tmp/rtc_ppo
-           (`:tiny` for the end-to-end test). Same as `grpo.py:ppo`; see experiments/README.md for results.
+           (`:tiny` to check a setup in seconds). Same as `grpo.py:ppo`; results in experiments/README.md.
 """
 
 from experiments.configs import grpo

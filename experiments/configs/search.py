@@ -1,15 +1,11 @@
 """Test-time scaling on held-out arithmetic: best-of-N, voting, PRM beam search, DVTS and MCTS.
 
 Command:   python -m rtc.main --config=experiments/configs/search.py --workdir=/tmp/rtc_search \
-             --config.prm_workdir=/tmp/rtc_prm --config.policy.workdir=/tmp/rtc_orm/policy
+             --config.prm_workdir=/tmp/rtc_prm --config.policy_workdir=/tmp/rtc_orm/policy
            (the PRM run of experiments/configs/prm.py and its policy; without them it trains both
            first, into WORKDIR/prm)
 Hardware:  2 CPU cores.
-Runtime:   8-14 min with both given (488 s idle; 712 s and 830 s with the cores shared): 200 problems x
-           best-of-32, then beam / DVTS / MCTS at N = 4, 8, 16, 32.
-Expected:  one sample 36.0%; N=4 -> 32: majority 37.5 -> 40.0%, weighted 36.9 -> 38.0%, best-of-N by PRM
-           33.7 -> 27.0%, beam 34.0 -> 29.5%, DVTS 36.0 -> 26.0%, MCTS 35.0 -> 33.5%, pass@N 43.5 -> 61.5%;
-           compute-optimal 36.0 -> 38.5% vs uniform best-of-N 33.9 -> 27.0% (experiments/README.md).
+Runtime and result: README.md, "Test-time compute" and experiments/README.md (measured).
 
 Writes WORKDIR/scaling.png (accuracy vs generated tokens, bootstrap bands, the 1-(1-p)^N oracle),
 scaling.md, compute_optimal.md and search_results.json. Fields on top of the PRM config (`prm.py`):
@@ -18,10 +14,12 @@ scaling.md, compute_optimal.md and search_results.json. Fields on top of the PRM
   large-N best-of-N run the sampling curves are drawn from, step shape (`step_tokens` x `depth`),
   beam width M, lookahead, MCTS trees and exploration, `reasoning_effort` (low / medium / high:
   N, M, depth and thinking budget together, overriding the budgets) and `budget_tokens` (thinking cap).
-`:tiny` shrinks everything for the end-to-end test.
+`:tiny` shrinks everything to check a setup in seconds.
 """
 
 import ml_collections
+
+from ml_collections.config_dict import placeholder
 
 from experiments.configs import prm
 
@@ -29,7 +27,7 @@ from experiments.configs import prm
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c = prm.get_config(arg)
     c.mode = "search"
-    c.prm_workdir = ""
+    c.prm_workdir = placeholder(str)
     c.search = ml_collections.ConfigDict(
         dict(
             num_problems=200,
@@ -46,8 +44,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
             verifier_kind="prm",
             mcts_trees=1,
             mcts_exploration=1.0,
-            reasoning_effort="",
-            budget_tokens=-1,
+            reasoning_effort=placeholder(str),
+            budget_tokens=placeholder(int),
             num_draws=100,
             bootstrap=1000,
             difficulty_samples=4,

@@ -18,7 +18,7 @@ Expected:  memory per chip (params, grads, AdamW state and XLA:CPU's compiled ac
              v4-32     1b    data=-1,fsdp=16   batch 32  17.10 GiB of 32
              v5e-32    1b    data=-1,fsdp=32   batch 32   8.56 GiB of 16
            regenerated with, e.g.
-             python -m rtc.parallel.memory --preset 1b --mesh data=-1,fsdp=8 --devices 8 --batch 8 \\
+             python -m rtc.analysis.memory --preset 1b --mesh data=-1,fsdp=8 --devices 8 --batch 8 \\
                  --seq 1024 --compiled
 
 `sharding_rules="auto"` picks the preset that uses every mesh axis of size > 1 (rtc/parallel/rules.py):
@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 import ml_collections
 
-from experiments.configs import quickstart
+from experiments.configs import common
 
 
 class Variant(NamedTuple):
@@ -39,7 +39,7 @@ class Variant(NamedTuple):
     preset: str
     mesh: str
     batch_size: int
-    memory_gib: float  # per chip, python -m rtc.parallel.memory ... --compiled
+    memory_gib: float  # per chip, python -m rtc.analysis.memory ... --compiled
     hbm_gib: int  # per chip
 
 
@@ -60,12 +60,13 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         raise ValueError(f"unknown tpu variant {arg!r}; known: {', '.join(VARIANTS)}")
     v = VARIANTS[arg]
     learning_rate, num_steps = SCHEDULE[v.preset]
-    c = quickstart.get_config("")
+    c = common.base("sft")
+    c.sft = common.sft()
     c.mesh = v.mesh
     c.sharding_rules = "auto"
     c.model.preset = v.preset
     c.task.update(num_train=1_000_000, num_test=2_000, levels=tuple(range(1, 9)))  # 6-8: 5-7 operations
-    c.train.update(
+    c.sft.update(
         batch_size=v.batch_size,
         seq_len=SEQ_LEN,
         num_steps=num_steps,

@@ -2,7 +2,7 @@
 
 Command:   python -m rtc.main --config=experiments/configs/verifiers.py --workdir=/tmp/rtc_verifiers \
              --config.orm_workdir=/tmp/rtc_orm --config.prm_workdir=/tmp/rtc_prm \
-             --config.policy.workdir=/tmp/rtc_orm/policy
+             --config.policy_workdir=/tmp/rtc_orm/policy
            (the runs of experiments/configs/orm.py and prm.py; without them it trains the policy, the
            ORM and the PRM first, into WORKDIR/orm and WORKDIR/prm: about 20 min more)
 Hardware:  2 CPU cores.
@@ -13,23 +13,20 @@ Writes WORKDIR/verifiers.md (accuracy of majority, best-of-N and weighted vote b
 under each aggregation, pass@N, at every N, with bootstrap intervals; each score's AUROC),
 verifiers.png and verifiers.json. Fields on top of the PRM config (`prm.py`): `orm_workdir`,
 `prm_workdir`, and `verifiers` (problems, samples per problem, the N of the curves, temperature).
-`:tiny` shrinks everything (the tests use it).
+`:tiny` shrinks everything to check a setup in seconds.
 """
 
-import importlib.util
-from pathlib import Path
-
 import ml_collections
+from ml_collections.config_dict import placeholder
+
+from experiments.configs import prm
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-    spec = importlib.util.spec_from_file_location("prm", Path(__file__).with_name("prm.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    c = module.get_config(arg)
+    c = prm.get_config(arg)
     c.mode = "verifiers"
-    c.orm_workdir = ""
-    c.prm_workdir = ""
+    c.orm_workdir = placeholder(str)
+    c.prm_workdir = placeholder(str)
     c.verifiers = ml_collections.ConfigDict(
         dict(
             num_problems=200,

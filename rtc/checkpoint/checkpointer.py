@@ -14,7 +14,8 @@ Guarantees on top of orbax:
 - `restore` raises `CheckpointError` instead of returning anything it could
   not verify: a missing checkpoint, damaged files, or bytes that read back
   different from what was saved. With `step=None` it does not fall back to an
-  older step silently; the message lists the other steps to pass as `step=`.
+  older step silently; the message lists the other steps a run can resume from
+  (its training block's `resume_step`).
 
 Everything here is collective-safe: every process calls the same methods and
 orbax decides who writes.
@@ -29,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 from rtc.checkpoint.fingerprint import tree_fingerprint
 
@@ -137,12 +139,13 @@ class Checkpointer:
         """Every step on disk, ascending."""
         return sorted(self._manager.all_steps())
 
-    def restore(self, template_state, step: int | None = None) -> tuple:
+    def restore(self, template_state, step: int | None = None, verify_prefix: str = "") -> tuple:
         """(state, meta) at `step` (None: latest), shaped and sharded like `template_state`.
 
         `template_state` may hold arrays or `jax.ShapeDtypeStruct`s (e.g. from
         `jax.eval_shape`); its tree structure, dtypes and shardings are used. A leaf
-        without a sharding is restored the way it was saved (orbax's default).
+        without a sharding is restored the way it was saved (orbax's default). Only leaves whose key
+        path starts with `verify_prefix` are compared with the saved fingerprint.
         """
         self._manager.reload()
         steps = self.all_steps()
@@ -162,20 +165,60 @@ class Checkpointer:
         except Exception as e:  # orbax and tensorstore raise many types for damaged files
             summary = " ".join(str(e).split())[:400]  # tensorstore errors carry pages of spec
             raise self._unreadable(step, steps, f"{type(e).__name__}: {summary}") from e
-        bad = _fingerprint_mismatch(restored["fingerprint"], tree_fingerprint(restored["state"]))
+        saved = {k: v for k, v in restored["fingerprint"].items() if k.startswith(verify_prefix)}
+        read = {k: v for k, v in tree_fingerprint(restored["state"]).items() if k.startswith(verify_prefix)}
+        bad = _fingerprint_mismatch(saved, read)
         if bad:
             raise self._unreadable(step, steps, f"content differs from what was saved at {', '.join(bad)}")
         return restored["state"], restored["meta"]
+
+    def restore_params(self, step: int | None = None, key: str = "params"):
+        """The `key` subtree of a saved state (default: the params of the latest step), needing no template.
+
+        The tree is read from the checkpoint's own metadata and restored replicated over every device of
+        every process, so any run's parameters load without rebuilding its optimizer.
+        """
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise CheckpointError(f"no checkpoint to restore in {self.directory}")
+        saved = self._manager.item_metadata(step)["state"]
+        tree = saved.tree if hasattr(saved, "tree") else saved
+        mesh = jax.sharding.Mesh(np.array(jax.devices()), ("all",))
+        replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+        template = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
+            tree,
+            is_leaf=lambda x: hasattr(x, "shape") and hasattr(x, "dtype"),
+        )
+        state, _ = self.restore(template, step=step, verify_prefix=f"[{key!r}]")
+        return state[key]
+
+    def set_aside_after(self, step: int) -> list[str]:
+        """Renames every step after `step` to `STEP.set_aside` (kept, no longer a checkpoint); returns the
+        new paths. Lets a run resume from an earlier good step when a later one is damaged."""
+        moved = []
+        if jax.process_index() == 0:
+            for later in [s for s in self.all_steps() if s > step]:
+                path = os.path.join(self.directory, str(later))
+                target = path + ".set_aside"
+                os.rename(path, target)
+                logging.warning("checkpoint step %d set aside as %s", later, target)
+                moved.append(target)
+        if jax.process_count() > 1:  # the others see the renames before they look again
+            multihost_utils.sync_global_devices("rtc_set_aside")
+        self._manager.reload()
+        return moved
 
     def _unreadable(self, step: int, steps: list[int], reason: str) -> CheckpointError:
         """The error for a step that exists but cannot be restored."""
         path = os.path.join(self.directory, str(step))
         others = [s for s in steps if s != step]
         hint = (
-            f"other steps on disk (not verified): {others}, pass one as restore(step=...)" if others else ""
+            f"other steps on disk (not verified): {others}; resume from one with the run's training block "
+            f"`resume_step` (for example --config.sft.resume_step={others[-1]}), which sets the later steps aside"
+            if others
+            else ""
         )
-        if others and step == steps[-1]:
-            hint += f" and move {path} aside before saving again"
         return CheckpointError(
             f"checkpoint step {step} at {path} is damaged or does not match the template: {reason.rstrip('.')}. "
             + (hint or "No other step is on disk.")

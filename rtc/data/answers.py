@@ -7,7 +7,7 @@ al. 2021's `is_equiv`); the `math-verify` package could replace it with symbolic
 import re
 from fractions import Fraction
 
-from rtc.tokenizer.special import ANSWER_END, ANSWER_START
+from rtc.data.special import ANSWER_END, ANSWER_START
 
 _ANSWER_BLOCK = re.compile(re.escape(ANSWER_START) + "(.*?)" + re.escape(ANSWER_END), re.DOTALL)
 _GSM8K_FINAL = re.compile(r"####\s*([^\n]*)")

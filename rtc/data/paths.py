@@ -7,7 +7,7 @@ ENV_VAR = "RTC_DATA_DIR"
 
 
 def default_root() -> Path:
-    """`<repo>/../shared/data` (here /work/shared/data), found from this file's path."""
+    """`shared/data` in the folder that holds the repository, found from this file's path."""
     return Path(__file__).resolve().parents[3] / "shared" / "data"
 
 

@@ -212,3 +212,12 @@ def load(task_name: str, split: str, data_dir: str | Path, **task_kwargs) -> Dec
         multihost_utils.sync_global_devices("rtc-data-prepared")
         builder = make_builder(task_name, data_dir, **task_kwargs)  # re-reads what process 0 wrote
     return DecodedSource(builder.as_data_source(split=split))
+
+
+def task_records(config, split: str, workdir: str | Path) -> DecodedSource:
+    """Split `split` of the run's `config.task`, prepared under `config.data_dir` (default `WORKDIR/data`)."""
+    kwargs = {k: v for k, v in config.task.items() if k != "name"}
+    if "levels" in kwargs:
+        kwargs["levels"] = tuple(kwargs["levels"])
+    data_dir = Path(config.data_dir) if config.data_dir else Path(workdir) / "data"
+    return load(config.task.name, split, data_dir, **kwargs)

@@ -7,14 +7,9 @@ import jax
 import numpy as np
 
 from rtc.data.answers import extract_answer
-from rtc.data.format import prompt_text
+from rtc.data.format import prompt_tokens
 from rtc.parallel import mesh as mesh_lib
 from rtc.sampling.sampler import SamplerConfig, completions, generate
-
-
-def prompt_tokens(tokenizer, example: dict) -> list[int]:
-    """The token ids the model conditions on (matches SFT: `[bos] + prompt`)."""
-    return [tokenizer.bos_id] + tokenizer.encode(prompt_text(example))
 
 
 def sample_completions(

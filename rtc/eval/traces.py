@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from rtc.tokenizer.special import STEP_DELIMITER, THINK_END, THINK_START
+from rtc.data.special import STEP_DELIMITER, THINK_END, THINK_START
 
 CORRECTION_CUES = ("wait", "let me re", "actually", "no,")
 

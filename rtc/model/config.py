@@ -77,7 +77,7 @@ PRESETS = {
     "test-tiny": dict(
         num_layers=2, embed_dim=64, num_heads=4, num_kv_heads=2, head_dim=16, mlp_dim=172, max_seq_len=256
     ),
-    # The CPU quickstart and benchmarks (the design brief's demo shape: 4 layers, 256 wide, 4 heads).
+    # The CPU quickstart and benchmarks (the benchmarks' demo shape: 4 layers, 256 wide, 4 heads).
     "cpu-small": dict(
         num_layers=4, embed_dim=256, num_heads=4, num_kv_heads=4, head_dim=64, mlp_dim=768, max_seq_len=512
     ),

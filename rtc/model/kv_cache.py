@@ -1,7 +1,7 @@
 """The KV cache: an explicit pytree passed into and returned from `apply`.
 
-Layout: `{"layers": [{"k": f[B, Hkv, S, D], "v": f[B, Hkv, S, D]}, ...], "index": i32[B]}`. The design brief (../shared/DESIGN.md)
-names `[B, S, Hkv, D]`; heads-before-slots decodes 1.3x faster on CPU because attention then
+Layout: `{"layers": [{"k": f[B, Hkv, S, D], "v": f[B, Hkv, S, D]}, ...], "index": i32[B]}`. Heads before slots
+(rather than `[B, S, Hkv, D]`): decodes 1.3x faster on CPU because attention then
 batches over leading axes and XLA no longer copies every layer's cache each step (bench/kv_write.py).
 `index[b]` is the next slot row b writes; slots are positions, so a query at slot `q` attends to
 keys at slots `<= q`. Rows advance independently (right-padded prompts, ragged search steps).

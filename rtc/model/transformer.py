@@ -12,7 +12,6 @@ GELU-tanh gate (Gemma), and rotary frequency scaling (linear; Llama 3.1's).
 
 import dataclasses
 import math
-from typing import Callable
 
 import flax.linen as nn
 import jax
@@ -224,9 +223,6 @@ def init_params(config: ModelConfig, rng: jax.Array) -> dict:
     """Fresh parameters (a plain nested dict)."""
     tokens = jnp.zeros((1, 8), jnp.int32)
     return Transformer(config).init(rng, tokens, jnp.arange(8)[None])["params"]
-
-
-ApplyFn = Callable[..., tuple[jax.Array, jax.Array | None, dict | None]]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -110,7 +110,7 @@ def from_config(config, sharding: ShardingSpec = None) -> tuple[PretrainedTokeni
     """`(tokenizer, model, params)` to start a run from, or None when `config.pretrained` is unset.
 
     Contract for every loop (SFT, GRPO, reward models, search):
-    - `config.pretrained`: "" or absent = off (the loop builds its preset and random init); else a
+    - `config.pretrained`: None, "" or absent = off (the loop builds its preset and random init); else a
       HF model directory or a llama2.c `.bin`, as given or relative to the data root.
       `config.pretrained_tokenizer` (optional) overrides the tokenizer path;
       `config.pretrained_template` (optional) the chat template name (`rtc.tokenizer.templates`).
@@ -124,13 +124,13 @@ def from_config(config, sharding: ShardingSpec = None) -> tuple[PretrainedTokeni
       place fresh params, and a resumed run's checkpoint replaces it as it replaces a random init.
     - Any unreadable, incomplete or unsupported checkpoint raises `PretrainedError` (a ConfigError).
     """
-    path = config.get("pretrained", "")
+    path = config.get("pretrained")
     if not path:
         return None
     tokenizer, model, params = load_pretrained(
         path,
-        config.get("pretrained_tokenizer", ""),
-        config.get("pretrained_template", ""),
+        config.get("pretrained_tokenizer") or "",
+        config.get("pretrained_template") or "",
         sharding=sharding,
     )
     model_config, params = apply_overrides(model.config, params, config.get("model"))

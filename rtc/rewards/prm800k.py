@@ -1,6 +1,6 @@
 """PRM800K (Lightman et al. 2023) human step labels, read from a user's own download.
 
-Format: `/work/shared/data/prm800k/README.md` (one labelled solution per JSON line; the ratings live
+Format: the PRM800K release's (github.com/openai/prm800k; one labelled solution per JSON line; the ratings live
 in `label.steps[i].completions[j].rating`). The labelled trajectory takes, at each step, the chosen
 completion, else the labeler's own `human_completion` (written because every candidate was wrong,
 so it is correct: +1), else (labelling stopped at this step) the first rated completion.
@@ -26,9 +26,9 @@ import re
 from pathlib import Path
 
 from rtc.data.jsonl import DataFormatError, read_jsonl
-from rtc.eval.accuracy import prompt_tokens
+from rtc.data.format import prompt_tokens
 from rtc.rewards.rm_data import Solution
-from rtc.tokenizer.special import ANSWER_END, ANSWER_START, STEP_DELIMITER, THINK_END, THINK_START
+from rtc.data.special import ANSWER_END, ANSWER_START, STEP_DELIMITER, THINK_END, THINK_START
 
 NEUTRAL = {"positive": 1.0, "negative": 0.0}
 _NEWLINES = re.compile(r"\s*\n\s*")

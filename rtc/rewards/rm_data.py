@@ -15,7 +15,7 @@ import numpy as np
 
 from rtc.data.answers import extract_answer
 from rtc.errors import ConfigError
-from rtc.eval.accuracy import prompt_tokens
+from rtc.data.format import prompt_tokens
 from rtc.sampling.sampler import SamplerConfig, completions, generate
 
 NO_DELIMITER = "no_delimiter"

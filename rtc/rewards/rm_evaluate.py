@@ -19,12 +19,13 @@ import numpy as np
 
 from rtc.data.answers import extract_answer
 from rtc.data.tasks import get_task
-from rtc.eval import reward_model_eval as metrics
+from rtc.rewards import verifier_metrics as metrics
 from rtc.metrics import MetricWriter
 from rtc.rewards import reward_model as rm
 from rtc.rewards import rm_data
 from rtc.rewards.step_labels import ExactLabeler, rollout_outcomes
-from rtc.train import sft_loop
+from rtc.data.tfds_builders import task_records
+from rtc.sampling import settings
 
 RESULTS_FILE = "rm_eval.json"
 
@@ -77,9 +78,9 @@ def mc_agreement(config, tokenizer, policy, policy_params, solutions, exact) -> 
         tokenizer,
         get_task(config.task.name),
         [solutions[i] for i in kept],
-        sft_loop.sampler_config(config, tokenizer, config.rm.mc_temperature),
+        settings.from_block(config.eval, tokenizer, config.rm_data.mc_temperature),
         e.mc_rollouts,
-        config.rm.mc_prefix_batch,
+        config.rm_data.mc_prefix_batch,
         jax.random.key(config.seed + 4),
         tokenizer.step_id,
     )
@@ -103,20 +104,20 @@ def evaluate(config, workdir: Path, tokenizer, policy, policy_params, scorers: d
     params)), prints the tables and writes `rm_eval.json`; returns the results."""
     e = config.eval_rm
     task = get_task(config.task.name)
-    records = sft_loop.task_records(config, "test", workdir)
+    records = task_records(config, "test", workdir)
     records = [records[i] for i in range(min(e.num_problems, len(records)))]
     solutions = rm_data.sample_solutions(
         policy,
         policy_params,
         tokenizer,
         records,
-        sft_loop.sampler_config(config, tokenizer, e.temperature),
+        settings.from_block(config.eval, tokenizer, e.temperature),
         e.best_of_n,
         e.sample_batch_size,
         jax.random.key(config.seed + 3),
     )
     correct = rm_data.outcome_labels(task, tokenizer, solutions) > 0.5  # bool[M]
-    arrays = rm_data.encode_solutions(solutions, config.train.seq_len, tokenizer.pad_id)
+    arrays = rm_data.encode_solutions(solutions, config.rm.seq_len, tokenizer.pad_id)
     step_end = np.asarray(rm.step_end_mask(arrays["tokens"], arrays["completion_mask"], tokenizer.step_id))
     exact = (
         ExactLabeler(tokenizer, tokenizer.step_id, (tokenizer.think_start_id,))(solutions)
@@ -152,7 +153,7 @@ def evaluate(config, workdir: Path, tokenizer, policy, policy_params, scorers: d
     results["best_of_n"] = metrics.best_of_n_accuracy(correct.reshape(shape), difficulty, choices)
 
     with MetricWriter(workdir, progress=False) as writer:
-        writer.write(int(config.train.num_steps), _flat(results), prefix="eval/")
+        writer.write(int(config.rm.num_steps), _flat(results), prefix="eval/")
     if jax.process_index() == 0:
         (Path(workdir) / RESULTS_FILE).write_text(json.dumps(results, indent=1))
         print(report(config, results))

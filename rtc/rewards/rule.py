@@ -14,7 +14,7 @@ import numpy as np
 
 from rtc.data.answers import extract_answer
 from rtc.errors import ConfigError
-from rtc.tokenizer.special import ANSWER_END, ANSWER_START, THINK_END, THINK_START
+from rtc.data.special import ANSWER_END, ANSWER_START, THINK_END, THINK_START
 
 RewardFn = Callable[[str, dict, int], float]
 _TAGS = (THINK_START, THINK_END, ANSWER_START, ANSWER_END)

@@ -15,6 +15,7 @@ from rtc.errors import ConfigError
 from rtc.rl import advantages as adv_lib
 from rtc.rl import losses
 from rtc.rl.rollout import last_token_rewards
+from rtc.train import state as state_lib
 
 ALGORITHMS = ("grpo", "ppo")
 
@@ -62,7 +63,7 @@ def _masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
 def make_experience(
     model, critic, state: dict, seqs: dict, rewards: jax.Array, cfg: RLConfig, step_rewards=None
 ) -> tuple[dict, dict]:
-    """The batch the updates train on, and its statistics.
+    """The batch the updates train on, and its statistics. `critic`: PPO's value network; None for GRPO.
 
     seqs: `rollout.sequences(...)`; rewards: f32[B] with B = P * G; step_rewards: optional
     `(f32[B, T], bool[B, T])`, each step's reward at its last target index (process supervision).
@@ -83,7 +84,7 @@ def make_experience(
     grouped = rewards.reshape(b // cfg.group_size, cfg.group_size)
     zero_variance = adv_lib.zero_variance_groups(grouped)  # [P]
     stats = {"zero_variance_fraction": zero_variance.mean()}
-    if cfg.algorithm == "grpo":
+    if critic is None:  # GRPO: the baseline is the group's
         if cfg.process_supervision:
             if step_rewards is None:
                 raise ConfigError("rl.process_supervision needs per-step rewards (a PRM)")
@@ -128,7 +129,7 @@ def rl_loss(params: dict, exp: dict, model, critic, cfg: RLConfig) -> tuple[jax.
         cfg.max_new_tokens,
     )
     metrics["entropy"] = _masked_mean(entropy, exp["mask"])
-    if cfg.algorithm == "ppo":
+    if critic is not None:  # PPO
         _, _, values = forward(critic, params["critic"], exp["tokens"], exp["positions"], 1.0)
         v_loss, v_clip = losses.value_loss(
             values, exp["old_values"], exp["returns"], exp["loss_mask"], cfg.value_clip
@@ -139,32 +140,12 @@ def rl_loss(params: dict, exp: dict, model, critic, cfg: RLConfig) -> tuple[jax.
     return loss, metrics
 
 
-def learn(
-    state: dict,
-    exp: dict,
-    model,
-    critic,
-    cfg: RLConfig,
-    optimizer: optax.GradientTransformation,
-    schedule=None,
-) -> tuple[dict, dict]:
-    """`mu` optimizer updates on one batch of experience (a `lax.scan`); metrics are their means."""
-    grad_fn = jax.grad(lambda p: rl_loss(p, exp, model, critic, cfg), has_aux=True)
-
-    def one_update(carry, _):
-        params, opt_state = carry
-        grads, metrics = grad_fn(params)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        metrics["grad_norm"] = optax.tree.norm(grads)
-        return (optax.apply_updates(params, updates), opt_state), metrics
-
-    (params, opt_state), metrics = jax.lax.scan(
-        one_update, (state["params"], state["opt_state"]), length=cfg.mu
+def make_update(model, critic, cfg: RLConfig, optimizer: optax.GradientTransformation, schedule=None):
+    """`update(state, experience) -> (state, metrics)`: the shared update step (`rtc.train.state`) on
+    `rl_loss`, making `cfg.mu` optimizer updates on one batch of experience."""
+    return state_lib.make_update(
+        lambda params, exp, rng: rl_loss(params, exp, model, critic, cfg), optimizer, schedule, cfg.mu
     )
-    metrics = jax.tree.map(jnp.mean, metrics)
-    if schedule is not None:
-        metrics["learning_rate"] = schedule(state["step"])
-    return {**state, "params": params, "opt_state": opt_state, "step": state["step"] + 1}, metrics
 
 
 def rollout_stats(lengths: jax.Array, thinking: jax.Array, rewards: jax.Array) -> dict:
@@ -178,17 +159,14 @@ def rollout_stats(lengths: jax.Array, thinking: jax.Array, rewards: jax.Array) -
 
 
 def init_state(policy_params, optimizer, rng: jax.Array, critic_params=None) -> dict:
-    """The RL train state; the reference policy is a frozen copy of the initial policy."""
+    """The RL train state: `params = {"policy", "critic" (PPO only)}`, and a frozen copy of the initial
+    policy as the reference (`ref_params`)."""
     params = {"policy": policy_params}
     if critic_params is not None:
         params["critic"] = critic_params
-    return {
-        "params": params,
-        "ref_params": jax.tree.map(jnp.copy, policy_params),
-        "opt_state": optimizer.init(params),
-        "step": jnp.int32(0),
-        "rng": jax.random.key_data(rng),
-    }
+    return state_lib.init_train_state(
+        params, optimizer, rng, ref_params=jax.tree.map(jnp.copy, policy_params)
+    )
 
 
 def split_rng(state: dict) -> tuple[dict, jax.Array]:

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 
 from rtc.errors import ConfigError
 from rtc.model.kv_cache import reorder
-from rtc.sampling.sampler import pad_prompts, phase_ends
+from rtc.sampling.sampler import pad_prompts, phase_ends, prefill
 
 # HF's "very low score" for unused beams and excluded candidates; the same constant keeps ties identical.
 LOW = -1.0e9
@@ -178,30 +178,25 @@ def feed(model, params, state: BeamState) -> BeamState:
 def _beam_search(
     model, params, prompt_tokens, prompt_lengths, cfg: BeamSearchConfig, cache_dtype
 ) -> BeamOutput:
-    """prompt_tokens: i32[B, P] right-padded; prompt_lengths: i32[B] (>= 1)."""
+    """prompt_tokens: i32[B, P] right-padded; prompt_lengths: i32[B] (>= 1). Each prompt is prefilled once,
+    its cache then copied to its K beams."""
     b, p = prompt_tokens.shape
     k, n = cfg.num_beams, cfg.max_new_tokens
     ends = phase_ends(n, cfg.cache_phases)
-    cache = model.init_cache(b, p + ends[0], cache_dtype)
-    positions = jnp.broadcast_to(jnp.arange(p, dtype=jnp.int32), (b, p))
-    logits, _, cache = model.apply(
-        params, prompt_tokens, positions, cache
-    )  # parallel prefill, once per problem
-    v = logits.shape[-1]
+    next_logits, cache = prefill(model, params, prompt_tokens, prompt_lengths, p + ends[0], cache_dtype)
+    v = next_logits.shape[-1]
     if v < cfg.num_candidates:
         raise ConfigError(
             f"beam search keeps {cfg.num_candidates} candidates a step, more than the {v} tokens"
         )
-    cache = {**cache, "index": prompt_lengths.astype(jnp.int32)}
     cache = jax.tree.map(lambda x: jnp.repeat(x, k, axis=0), cache)  # [B*K, ...], row b*K + k
-    next_logits = jnp.take_along_axis(logits, (prompt_lengths - 1)[:, None, None], axis=1)  # [B, 1, V]
     # Only beam 0 is live at first (HF's -1e9 on the others), so the K beams start distinct.
     running_scores = jnp.broadcast_to(jnp.where(jnp.arange(k) == 0, 0.0, LOW), (b, k)).astype(jnp.float32)
     pads = jnp.full((b, k, n), cfg.pad_id, jnp.int32)
     zeros = jnp.zeros((b, k), jnp.int32)
     state = BeamState(
         step=jnp.int32(0),
-        next_logits=jnp.broadcast_to(next_logits, (b, k, v)),
+        next_logits=jnp.broadcast_to(next_logits[:, None], (b, k, v)),
         running_tokens=pads,
         running_scores=running_scores,
         parents=zeros,

@@ -4,6 +4,8 @@ The model comes in as an object with `apply(params, tokens, positions, cache)`,
 `init_cache(batch, length, dtype)`, `grow_cache(cache, length)` and `max_seq_len` (`rtc.model.Model`);
 the sampler never imports the network. Prompts are right-padded to a length bucket, so calls with different prompt
 lengths reuse one compiled program; each row then writes its own cache slot (`cache["index"]`).
+`prefill`, `init_decode_state` and `decode_step` are shared with the token beam search
+(`beam_search.py`) and the step-level search (`rtc.search.expand`).
 """
 
 import dataclasses
@@ -167,7 +169,75 @@ def phase_ends(max_new_tokens: int, phases: int) -> list[int]:
     return [-(-max_new_tokens * (i + 1) // phases) for i in range(phases)]
 
 
-def _sample(
+def constrain(tree, sharding: jax.sharding.Sharding | None):
+    """`tree` with every leaf constrained to `sharding` (e.g. rows over the mesh's `data` axis); as is without."""
+    return tree if sharding is None else jax.lax.with_sharding_constraint(tree, sharding)
+
+
+def prefill(
+    model,
+    params,
+    prompt_tokens: jax.Array,
+    prompt_lengths: jax.Array,
+    cache_len: int,
+    cache_dtype,
+    cache_sharding: jax.sharding.Sharding | None = None,
+) -> tuple[jax.Array | None, dict]:
+    """Reads right-padded prompts into a fresh KV cache in one parallel forward pass.
+
+    prompt_tokens: i32[B, P]; prompt_lengths: i32[B] (>= 1); the cache holds `cache_len` (>= P) slots of
+    `cache_dtype`, constrained to `cache_sharding` if given. Returns (f32[B, V] logits after each prompt's
+    last token, None for a model without them (a head-only verifier); cache whose `index: i32[B]` is each
+    row's next slot, its prompt length).
+    """
+    b, p = prompt_tokens.shape
+    cache = constrain(model.init_cache(b, cache_len, cache_dtype), cache_sharding)
+    positions = jnp.broadcast_to(jnp.arange(p, dtype=jnp.int32), (b, p))
+    logits, _, cache = model.apply(params, prompt_tokens, positions, cache)
+    cache = {**cache, "index": prompt_lengths.astype(jnp.int32)}
+    if logits is None:
+        return None, cache
+    next_logits = jnp.take_along_axis(logits, (prompt_lengths - 1)[:, None, None], axis=1)[:, 0]
+    return next_logits, cache
+
+
+def init_decode_state(
+    next_logits: jax.Array,
+    cache: dict,
+    rng: jax.Array,
+    cfg: SamplerConfig,
+    done: jax.Array | None = None,
+    thinking: jax.Array | None = None,
+    thought: jax.Array | None = None,
+    force_mode: jax.Array | None = None,
+    force_ptr: jax.Array | None = None,
+) -> DecodeState:
+    """The state before `decode_step`'s first call: step 0, `N = cfg.max_new_tokens` empty slots per row.
+
+    next_logits: f32[B, V]; cache: B rows. A row resuming earlier decoding (a search step) passes its
+    budget state: `thinking: bool[B]`, `thought`, `force_mode`, `force_ptr: i32[B]` (default False / 0);
+    `done: bool[B]` rows (default none) emit nothing.
+    """
+    b, n = next_logits.shape[0], cfg.max_new_tokens
+    zeros_b = jnp.zeros((b,), jnp.int32)
+    return DecodeState(
+        step=jnp.int32(0),
+        next_logits=next_logits,
+        tokens=jnp.full((b, n), cfg.pad_id, jnp.int32),
+        logprobs=jnp.zeros((b, n), jnp.float32),
+        forced=jnp.zeros((b, n), bool),
+        done=jnp.zeros((b,), bool) if done is None else done,
+        lengths=zeros_b,
+        thinking=jnp.zeros((b,), bool) if thinking is None else thinking,
+        thought=zeros_b if thought is None else thought,
+        force_mode=zeros_b if force_mode is None else force_mode,
+        force_ptr=zeros_b if force_ptr is None else force_ptr,
+        cache=cache,
+        rng=rng,
+    )
+
+
+def sample_rows(
     model,
     params,
     prompt_tokens,
@@ -178,44 +248,22 @@ def _sample(
     cache_dtype,
     batch_sharding: jax.sharding.Sharding | None,
 ) -> SampleOutput:
-    """prompt_tokens: i32[B, P] right-padded; prompt_lengths: i32[B] (>= 1).
+    """The sampler, traceable inside a caller's `jax.jit` (`sample` is it compiled on its own).
 
-    `batch_sharding` (e.g. rows over the mesh's `data` axis) pins the KV cache to it; with the
-    prompts placed the same way, sharding propagation keeps every `[B, ...]` array split by rows.
+    prompt_tokens: i32[B, P] right-padded; prompt_lengths: i32[B] (>= 1). `batch_sharding` (e.g. rows
+    over the mesh's `data` axis) pins the KV cache to it; with the prompts placed the same way, sharding
+    propagation keeps every `[B, ...]` array split by rows.
     """
-    b, p = prompt_tokens.shape
-    n = cfg.max_new_tokens
-    pin = (
-        (lambda tree: jax.lax.with_sharding_constraint(tree, batch_sharding))
-        if batch_sharding
-        else (lambda tree: tree)
+    p = prompt_tokens.shape[1]
+    ends = phase_ends(cfg.max_new_tokens, cfg.cache_phases)
+    next_logits, cache = prefill(
+        model, params, prompt_tokens, prompt_lengths, p + ends[0], cache_dtype, batch_sharding
     )
-    ends = phase_ends(n, cfg.cache_phases)
-    cache = pin(model.init_cache(b, p + ends[0], cache_dtype))
-    positions = jnp.broadcast_to(jnp.arange(p, dtype=jnp.int32), (b, p))
-    logits, _, cache = model.apply(params, prompt_tokens, positions, cache)  # parallel prefill
-    cache = {**cache, "index": prompt_lengths.astype(jnp.int32)}
-    next_logits = jnp.take_along_axis(logits, (prompt_lengths - 1)[:, None, None], axis=1)[:, 0]
-    zeros_b = jnp.zeros((b,), jnp.int32)
     thinking = prompt_opens_thinking(prompt_tokens, prompt_lengths, cfg.budget)
-    state = DecodeState(
-        step=jnp.int32(0),
-        next_logits=next_logits,
-        tokens=jnp.full((b, n), cfg.pad_id, jnp.int32),
-        logprobs=jnp.zeros((b, n), jnp.float32),
-        forced=jnp.zeros((b, n), bool),
-        done=jnp.zeros((b,), bool),
-        lengths=zeros_b,
-        thinking=thinking,
-        thought=zeros_b,
-        force_mode=zeros_b,
-        force_ptr=zeros_b,
-        cache=cache,
-        rng=rng,
-    )
+    state = init_decode_state(next_logits, cache, rng, cfg, thinking=thinking)
     for i, end in enumerate(ends):
         if i:
-            state = state.replace(cache=pin(model.grow_cache(state.cache, p + end)))
+            state = state.replace(cache=constrain(model.grow_cache(state.cache, p + end), batch_sharding))
         state = jax.lax.while_loop(
             lambda s, end=end: (s.step < end) & ~jnp.all(s.done),
             lambda s: decode_step(model, params, cfg, stream, s),
@@ -230,7 +278,7 @@ def _sample(
     )
 
 
-sample = jax.jit(_sample, static_argnames=("model", "cfg", "stream", "cache_dtype", "batch_sharding"))
+sample = jax.jit(sample_rows, static_argnames=("model", "cfg", "stream", "cache_dtype", "batch_sharding"))
 
 
 def bucket_length(length: int, buckets: Sequence[int] = PROMPT_BUCKETS) -> int:

@@ -1,9 +1,9 @@
 """The search state and its one move: every live branch writes one reasoning step, then is scored.
 
-Search state (../shared/DESIGN.md, "Search state"): arrays with a leading flattened `[R = B * K]` axis
-(problems x branches), problem-major. Each branch holds its path (the completion so far), the policy's
-KV cache and next-token logits, the verifier's KV cache and its running step scores. Prompts are
-prefilled once per problem and the caches copied K times.
+Search state: arrays with a leading flattened `[R = B * K]` axis (problems x branches), problem-major.
+Each branch holds its path (the completion so far), the policy's KV cache and next-token logits, the
+verifier's KV cache and its running step scores. Prompts are prefilled once per problem
+(`sampler.prefill`) and the caches copied K times.
 
 One step (`expand`): the compiled sampler's token step (`rtc.sampling.sampler.decode_step`) runs in a
 `lax.while_loop` until every branch has emitted the delimiter, a stop id, or `step_tokens` tokens; the
@@ -50,15 +50,6 @@ def step_sampler_config(cfg: SearchConfig) -> sampler_lib.SamplerConfig:
     )
 
 
-def _prefill(model, params, prompt_tokens, prompt_lengths, cache_len: int, cache_dtype):
-    """Prefills `[B, P]` prompts; returns (last logits f32[B, V] | values f32[B, P], cache)."""
-    b, p = prompt_tokens.shape
-    cache = model.init_cache(b, cache_len, cache_dtype)
-    positions = jnp.broadcast_to(jnp.arange(p, dtype=jnp.int32), (b, p))
-    logits, values, cache = model.apply(params, prompt_tokens, positions, cache)
-    return logits, values, {**cache, "index": prompt_lengths.astype(jnp.int32)}
-
-
 def init_state(
     policy,
     params,
@@ -70,22 +61,26 @@ def init_state(
     cache_dtype,
     branches: int | None = None,
 ) -> SearchState:
-    """The root of every problem's search, copied to `branches` (default `cfg.n`) rows: `R = B * n`."""
+    """The root of every problem's search, copied to `branches` (default `cfg.n`) rows: `R = B * n`.
+
+    prompt_tokens: i32[B, P] right-padded; prompt_lengths: i32[B]. `verifier` None: no verifier cache.
+    """
     b, p = prompt_tokens.shape
     k = cfg.n if branches is None else branches
     # one step of slack: a finished or paused row still writes (unread) keys at its index, and the
     # verifier writes a whole step's S positions; without it those writes could clamp onto real slots
     cache_len = min(p + cfg.max_path_tokens + cfg.step_tokens, policy.max_seq_len)
-    logits, _, cache = _prefill(policy, params, prompt_tokens, prompt_lengths, cache_len, cache_dtype)
-    next_logits = jnp.take_along_axis(logits, (prompt_lengths - 1)[:, None, None], axis=1)[:, 0]
+    next_logits, cache = sampler_lib.prefill(
+        policy, params, prompt_tokens, prompt_lengths, cache_len, cache_dtype
+    )
     verifier_cache = None
     if verifier is not None:
-        _, _, verifier_cache = _prefill(
+        _, verifier_cache = sampler_lib.prefill(
             verifier, verifier_params, prompt_tokens, prompt_lengths, cache_len, cache_dtype
         )
     thinking = sampler_lib.prompt_opens_thinking(prompt_tokens, prompt_lengths, cfg.budget)
     rows = jnp.repeat(jnp.arange(b), k)  # [R]: each problem's branches are contiguous
-    copy = lambda tree: jax.tree.map(lambda x: jnp.take(x, rows, axis=0), tree)  # noqa: E731
+    copy = lambda tree: jax.tree.map(lambda x: jnp.take(x, rows, axis=0), tree)
     r = b * k
     zeros = jnp.zeros((r,), jnp.int32)
     return SearchState(
@@ -148,23 +143,18 @@ def expand(
 ) -> tuple[SearchState, jax.Array]:
     """Every unfinished branch (among `live: bool[R]`, default all) writes one step and is scored;
     returns (state, step_lengths i32[R])."""
-    r = state.lengths.shape[0]
     s = cfg.step_tokens
     token_cfg = step_sampler_config(cfg)
-    decode = sampler_lib.DecodeState(
-        step=jnp.int32(0),
-        next_logits=state.next_logits,
-        tokens=jnp.full((r, s), cfg.pad_id, jnp.int32),
-        logprobs=jnp.zeros((r, s), jnp.float32),
-        forced=jnp.zeros((r, s), bool),
+    decode = sampler_lib.init_decode_state(
+        state.next_logits,
+        state.cache,
+        rng,
+        token_cfg,
         done=state.finished if live is None else state.finished | ~live,
-        lengths=jnp.zeros((r,), jnp.int32),
         thinking=state.thinking,
         thought=state.thought,
         force_mode=state.force_mode,
         force_ptr=state.force_ptr,
-        cache=state.cache,
-        rng=rng,
     )
     decode = jax.lax.while_loop(
         lambda d: (d.step < s) & ~jnp.all(d.done),

@@ -96,7 +96,7 @@ def opens_thinking(prompt: list[int], budget) -> bool:
     """The prompt leaves a `<think>` block open (its last `<think>` follows its last `</think>`)."""
     if budget is None:
         return False
-    last = lambda token: max((i for i, t in enumerate(prompt) if t == token), default=-1)  # noqa: E731
+    last = lambda token: max((i for i, t in enumerate(prompt) if t == token), default=-1)
     return last(budget.think_start_id) > last(budget.think_end_id)
 
 
@@ -308,7 +308,7 @@ def reference_search(
     models = Models(
         policy, params, verifier, verifier_params, b_count * k, prompt_tokens.shape[1] + cfg.max_path_tokens
     )
-    per_branch = lambda dtype: np.zeros((b_count, k), dtype)  # noqa: E731
+    per_branch = lambda dtype: np.zeros((b_count, k), dtype)
     out = {
         "tokens": np.full((b_count, k, cfg.max_path_tokens), cfg.pad_id, np.int32),
         "lengths": per_branch(np.int32),

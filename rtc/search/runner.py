@@ -110,7 +110,7 @@ def run(
             placement=placement,
         )
     host = mesh_lib.to_host(out)  # rows may live on other processes' devices
-    keep = lambda x: x[:real]  # noqa: E731
+    keep = lambda x: x[:real]
     prompt_tokens = np.asarray(lengths)[:real].astype(np.int64)
     generated = keep(host.generated_tokens).astype(np.int64)
     verified = keep(host.verifier_tokens).astype(np.int64)

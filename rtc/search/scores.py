@@ -64,7 +64,3 @@ def aggregate(scores: StepScores, name: str) -> jax.Array:
         "mean": scores.sum / jnp.maximum(scores.count, 1),
     }[name]
     return jnp.where(has, value, 0.0)
-
-
-def gather(scores: StepScores, rows: jax.Array) -> StepScores:
-    return jax.tree.map(lambda x: jnp.take(x, rows, axis=0), scores)

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec
 
 from rtc.sampling.rules import SamplingRule
+from rtc.sampling.sampler import constrain
 from rtc.search import scores as scores_lib
 from rtc.search.config import SearchConfig
 from rtc.search.expand import SearchState, expand, init_state
@@ -53,11 +54,9 @@ def row_sharding(mesh) -> NamedSharding | None:
     return None if mesh is None else NamedSharding(mesh, PartitionSpec(DATA_AXIS))
 
 
-def _pin(tree, mesh):
-    """Keeps every `[R, ...]` leaf split by rows over the mesh."""
-    if mesh is None:
-        return tree
-    return jax.lax.with_sharding_constraint(tree, row_sharding(mesh))
+def pin_rows(tree, mesh):
+    """`tree` with every `[R, ...]` leaf constrained to split by rows over the mesh (as is without one)."""
+    return constrain(tree, row_sharding(mesh))
 
 
 def local_block(rows: int, group: int, mesh) -> int | None:
@@ -77,14 +76,14 @@ def gather_rows(tree, rows: jax.Array, block: int | None, mesh):
     """
     r = rows.shape[0]
     if block is None or block == r:
-        return _pin(jax.tree.map(lambda x: jnp.take(x, rows, axis=0), tree), mesh)
+        return pin_rows(jax.tree.map(lambda x: jnp.take(x, rows, axis=0), tree), mesh)
     local = (rows % block).reshape(r // block, block)
 
     def take(x):
-        blocks = _pin(x.reshape(r // block, block, *x.shape[1:]), mesh)
+        blocks = pin_rows(x.reshape(r // block, block, *x.shape[1:]), mesh)
         return jax.vmap(lambda xb, ib: jnp.take(xb, ib, axis=0))(blocks, local).reshape(x.shape)
 
-    return _pin(jax.tree.map(take, tree), mesh)
+    return pin_rows(jax.tree.map(take, tree), mesh)
 
 
 def exchange_survivors(tree, parents: jax.Array, copies: int, mesh, keep: jax.Array | None = None):
@@ -195,13 +194,13 @@ def _search(
     """prompt_tokens: i32[B, P] right-padded; prompt_lengths: i32[B]. `verifier` None: scores stay 0."""
     b = prompt_tokens.shape[0]
     k = cfg.n
-    state = _pin(
+    state = pin_rows(
         init_state(
             policy, params, verifier, verifier_params, prompt_tokens, prompt_lengths, cfg, cache_dtype
         ),
         mesh,
     )
-    per_problem = lambda x: x.reshape(b, k).sum(axis=1)  # noqa: E731
+    per_problem = lambda x: x.reshape(b, k).sum(axis=1)
     prune_each_step = cfg.group_size > 1
 
     def body(carry):
@@ -241,7 +240,7 @@ def _search(
     )
     score = scores_lib.aggregate(state.scores, cfg.aggregation)
     rank = jnp.where(state.duplicate, -jnp.inf, score + 2.0 * state.finished)  # scores are in [0, 1]
-    split = lambda x: x.reshape(b, k, *x.shape[1:])  # noqa: E731
+    split = lambda x: x.reshape(b, k, *x.shape[1:])
     return SearchOutput(
         tokens=split(state.tokens),
         lengths=split(state.lengths),

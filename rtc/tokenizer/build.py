@@ -21,7 +21,7 @@ import sentencepiece as spm
 
 from rtc.data import arithmetic, countdown, gsm8k, math500
 from rtc.data.format import completion_text, prompt_text
-from rtc.tokenizer.special import SPECIAL_SYMBOLS
+from rtc.data.special import SPECIAL_SYMBOLS
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "assets" / "rtc_sp1024.model"
 DEFAULT_VOCAB_SIZE = 1024

@@ -3,7 +3,7 @@
 A base model continues text, so its prompt is the question as is (`plain`). An instruction-tuned
 checkpoint expects its family's turn format, the one its `tokenizer_config.json` `chat_template`
 renders: Llama 3's header tokens, Qwen2's ChatML, Gemma's `<start_of_turn>`. The reasoning markers
-default to rtc's (`rtc.tokenizer.special`), which are also DeepSeek-R1's and Qwen3's `<think>` strings;
+default to rtc's (`rtc.data.special`), which are also DeepSeek-R1's and Qwen3's `<think>` strings;
 a tokenizer whose vocabulary lacks one gets it as an added token (`rtc.tokenizer.hf`).
 """
 
@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Container
 
 from rtc.errors import PretrainedError
-from rtc.tokenizer.special import ANSWER_END, ANSWER_START, STEP_DELIMITER, THINK_END, THINK_START
+from rtc.data.special import ANSWER_END, ANSWER_START, STEP_DELIMITER, THINK_END, THINK_START
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import sentencepiece as spm
 
-from rtc.tokenizer.special import (
+from rtc.data.special import (
     ANSWER_END,
     ANSWER_START,
     SPECIAL_SYMBOLS,

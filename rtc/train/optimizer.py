@@ -29,3 +29,10 @@ def adamw(
         optax.clip_by_global_norm(grad_clip),
         optax.adamw(learning_rate, b1=b1, b2=b2, weight_decay=weight_decay, mask=_matrices),
     )
+
+
+def from_block(block) -> tuple[optax.Schedule, optax.GradientTransformation]:
+    """`(schedule, optimizer)` of a training block (`learning_rate`, `warmup_steps`, `num_steps`,
+    `weight_decay`, `grad_clip`): AdamW with warmup and cosine decay."""
+    schedule = learning_rate_schedule(block.learning_rate, block.warmup_steps, block.num_steps)
+    return schedule, adamw(schedule, block.weight_decay, block.grad_clip)

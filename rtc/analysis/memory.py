@@ -1,6 +1,6 @@
 """Bytes per chip of a training run: params, gradients and AdamW state from their shardings, plus activations.
 
-    python -m rtc.parallel.memory --preset 1b --mesh data=-1,fsdp=8 --devices 8 --batch 64 --seq 1024
+    python -m rtc.analysis.memory --preset 1b --mesh data=-1,fsdp=8 --devices 8 --batch 64 --seq 1024
 
 Params and optimizer state are measured, not modelled: the train state is built with `jax.eval_shape`
 (nothing allocated), sharded by `rules.py` over a device-free `AbstractMesh`, and each leaf counts

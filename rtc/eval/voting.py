@@ -1,7 +1,7 @@
 """Answer aggregation over N candidate solutions per problem: majority, weighted and best-of-N.
 
 Host-side numpy. Each rule works on whatever candidate columns it is given, so the same function
-gives the rule "@k" when the caller passes k of the N columns (`rtc.search.scaling` does this for
+gives the rule "@k" when the caller passes k of the N columns (`rtc.analysis.scaling` does this for
 scaling curves). Answers are compared after `normalize`; rules on answers go through integer ids
 (`answer_ids`, -1 = no answer) so a vote is a `bincount`, not a Python loop over candidates.
 """

@@ -26,16 +26,20 @@ import numpy as np
 from rtc.data.answers import extract_answer
 from rtc.data.tasks import get_task
 from rtc.errors import ConfigError
-from rtc.eval.accuracy import prompt_tokens
+from rtc.data.format import prompt_tokens
+from rtc.data.tfds_builders import task_records
 from rtc.metrics import MetricWriter
 from rtc.parallel import distributed
 from rtc.parallel import mesh as mesh_lib
-from rtc.rewards import rm_loop
+from rtc import recipes
+from rtc.pretrained.run_model import load_model
+from rtc.rewards import training as rm_training
 from rtc.sampling.budget import ThinkingBudget, thinking_limit
 from rtc.sampling.rules import SamplingRule
-from rtc.search import by_difficulty, compute_optimal, runner, scaling, voting
+from rtc.analysis import by_difficulty, compute_optimal, scaling
+from rtc.eval import voting
+from rtc.search import runner
 from rtc.search.config import EFFORT, SearchConfig, from_effort
-from rtc.train import sft_loop
 
 RESULTS_FILE = "search_results.json"
 SEARCH_STRATEGIES = ("beam", "dvts", "mcts")
@@ -43,19 +47,21 @@ SEARCH_STRATEGIES = ("beam", "dvts", "mcts")
 
 def load_models(config, workdir: Path):
     """(tokenizer, policy, policy_params, verifier, verifier_params): the PRM run's, trained if absent."""
-    tokenizer, policy, _ = sft_loop.load_model(config)
+    tokenizer, policy, _ = load_model(config)
     prm_dir = Path(config.prm_workdir) if config.prm_workdir else workdir / "prm"
-    if not (prm_dir / rm_loop.DESCRIPTION_FILE).is_file() or not (prm_dir / "checkpoints").is_dir():
+    if not (prm_dir / rm_training.DESCRIPTION_FILE).is_file() or not (prm_dir / "checkpoints").is_dir():
         if config.prm_workdir:
-            raise FileNotFoundError(f"{prm_dir} is not a finished PRM run (no {rm_loop.DESCRIPTION_FILE})")
+            raise FileNotFoundError(
+                f"{prm_dir} is not a finished PRM run (no {rm_training.DESCRIPTION_FILE})"
+            )
         logging.info("no prm_workdir: training the policy and PRM into %s", prm_dir)
-        rm_loop.run(prm_config(config), str(prm_dir))
-    policy_dir = config.policy.workdir or str(prm_dir / "policy")
+        recipes.reward_model_recipe(prm_config(config), prm_dir)
+    policy_dir = config.policy_workdir or str(prm_dir / "policy")
     if not (Path(policy_dir) / "checkpoints").is_dir():
-        raise ConfigError(f"no policy checkpoints in {policy_dir}: set policy.workdir to the PRM's SFT run")
-    policy_params = sft_loop.restore_params(rm_loop.policy_config(config, workdir), policy_dir, policy)
-    verifier, verifier_params = rm_loop.load_reward_model(prm_dir)
-    kind = rm_loop.load_description(prm_dir)["kind"]
+        raise ConfigError(f"no policy checkpoints in {policy_dir}: set policy_workdir to the PRM's SFT run")
+    policy_params = recipes.restore_params(policy_dir)
+    verifier, verifier_params = rm_training.load_reward_model(prm_dir)
+    kind = rm_training.load_description(prm_dir)["kind"]
     if kind != config.search.verifier_kind:
         raise ConfigError(
             f"{prm_dir} holds a {kind}, but search.verifier_kind={config.search.verifier_kind!r}"
@@ -73,9 +79,7 @@ def prm_config(config) -> ml_collections.ConfigDict:
 def search_config(config, tokenizer, strategy: str, n: int) -> SearchConfig:
     """The `SearchConfig` of one strategy at budget `n` (or the `reasoning_effort` preset)."""
     s = config.search
-    limit = thinking_limit(
-        s.depth * s.step_tokens, budget_tokens=None if s.budget_tokens < 0 else s.budget_tokens
-    )
+    limit = thinking_limit(s.depth * s.step_tokens, budget_tokens=s.budget_tokens)
     budget = ThinkingBudget(tokenizer.think_start_id, tokenizer.think_end_id, max_thinking_tokens=limit)
     fields = dict(
         step_tokens=s.step_tokens,
@@ -145,59 +149,11 @@ def summary(values: np.ndarray, rng, resamples: int) -> list[float]:
     return [float(values.mean()), *scaling.bootstrap_interval(values, resamples, rng=rng)]
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    s = config.search
-    unknown = set(s.strategies) - {"best_of_n", *SEARCH_STRATEGIES}
-    if unknown:
-        raise ConfigError(f"unknown search.strategies {sorted(unknown)}; known: best_of_n, beam, dvts, mcts")
-    # reasoning_effort names one budget for every strategy; otherwise each runs at every N of `budgets`
-    budgets = [EFFORT[s.reasoning_effort]["n"]] if s.reasoning_effort else list(s.budgets)
-    models = load_models(config, workdir)
-    mesh = mesh_lib.make_mesh(config.num_devices or None)  # branches split over every device
-    tokenizer, policy, params, verifier, vparams = models
-    models = (
-        tokenizer,
-        policy,
-        mesh_lib.replicate(params, mesh),
-        verifier,
-        mesh_lib.replicate(vparams, mesh),
-    )
-    task = get_task(config.task.name)
-    records = sft_loop.task_records(config, "test", workdir)
-    records = [records[i] for i in range(min(s.num_problems, len(records)))]
-    prompts = [prompt_tokens(tokenizer, r) for r in records]
-    rng = jax.random.key(config.seed)
-    np_rng = np.random.default_rng(config.seed)
-    logging.info(
-        "search: %d held-out problems, strategies %s, budgets %s",
-        len(prompts),
-        list(s.strategies),
-        budgets,
-    )
-
-    # 1. one large-N best-of-N run -> every sampling-based curve
-    big_cfg = search_config(config, tokenizer, "best_of_n", s.large_n)
-    big = search_all(models, prompts, big_cfg, s.batch_problems, jax.random.fold_in(rng, 0), mesh)
-    correct, answers = grade(big, tokenizer, task, records)
-    scores = np.where(big.finished, big.scores, np.nan)
-    ks = [k for k in budgets if k <= correct.shape[1]]  # the samples the large run drew
-    curves = scaling.scaling_curves(
-        correct, answers, scores, ks, big.lengths.astype(float), s.num_draws, np_rng, s.bootstrap
-    )
-    per_problem = scaling.per_problem_curves(correct, answers, scores, ks, s.num_draws, np_rng)
-    tokens_per_sample = float(big.lengths.mean())
-
-    # 2. the searches at each budget
-    points, results = (
-        {},
-        {
-            "best_of_n": per_problem["best_of_n"],
-            "majority": per_problem["majority"],
-            "weighted": per_problem["weighted"],
-        },
-    )
+def search_budgets(config, models, prompts, records, task, budgets, rng, np_rng, mesh) -> tuple[dict, dict]:
+    """`(points, results)`: each search strategy at each budget N; `points[strategy][n]` holds the
+    accuracy with its bootstrap interval and the compute, `results[strategy][n]` per-problem correctness."""
+    s, tokenizer = config.search, models[0]
+    points, results = {}, {}
     for j, strategy in enumerate(x for x in s.strategies if x != "best_of_n"):
         points[strategy], results[strategy] = {}, {}
         for n in budgets:
@@ -205,8 +161,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
             out = search_all(
                 models, prompts, cfg, s.batch_problems, jax.random.fold_in(rng, 1 + j * 1000 + n), mesh
             )
-            c, a = grade(out, tokenizer, task, records)
-            point = strategy_point(out, c, a)
+            point = strategy_point(out, *grade(out, tokenizer, task, records))
             results[strategy][n] = point["best"]
             points[strategy][n] = {
                 "accuracy": summary(point["best"], np_rng, s.bootstrap),
@@ -222,15 +177,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 point["best"].mean(),
                 point["generated_tokens"].mean(),
             )
-    for strategy, by_n in points.items():
-        curves["curves"][strategy] = {n: tuple(p["accuracy"]) for n, p in by_n.items()}
-        if curves["compute"] is not None:
-            curves["compute"][strategy] = {n: p["generated_tokens"] for n, p in by_n.items()}
-    curves["compute"] = curves["compute"] or {
-        m: {k: k * tokens_per_sample for k in ks} for m in curves["curves"]
-    }
+    return points, results
 
-    # 3. compute-optimal selection by predicted difficulty, and the router
+
+def compute_optimal_outputs(s, big, correct, scores, ks, results, points, tokens_per_sample, np_rng) -> dict:
+    """Compute-optimal selection by predicted difficulty (Snell et al. 2024), and the router."""
     predicted = compute_optimal.estimate_pass_rate(np.nan_to_num(scores[:, : s.difficulty_samples]))
     bins = compute_optimal.difficulty_bins(predicted, s.difficulty_bins)
     selectable = {
@@ -241,14 +192,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     optimal = compute_optimal.compare_at_equal_compute(selectable, bins, "best_of_n", np_rng)
     top = max(ks)
     chosen = max(selectable, key=lambda name: selectable[name][top].mean())  # one strategy for all
-    reasoning = selectable[chosen][top]
     # the direct answer is a sample the difficulty estimate did not read (else the router would see it)
     direct_column = s.difficulty_samples if correct.shape[1] > s.difficulty_samples else 0
     direct = correct[:, direct_column].astype(float)
     router = compute_optimal.router_tradeoff(
         predicted,
         direct,
-        reasoning,
+        selectable[chosen][top],
         big.lengths[:, direct_column].astype(float),
         np.full(
             len(direct),
@@ -256,21 +206,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         ),
         s.router_thresholds,
     )
-
-    # 4. every strategy by oracle difficulty (the fraction of the large-N samples that are correct)
-    oracle_rate = compute_optimal.estimate_pass_rate(correct)
-    oracle_bins = compute_optimal.difficulty_bins(oracle_rate, s.difficulty_bins)
-    by_bin = by_difficulty.accuracy_by_bin(
-        {**results, "pass@N": per_problem["pass"]},
-        oracle_bins,
-        s.difficulty_bins,
-    )
-    outputs = {
-        "problems": len(prompts),
-        "large_n": s.large_n,
-        "tokens_per_sample": tokens_per_sample,
-        "curves": curves,
-        "searches": points,
+    return {
         "compute_optimal": optimal,
         "router": router,
         "router_strategy": f"{chosen} at N={top}",
@@ -279,14 +215,95 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
             for n, by_bin in compute_optimal.select_strategies(selectable, bins).items()
         },
         "difficulty_bins": np.bincount(bins, minlength=s.difficulty_bins).tolist(),
-        "by_oracle_difficulty": {
-            "accuracy": by_bin,
-            "problems": np.bincount(oracle_bins, minlength=s.difficulty_bins).tolist(),
-            "pass_at_1": [
-                float(oracle_rate[oracle_bins == b].mean()) if np.any(oracle_bins == b) else None
-                for b in range(s.difficulty_bins)
-            ],
-        },
+    }
+
+
+def by_oracle_difficulty(s, correct, results: dict, passes) -> dict:
+    """Every strategy's accuracy within bins of oracle difficulty (the fraction of the large-N samples
+    that are correct)."""
+    oracle_rate = compute_optimal.estimate_pass_rate(correct)
+    oracle_bins = compute_optimal.difficulty_bins(oracle_rate, s.difficulty_bins)
+    return {
+        "accuracy": by_difficulty.accuracy_by_bin(
+            {**results, "pass@N": passes}, oracle_bins, s.difficulty_bins
+        ),
+        "problems": np.bincount(oracle_bins, minlength=s.difficulty_bins).tolist(),
+        "pass_at_1": [
+            float(oracle_rate[oracle_bins == b].mean()) if np.any(oracle_bins == b) else None
+            for b in range(s.difficulty_bins)
+        ],
+    }
+
+
+def prepare(config, workdir: Path, mesh) -> tuple:
+    """`(models, records, prompts, budgets)`: the policy and verifier placed on `mesh`, the held-out problems,
+    and the budgets N to search at."""
+    s = config.search
+    unknown = set(s.strategies) - {"best_of_n", *SEARCH_STRATEGIES}
+    if unknown:
+        raise ConfigError(f"unknown search.strategies {sorted(unknown)}; known: best_of_n, beam, dvts, mcts")
+    # reasoning_effort names one budget for every strategy; otherwise each runs at every N of `budgets`
+    budgets = [EFFORT[s.reasoning_effort]["n"]] if s.reasoning_effort else list(s.budgets)
+    tokenizer, policy, params, verifier, vparams = load_models(config, workdir)
+    models = (
+        tokenizer,
+        policy,
+        mesh_lib.replicate(params, mesh),
+        verifier,
+        mesh_lib.replicate(vparams, mesh),
+    )
+    records = task_records(config, "test", workdir)
+    records = [records[i] for i in range(min(s.num_problems, len(records)))]
+    prompts = [prompt_tokens(tokenizer, r) for r in records]
+    logging.info(
+        "search: %d held-out problems, strategies %s, budgets %s", len(prompts), list(s.strategies), budgets
+    )
+    return models, records, prompts, budgets
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Every strategy at every budget on held-out problems: scaling curves, compute-optimal selection, the
+    router and accuracy by difficulty, written to the workdir."""
+    workdir = Path(workdir)
+    recipes.write_config(config, workdir)
+    s = config.search
+    mesh = mesh_lib.make_mesh(config.num_devices or None)  # branches split over every device
+    models, records, prompts, budgets = prepare(config, workdir, mesh)
+    task = get_task(config.task.name)
+    rng, np_rng = jax.random.key(config.seed), np.random.default_rng(config.seed)
+
+    # 1. one large-N best-of-N run -> every sampling-based curve
+    big_cfg = search_config(config, models[0], "best_of_n", s.large_n)
+    big = search_all(models, prompts, big_cfg, s.batch_problems, jax.random.fold_in(rng, 0), mesh)
+    correct, answers = grade(big, models[0], task, records)
+    scores = np.where(big.finished, big.scores, np.nan)
+    ks = [k for k in budgets if k <= correct.shape[1]]  # the samples the large run drew
+    curves = scaling.scaling_curves(
+        correct, answers, scores, ks, big.lengths.astype(float), s.num_draws, np_rng, s.bootstrap
+    )
+    per_problem = scaling.per_problem_curves(correct, answers, scores, ks, s.num_draws, np_rng)
+    tokens_per_sample = float(big.lengths.mean())
+
+    # 2. the searches at each budget
+    points, results = search_budgets(config, models, prompts, records, task, budgets, rng, np_rng, mesh)
+    results = {name: per_problem[name] for name in ("best_of_n", "majority", "weighted")} | results
+    for strategy, by_n in points.items():
+        curves["curves"][strategy] = {n: tuple(p["accuracy"]) for n, p in by_n.items()}
+        if curves["compute"] is not None:
+            curves["compute"][strategy] = {n: p["generated_tokens"] for n, p in by_n.items()}
+    curves["compute"] = curves["compute"] or {
+        m: {k: k * tokens_per_sample for k in ks} for m in curves["curves"]
+    }
+
+    # 3. compute-optimal selection and the router; 4. every strategy by oracle difficulty
+    outputs = {
+        "problems": len(prompts),
+        "large_n": s.large_n,
+        "tokens_per_sample": tokens_per_sample,
+        "curves": curves,
+        "searches": points,
+        **compute_optimal_outputs(s, big, correct, scores, ks, results, points, tokens_per_sample, np_rng),
+        "by_oracle_difficulty": by_oracle_difficulty(s, correct, results, per_problem["pass"]),
     }
     if distributed.is_primary():  # every process holds the same results; process 0 writes them
         write_outputs(workdir, outputs, f"{config.task.name}, {len(prompts)} problems")

@@ -5,11 +5,11 @@ Parameters": at a fixed generation budget the best strategy (best-of-N, weighted
 ...) depends on how hard the question is, so they bin questions by an estimate of the base model's
 pass@1 (sec. 3.2), choose the best strategy per bin and budget on one split and evaluate it on the
 other (two-fold cross-validation, sec. 3.2 and 5.3). The router applies the same predicted difficulty
-to the cheaper decision of the seed (sec. 23.5): give a question the reasoning mode at all, or answer
+to a cheaper decision: give a question the reasoning mode at all (search), or answer
 directly. Host-side numpy.
 
 `results` throughout is `{strategy: {budget: f[P] per-problem accuracy}}`, e.g. from
-`rtc.search.scaling.per_problem_curves`.
+`rtc.analysis.scaling.per_problem_curves`.
 """
 
 from collections.abc import Mapping, Sequence
@@ -120,8 +120,8 @@ def compare_at_equal_compute(
 
 def route(pass_rate_estimate: np.ndarray, threshold: float) -> np.ndarray:
     """bool[P]: True sends the problem to the reasoning mode (or search), for problems predicted hard,
-    estimated pass rate below `threshold` (seed sec. 23.5: reasoning "triggered by task complexity
-    signals (detected by a cheaper classifier)")."""
+    estimated pass rate below `threshold`: reasoning triggered by a cheap difficulty estimate, as in
+    Snell et al. 2024's difficulty-conditioned (compute-optimal) strategy selection."""
     return np.asarray(pass_rate_estimate, np.float64) < threshold
 
 

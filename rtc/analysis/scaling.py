@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from rtc.search import voting
+from rtc.eval import voting
 
 METHODS = ("majority", "weighted", "best_of_n", "pass")
 
@@ -38,7 +38,7 @@ def pass_at_k_array(n: int, correct_counts: np.ndarray, k: int) -> np.ndarray:
 
 def oracle_curve(p, ns: Sequence[int]) -> np.ndarray:
     """f64[len(ns)]: best-of-N with a perfect verifier, 1 - (1 - p)^N for independent samples that are
-    each right with probability `p` (seed sec. 23.4; Brown et al. 2024 "coverage"). `p` is one number
+    each right with probability `p` (Brown et al. 2024, "coverage"). `p` is one number
     or per-problem f[P], then averaged over problems."""
     p = np.atleast_1d(np.asarray(p, np.float64))  # f64[P]
     ns = np.asarray(ns, np.float64)
@@ -143,7 +143,7 @@ def per_problem_curves(
     methods: Sequence[str] = METHODS,
 ) -> dict[str, dict[int, np.ndarray]]:
     """{method: {k: f64[P] per-problem expected accuracy}}: the `results` that
-    `rtc.search.compute_optimal` selects strategies from."""
+    `rtc.analysis.compute_optimal` selects strategies from."""
     ids = voting.answer_ids(answers)
     return {
         m: {int(k): method_accuracy(m, correct, ids, scores, int(k), num_draws, rng) for k in ks}

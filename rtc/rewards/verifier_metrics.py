@@ -1,6 +1,6 @@
 """Reward-model metrics: AUROC, step accuracy, Monte-Carlo label agreement, best-of-N selection.
 
-All host-side numpy on arrays already scored; the loop in `rtc.rewards.rm_loop` does the sampling
+All host-side numpy on arrays already scored; `rtc.rewards.rm_evaluate` does the sampling
 and scoring.
 """
 
@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from rtc.rewards.step_labels import hard_labels
-from rtc.search import voting
+from rtc.eval import voting
 
 
 def average_ranks(values: np.ndarray) -> np.ndarray:

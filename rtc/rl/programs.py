@@ -1,8 +1,8 @@
 """The jitted RL programs: a fused sample -> reward -> advantage -> update step for on-device rewards, and
 a rollout plus a learn step around host-side verifiers.
 
-Both paths share `learner.make_experience` and `learner.learn`, so they train identically; the fused one
-keeps everything in one XLA program (`tests/test_rl.py` checks they agree).
+Both paths share `learner.make_experience` and the shared update step (`learner.make_update`), so they
+train identically; the fused one keeps everything in one XLA program (`tests/test_rl.py` checks they agree).
 """
 
 import dataclasses
@@ -72,9 +72,8 @@ def _learn_from_rollout(parts: Learner, state, prompts, prompt_lengths, out, rew
         values, ends = fn(params, seqs["tokens"], completion)
         per_step = (values[:, 1:], ends[:, 1:])  # on target indices, like the mask
     exp, stats = learner.make_experience(parts.model, parts.critic, state, seqs, rewards, parts.cfg, per_step)
-    state, metrics = learner.learn(
-        state, exp, parts.model, parts.critic, parts.cfg, parts.optimizer, parts.schedule
-    )
+    update = learner.make_update(parts.model, parts.critic, parts.cfg, parts.optimizer, parts.schedule)
+    state, metrics = update(state, exp)
     return state, {**metrics, **stats, **learner.rollout_stats(out.lengths, out.thinking_tokens, rewards)}
 
 
@@ -88,7 +87,7 @@ def make_fused_step(parts: Learner, sampler_cfg, reward: DeviceReward, shardings
     def step(state, prompts, prompt_lengths, gold):
         state, key = learner.split_rng(state)
         policy = state["params"]["policy"]
-        out = sampler._sample(
+        out = sampler.sample_rows(
             parts.model, policy, prompts, prompt_lengths, key, sampler_cfg, None, jnp.float32, rows
         )
         rewards, per_fn = reward(out.tokens, out.lengths, gold)

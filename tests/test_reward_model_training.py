@@ -1,44 +1,34 @@
-"""The ORM/PRM run: shrunk end-to-end runs, exact resume, head-only training, bad data."""
+"""Reward-model training (ORM, PRM): shrunk end-to-end runs, exact resume, head-only training, bad data."""
 
-import importlib.util
+import importlib
 import json
 
 import jax
 import numpy as np
 import pytest
 
-from helpers import REPO, assert_trees_close
+from helpers import assert_trees_close
 from rtc.checkpoint import Checkpointer
 from rtc.errors import ConfigError
-from rtc.eval.reward_model_eval import auroc
+from rtc.rewards.verifier_metrics import auroc
 from rtc.metrics import read_metrics
 from rtc.model import Model
 from rtc.rewards import reward_model as rm
-from rtc.rewards import rm_loop
+from rtc import recipes
+from rtc.rewards import labelled_data
+from rtc.rewards import training as rm_training
+from rtc.rl import training as rl_training
 from rtc.rewards.rm_data import Solution
 
 
 def rm_config(name: str, arg: str = "tiny"):
-    """`experiments/configs/{name}.py:get_config(arg)`, loaded from its file as the CLI does."""
-    spec = importlib.util.spec_from_file_location(name, REPO / f"experiments/configs/{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+    """`experiments/configs/{name}.py:get_config(arg)`."""
+    return importlib.import_module(f"experiments.configs.{name}").get_config(arg)
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, data_dir):
-    """A tiny ORM run (training its own SFT policy), then a tiny PRM run reusing that policy."""
-    root = tmp_path_factory.mktemp("rm_runs")
-    orm = rm_config("orm")
-    orm.data_dir = str(data_dir)
-    orm_results = rm_loop.run(orm, str(root / "orm"))
-    prm = rm_config("prm")
-    prm.data_dir = str(data_dir)
-    prm.policy.workdir = str(root / "orm" / "policy")
-    prm.eval_rm.compare_workdir = str(root / "orm")
-    prm_results = rm_loop.run(prm, str(root / "prm"))
-    return root, orm_results, prm_results
+def runs(reward_model_runs):
+    return reward_model_runs
 
 
 def test_tiny_orm_and_prm_runs_train_evaluate_and_compare(runs, capsys):
@@ -60,8 +50,8 @@ def test_tiny_orm_and_prm_runs_train_evaluate_and_compare(runs, capsys):
 
 def test_a_trained_prm_loads_and_gives_step_rewards(runs, tokenizer):
     root, _, _ = runs
-    model, params = rm_loop.load_reward_model(root / "prm")
-    description = rm_loop.load_description(root / "prm")
+    model, params = rm_training.load_reward_model(root / "prm")
+    description = rm_training.load_description(root / "prm")
     assert description["kind"] == "prm" and description["delimiter_id"] == tokenizer.step_id == 8
     with Checkpointer(root / "prm" / "checkpoints") as ckpt:
         assert ckpt.latest_step() == 4
@@ -77,10 +67,11 @@ def test_rerun_of_a_finished_run_reuses_data_and_a_changed_config_is_refused(run
     root, _, _ = runs
     prm = rm_config("prm")
     prm.data_dir = str(data_dir)
-    prm.policy.workdir = str(root / "orm" / "policy")
-    prm.rm.group_size = 3
+    prm.policy_workdir = str(root / "orm" / "policy")
+    prm.eval_rm.compare_workdir = str(root / "orm")
+    prm.rm_data.group_size = 3
     with pytest.raises(ConfigError, match="holds data of another config"):
-        rm_loop.run(prm, str(root / "prm"))
+        recipes.reward_model_recipe(prm, root / "prm")
 
 
 # --- training on given arrays -------------------------------------------------------------------------
@@ -88,9 +79,9 @@ def test_rerun_of_a_finished_run_reuses_data_and_a_changed_config_is_refused(run
 
 @pytest.fixture(scope="module")
 def policy(tokenizer):
-    from rtc.train import sft_loop
+    from rtc.pretrained.run_model import build_model
 
-    model = sft_loop.build_model(rm_config("orm"), tokenizer.vocab_size)
+    model = build_model(rm_config("orm"), tokenizer.vocab_size)
     return model, model.init_params(jax.random.key(3))
 
 
@@ -109,12 +100,11 @@ def test_resumed_training_equals_uninterrupted(policy, tmp_path):
     model, params = policy
     rm_model = Model(rm.with_head(model.config))
     config = rm_config("orm")
-    config.train.update(num_steps=6)  # checkpoints at 2, 4, 6
-    whole = rm_loop.train(config, tmp_path / "a", rm_model, params, _orm_data())
-    config.train.halt_after = 3  # killed after step 3: the rerun restarts from step 2
-    rm_loop.train(config, tmp_path / "b", rm_model, params, _orm_data())
-    config.train.halt_after = -1
-    resumed = rm_loop.train(config, tmp_path / "b", rm_model, params, _orm_data())
+    config.rm.update(num_steps=6)  # checkpoints at 2, 4, 6
+    whole = rm_training.train(config, config.rm, tmp_path / "a", rm_model, params, _orm_data())
+    # killed after step 3: the rerun restarts from step 2
+    rm_training.train(config, config.rm, tmp_path / "b", rm_model, params, _orm_data(), halt_after=3)
+    resumed = rm_training.train(config, config.rm, tmp_path / "b", rm_model, params, _orm_data())
     assert int(whole["step"]) == int(resumed["step"]) == 6
     assert_trees_close(resumed, whole)
 
@@ -123,8 +113,8 @@ def test_head_only_training_leaves_the_trunk_as_the_policy(policy, tmp_path):
     model, params = policy
     rm_model = Model(rm.with_head(model.config))
     config = rm_config("orm")
-    config.train.update(head_only=True, learning_rate=1e-2)
-    state = rm_loop.train(config, tmp_path, rm_model, params, _orm_data())
+    config.rm.update(head_only=True, learning_rate=1e-2)
+    state = rm_training.train(config, config.rm, tmp_path, rm_model, params, _orm_data())
     trunk = {k: v for k, v in state["params"].items() if k not in rm.HEAD_PARAMS}
     assert_trees_close(trunk, params, atol=0)
     assert float(np.abs(state["params"]["value_head"]).sum()) > 0
@@ -138,15 +128,15 @@ def test_prm_data_with_no_step_is_an_error_with_counts(policy, tokenizer):
         Solution(record, (2, 10), tuple(tokenizer.encode("<think>1+1=2</think><answer>2</answer>")))
     ] * 3
     with pytest.raises(ConfigError, match=r"none of the 3 .* \(skipped: \{'no_delimiter': 3\}\)"):
-        rm_loop.label_solutions(config, tokenizer, model, params, solutions, jax.random.key(0))
+        labelled_data.label_solutions(config, tokenizer, model, params, solutions, jax.random.key(0))
 
 
 def test_unknown_step_label_source_is_named(policy, tokenizer):
     model, params = policy
     config = rm_config("prm")
-    config.rm.labels = "oracle"
-    with pytest.raises(ConfigError, match="unknown rm.labels 'oracle'"):
-        rm_loop.make_labeler(config, tokenizer, model, params, jax.random.key(0))
+    config.rm_data.labels = "oracle"
+    with pytest.raises(ConfigError, match="unknown rm_data.labels 'oracle'"):
+        labelled_data.make_labeler(config, tokenizer, model, params, jax.random.key(0))
 
 
 def test_prm_trains_on_a_prm800k_file(policy, tokenizer, tmp_path):
@@ -156,8 +146,8 @@ def test_prm_trains_on_a_prm800k_file(policy, tokenizer, tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in (PHASE2_ERROR, PHASE1_HUMAN, MISSING_FIRST)))
     model, params = policy
     config = rm_config("prm")
-    config.rm.update(labels="human", human_path=str(path))
-    data = rm_loop.training_data(config, tmp_path, tokenizer, model, params)
+    config.rm_data.update(labels="human", human_path=str(path))
+    data = labelled_data.training_data(config, tmp_path, tokenizer, model, params)
     # Two usable records (the third has no rated step): labels [1, 1, 0] and [1, 1, 1].
     assert data["step_mask"].sum(axis=1).tolist() == [3.0, 3.0]
     assert data["step_labels"][data["step_mask"] > 0].tolist() == [1, 1, 0, 1, 1, 1]
@@ -176,8 +166,8 @@ def test_orm_learns_a_visible_correctness_cue(policy, tmp_path):
     data["completion_mask"][:, :6] = False
     data["tokens"][np.arange(64), ends - 1] = np.where(data["label"] > 0.5, 100, 200)
     config = rm_config("orm")
-    config.train.update(num_steps=40, learning_rate=3e-3, log_every=20, checkpoint_every=40)
-    state = rm_loop.train(config, tmp_path, Model(rm.with_head(model.config)), params, data)
+    config.rm.update(num_steps=40, learning_rate=3e-3, log_every=20, checkpoint_every=40)
+    state = rm_training.train(config, config.rm, tmp_path, Model(rm.with_head(model.config)), params, data)
     held_out = _orm_data(n=32)
     held_out["tokens"][:, 17] = np.where(held_out["label"] > 0.5, 100, 200)
     scores = rm.orm_logits(
@@ -188,18 +178,16 @@ def test_orm_learns_a_visible_correctness_cue(policy, tmp_path):
 
 def test_process_supervised_grpo_trains_with_the_prm(runs, data_dir, tmp_path):
     """The PRM's step rewards drive GRPO's advantages (DeepSeekMath process supervision) end to end."""
-    from rtc.rl import rl_loop
-
     root, _, _ = runs
     config = rm_config("grpo")
     config.data_dir = str(data_dir)
     config.rl.process_supervision = True
     config.rewards.prm_workdir = str(root / "prm")
-    config.train.num_steps = 2
-    results = rl_loop.run(config, str(tmp_path))
+    config.rl.num_steps = 2
+    results = recipes.rl_recipe(config, tmp_path)
     assert "accuracy" in results["greedy"]
     logged = [m for m in read_metrics(tmp_path) if "train/loss" in m]
     assert len(logged) == 2 and all(np.isfinite(m["train/loss"]) for m in logged)
     config.rewards.prm_workdir = str(root / "orm")
     with pytest.raises(ConfigError, match="not a PRM"):
-        rl_loop.process_reward(config)
+        rl_training.process_reward(config)

@@ -5,7 +5,7 @@ the ORM, by the PRM (product of step probabilities) or by majority vote, and plo
 the PRM's lead over the ORM and majority vote grows with N. Here the policy samples `large_n` solutions
 per held-out problem once; both reward models score every solution (the PRM under each aggregation of
 `reward_model.AGGREGATIONS`); every curve at k <= large_n is the expected accuracy over random k-subsets
-of the same samples (`rtc.search.scaling`), with a bootstrap interval over problems. Weighted voting
+of the same samples (`rtc.analysis.scaling`), with a bootstrap interval over problems. Weighted voting
 (Li et al. 2023) by each verifier and pass@k (a perfect verifier) are drawn beside them, and the
 within-problem AUROC says how well each score ranks one problem's solutions.
 
@@ -23,26 +23,31 @@ import numpy as np
 from rtc.data.answers import extract_answer
 from rtc.data.tasks import get_task
 from rtc.errors import ConfigError
-from rtc.eval import reward_model_eval as rm_metrics
-from rtc.eval.accuracy import prompt_tokens
+from rtc.rewards import verifier_metrics as rm_metrics
+from rtc.data.format import prompt_tokens
+from rtc.data.tfds_builders import task_records
 from rtc.parallel import distributed
 from rtc.rewards import reward_model as rm
-from rtc.rewards import rm_data, rm_evaluate, rm_loop
-from rtc.search import scaling, voting
-from rtc.train import sft_loop
+from rtc import recipes
+from rtc.pretrained.run_model import load_model
+from rtc.rewards import rm_data, rm_evaluate
+from rtc.rewards import training as rm_training
+from rtc.sampling import settings
+from rtc.analysis import scaling
+from rtc.eval import voting
 
 RESULTS_FILE = "verifiers.json"
 
 
 def finished(directory: Path) -> bool:
     """An ORM/PRM run that trained all its steps (its evaluation, written last, is there)."""
-    return (directory / rm_loop.DESCRIPTION_FILE).is_file() and (
+    return (directory / rm_training.DESCRIPTION_FILE).is_file() and (
         directory / rm_evaluate.RESULTS_FILE
     ).is_file()
 
 
 def ensure_runs(config, workdir: Path) -> ml_collections.ConfigDict:
-    """The config with `orm_workdir`, `prm_workdir` and `policy.workdir` set: the given runs, or runs
+    """The config with `orm_workdir`, `prm_workdir` and `policy_workdir` set: the given runs, or runs
     trained here when none is given (the policy and ORM into WORKDIR/orm, the PRM into WORKDIR/prm)."""
     c = ml_collections.ConfigDict(config.to_dict())
     for kind in ("orm", "prm"):
@@ -54,13 +59,13 @@ def ensure_runs(config, workdir: Path) -> ml_collections.ConfigDict:
             logging.info("no %s_workdir: training the %s into %s", kind, kind.upper(), directory)
             rm_config = ml_collections.ConfigDict(c.to_dict())
             rm_config.mode = kind
-            rm_config.rm.labels = "verifier" if kind == "orm" else config.rm.labels
-            rm_loop.run(rm_config, str(directory))
+            rm_config.rm_data.labels = "verifier" if kind == "orm" else config.rm_data.labels
+            recipes.reward_model_recipe(rm_config, directory)
         c[f"{kind}_workdir"] = str(directory)
-        if not c.policy.workdir:  # the ORM run trained the policy; the PRM shares it
-            c.policy.workdir = str(directory / "policy")
-    if not (Path(c.policy.workdir) / "checkpoints").is_dir():
-        raise ConfigError(f"no policy checkpoints in {c.policy.workdir}: set policy.workdir to the SFT run")
+        if not c.policy_workdir:  # the ORM run trained the policy; the PRM shares it
+            c.policy_workdir = str(directory / "policy")
+    if not (Path(c.policy_workdir) / "checkpoints").is_dir():
+        raise ConfigError(f"no policy checkpoints in {c.policy_workdir}: set policy_workdir to the SFT run")
     return c
 
 
@@ -68,10 +73,10 @@ def load_verifiers(config) -> dict:
     """{kind: (model, params)} of the ORM and PRM runs named by `orm_workdir` and `prm_workdir`."""
     verifiers = {}
     for kind, directory in (("orm", config.orm_workdir), ("prm", config.prm_workdir)):
-        found = rm_loop.load_description(directory)["kind"]
+        found = rm_training.load_description(directory)["kind"]
         if found != kind:
             raise ConfigError(f"{kind}_workdir={directory} holds a {found}, not a {kind}")
-        verifiers[kind] = rm_loop.load_reward_model(directory)
+        verifiers[kind] = rm_training.load_reward_model(directory)
     return verifiers
 
 
@@ -120,24 +125,22 @@ def verifier_curves(
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    recipes.write_config(config, workdir)
     v = config.verifiers
     if v.large_n < 1 or any(not 1 <= k <= v.large_n for k in v.budgets):
         raise ConfigError(f"verifiers.budgets {tuple(v.budgets)} must lie in 1..large_n={v.large_n}")
     config = ensure_runs(config, workdir)
-    tokenizer, policy, _ = sft_loop.load_model(config)
-    policy_params = sft_loop.restore_params(
-        rm_loop.policy_config(config, workdir), config.policy.workdir, policy
-    )
+    tokenizer, policy, _ = load_model(config)
+    policy_params = recipes.restore_params(config.policy_workdir)
     verifiers = load_verifiers(config)
     task = get_task(config.task.name)
-    records = sft_loop.task_records(config, "test", workdir)
+    records = task_records(config, "test", workdir)
     records = [records[i] for i in range(min(v.num_problems, len(records)))]
     longest = max(len(prompt_tokens(tokenizer, r)) for r in records)
-    if longest + config.eval.max_new_tokens > config.train.seq_len:  # before sampling, not after
+    if longest + config.eval.max_new_tokens > config.rm.seq_len:  # before sampling, not after
         raise ConfigError(
             f"a prompt of {longest} tokens + eval.max_new_tokens={config.eval.max_new_tokens} exceeds "
-            f"train.seq_len={config.train.seq_len}, the reward models' scoring length: raise train.seq_len"
+            f"rm.seq_len={config.rm.seq_len}, the reward models' scoring length: raise rm.seq_len"
         )
     logging.info("verifiers: %d held-out problems x %d samples", len(records), v.large_n)
     solutions = rm_data.sample_solutions(
@@ -145,7 +148,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         policy_params,
         tokenizer,
         records,
-        sft_loop.sampler_config(config, tokenizer, v.temperature),
+        settings.from_block(config.eval, tokenizer, v.temperature),
         v.large_n,
         config.eval_rm.sample_batch_size,
         jax.random.key(config.seed + 5),
@@ -154,7 +157,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     correct = (rm_data.outcome_labels(task, tokenizer, solutions) > 0.5).reshape(shape)  # bool[P, N]
     texts = [tokenizer.decode(s.completion_ids) for s in solutions]
     answers = np.array([extract_answer(t) for t in texts], object).reshape(shape).tolist()
-    arrays = rm_data.encode_solutions(solutions, config.train.seq_len, tokenizer.pad_id)
+    arrays = rm_data.encode_solutions(solutions, config.rm.seq_len, tokenizer.pad_id)
     step_end = np.asarray(rm.step_end_mask(arrays["tokens"], arrays["completion_mask"], tokenizer.step_id))
     flat_scores = score_solutions(verifiers, arrays, step_end, config.eval_rm.score_batch_size)
     scores = {name: s.reshape(shape) for name, s in flat_scores.items()}  # f32[P, N] each

@@ -4,7 +4,8 @@ import pytest
 
 from rtc.errors import ConfigError
 from rtc.model.config import ModelConfig, model_config
-from rtc.parallel import config_mesh, memory
+from rtc.analysis import memory
+from rtc.parallel import config_mesh
 
 # V=16, E=8, H=2, Hkv=1, D=4, F=16, one layer, tied embeddings: 728 params (ModelConfig.num_params).
 TINY = ModelConfig(

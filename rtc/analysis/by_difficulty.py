@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from rtc.search.compute_optimal import Results
+from rtc.analysis.compute_optimal import Results
 
 
 def accuracy_by_bin(results: Results, bins: np.ndarray, num_bins: int) -> dict[str, dict[int, list]]:

@@ -1,29 +1,52 @@
-"""The `search` CLI mode end to end on the tiny config: policy and PRM trained, every strategy and
-budget searched, curves, compute-optimal table and plot written."""
+"""The `search` CLI mode end to end on the tiny config: the session's tiny policy and PRM, every strategy
+and budget searched, curves, compute-optimal table and plot written."""
 
-import importlib.util
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 
-from helpers import REPO
+from experiments.configs import search
 from rtc.errors import ConfigError
-from rtc.search import search_loop
+from rtc.analysis import test_time_scaling as experiment
 
 
 def tiny_config(data_dir):
-    spec = importlib.util.spec_from_file_location("search", REPO / "experiments/configs/search.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config("tiny")
+    config = search.get_config("tiny")
     config.data_dir = str(data_dir)
     return config
 
 
+def with_runs(config, reward_model_runs):
+    """The config pointed at the session's PRM run and its policy."""
+    root, _, _ = reward_model_runs
+    config.prm_workdir = str(root / "prm")
+    config.policy_workdir = str(root / "orm" / "policy")
+    return config
+
+
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, data_dir):
+def run(tmp_path_factory, data_dir, reward_model_runs):
     workdir = tmp_path_factory.mktemp("search")
-    return workdir, search_loop.run(tiny_config(data_dir), str(workdir))
+    return workdir, experiment.run(with_runs(tiny_config(data_dir), reward_model_runs), str(workdir))
+
+
+def test_without_a_prm_run_the_policy_and_prm_are_trained_first(
+    data_dir, tmp_path, monkeypatch, reward_model_runs
+):
+    root, _, _ = reward_model_runs
+    trained = []
+
+    def reward_model_recipe(config, workdir):  # stands in for the real run: leaves a finished PRM run
+        trained.append((config.mode, Path(workdir)))
+        shutil.copytree(root / "prm", workdir)
+        shutil.copytree(root / "orm" / "policy", Path(workdir) / "policy")
+
+    monkeypatch.setattr(experiment.recipes, "reward_model_recipe", reward_model_recipe)
+    models = experiment.load_models(tiny_config(data_dir), tmp_path)
+    assert trained == [("prm", tmp_path / "prm")]
+    assert models[3].config.scalar_head  # the verifier
 
 
 def test_every_strategy_and_budget_is_reported(run):
@@ -51,7 +74,7 @@ def test_files_are_written(run):
     assert (workdir / "scaling.png").stat().st_size > 10_000
     assert "| beam |" in (workdir / "scaling.md").read_text()
     assert "compute-optimal" in (workdir / "compute_optimal.md").read_text()
-    saved = json.loads((workdir / search_loop.RESULTS_FILE).read_text())
+    saved = json.loads((workdir / experiment.RESULTS_FILE).read_text())
     assert saved["problems"] == 4 and saved["large_n"] == 4
     assert (workdir / "scaling_by_difficulty.png").stat().st_size > 10_000
     assert "| beam | 4 |" in (workdir / "scaling_by_difficulty.md").read_text()
@@ -75,20 +98,18 @@ def test_bad_search_configs_are_named(data_dir, tmp_path):
     config = tiny_config(data_dir)
     config.search.strategies = ("best_of_n", "greedy")
     with pytest.raises(ConfigError, match="unknown search.strategies"):
-        search_loop.run(config, str(tmp_path))
+        experiment.run(config, str(tmp_path))
     config = tiny_config(data_dir)
     config.prm_workdir = str(tmp_path / "missing")
     with pytest.raises(FileNotFoundError, match="not a finished PRM run"):
-        search_loop.run(config, str(tmp_path))
+        experiment.run(config, str(tmp_path))
 
 
-def test_reasoning_effort_sets_one_budget(run, data_dir, tmp_path):
+def test_reasoning_effort_sets_one_budget(run, data_dir, tmp_path, reward_model_runs):
     """`search.reasoning_effort=low` runs every strategy at the knob's N (2), depth and thinking share."""
-    workdir, _ = run
-    config = tiny_config(data_dir)
-    config.prm_workdir = str(workdir / "prm")  # the PRM the first run trained
+    config = with_runs(tiny_config(data_dir), reward_model_runs)
     config.search.update(reasoning_effort="low", strategies=("best_of_n", "beam"))
-    outputs = search_loop.run(config, str(tmp_path))
+    outputs = experiment.run(config, str(tmp_path))
     assert list(outputs["searches"]["beam"]) == [2]
     assert list(outputs["curves"]["curves"]["majority"]) == [2]
     # low effort searches half the depth (2 of 4 steps): N x 2 steps x step_tokens at most per problem

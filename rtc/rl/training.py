@@ -1,0 +1,299 @@
+"""GRPO and PPO training: rollouts, rewards, advantages and updates, run by the shared loop.
+
+Each step samples `rl.group_size` completions for each of `rl.prompts_per_step` prompts, scores them and
+updates the policy (and PPO's critic). With rewards on device (the arithmetic task's rule rewards) sample ->
+reward -> advantage -> update is one jitted program; other verifiers run on the host between a jitted
+rollout and a jitted learn step. Resume is exact: the checkpoint holds the policy (and critic), the frozen
+reference policy, optimizer state, step, rng and data position.
+"""
+
+import dataclasses
+import logging
+import resource
+import time
+from pathlib import Path
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from rtc.data.answers import extract_answer
+from rtc.data.format import prompt_tokens
+from rtc.data.tasks import get_task
+from rtc.data.tfds_builders import task_records
+from rtc.errors import ConfigError
+from rtc.eval import traces
+from rtc.metrics import MetricWriter
+from rtc.model import Model
+from rtc.parallel import config_mesh, distributed, placement
+from rtc.parallel import mesh as mesh_lib
+from rtc.rewards import device as device_rewards
+from rtc.rewards import rule
+from rtc.rl import learner, losses, programs
+from rtc.rl.rollout import repeat_groups
+from rtc.sampling.rules import SamplingRule
+from rtc.sampling.sampler import SamplerConfig, completions, pad_prompts
+from rtc.train import loop
+from rtc.train import optimizer as optimizer_lib
+
+
+def _fields(cls, block) -> dict:
+    return {f.name: block[f.name] for f in dataclasses.fields(cls) if f.name in block}
+
+
+def rl_config(config: ml_collections.ConfigDict) -> learner.RLConfig:
+    """The static `RLConfig` of `config.rl`, field by field (and `config.mode`: grpo or ppo)."""
+    loss = losses.PolicyLossConfig(**_fields(losses.PolicyLossConfig, config.rl))
+    return learner.RLConfig(
+        **{**_fields(learner.RLConfig, config.rl), "algorithm": config.mode, "loss": loss}
+    )
+
+
+def rollout_sampler(config: ml_collections.ConfigDict, tokenizer) -> SamplerConfig:
+    """Sampling for rollouts: temperature `rl.temperature`, stop at `</answer>` or eos."""
+    r = config.rl
+    return SamplerConfig(
+        max_new_tokens=r.max_new_tokens,
+        stop_ids=(tokenizer.answer_end_id, tokenizer.eos_id),
+        pad_id=tokenizer.pad_id,
+        rule=SamplingRule(temperature=r.temperature),
+    )
+
+
+def prompt_order(position: int, count: int, num_records: int, seed: int) -> np.ndarray:
+    """i64[count]: the record indices at data positions `position .. position + count` (a fresh permutation
+    of the records every epoch), so the batch at any position is a pure function of it."""
+    positions = np.arange(position, position + count)
+    epochs, offsets = positions // num_records, positions % num_records
+    perms = {e: np.random.default_rng([seed, int(e)]).permutation(num_records) for e in set(epochs.tolist())}
+    return np.array([perms[e][o] for e, o in zip(epochs.tolist(), offsets.tolist())])
+
+
+def critic_params(policy_params, critic: Model, rng: jax.Array):
+    """The critic starts as a copy of the initial policy's network with a fresh (zero) scalar head."""
+    params = dict(critic.init_params(rng))
+    params.update({k: jax.tree.map(jnp.copy, v) for k, v in policy_params.items() if k in params})
+    return params
+
+
+def process_reward(config):
+    """`(step_reward_fn, prm_params)` from the PRM run in `config.rewards.prm_workdir` (process supervision),
+    or `(None, None)`."""
+    if not config.rl.process_supervision:
+        return None, None
+    if not config.rewards.prm_workdir:
+        raise ConfigError(
+            "rl.process_supervision needs rewards.prm_workdir (a PRM run, experiments/configs/prm.py)"
+        )
+    from rtc.rewards import reward_model, training  # the reward-model stack only when asked for
+
+    description = training.load_description(config.rewards.prm_workdir)
+    if description.get("kind") != "prm":
+        raise ConfigError(f"{config.rewards.prm_workdir} holds a {description.get('kind')}, not a PRM")
+    prm, prm_params = training.load_reward_model(config.rewards.prm_workdir)
+    delimiter = int(description["delimiter_id"])
+
+    def step_reward_fn(params, tokens, completion):
+        return reward_model.prm_step_rewards(prm, params, tokens, completion, delimiter)
+
+    return step_reward_fn, prm_params
+
+
+def state_bytes(state: dict) -> int:
+    """Bytes of the trained params plus optimizer state (not the frozen reference)."""
+    leaves = jax.tree.leaves((state["params"], state["opt_state"]))
+    return int(sum(x.size * x.dtype.itemsize for x in leaves if hasattr(x, "dtype")))
+
+
+def use_device_rewards(config, task, tokenizer=None) -> bool:
+    """Rewards on device when asked (`auto`: when the task's answers are integers, the rewards are rules
+    and the tokenizer writes digits one per token)."""
+    choice = config.rl.device_rewards
+    possible = (
+        task.name == "arithmetic"
+        and all(k in device_rewards.DEVICE_REWARDS for k in config.rewards.weights)
+        and (tokenizer is None or device_rewards.supports(tokenizer))
+    )
+    if choice == "auto":
+        return possible
+    if choice == "on" and not possible:
+        raise ConfigError(
+            f"rl.device_rewards='on' needs the arithmetic task and rewards from {device_rewards.DEVICE_REWARDS}"
+        )
+    return choice == "on"
+
+
+def peak_rss_bytes() -> int:
+    """The process's peak resident memory so far (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class Rollouts:
+    """The prompts of one RL step: `group_size` rows per prompt, padded and placed on the devices."""
+
+    records: list  # one per row
+    prompts: jax.Array  # i32[P * G, Lp]
+    lengths: jax.Array  # i32[P * G]
+
+
+def rollout_prompts(config, tokenizer, model: Model, records, position: int, rows) -> Rollouts:
+    r = config.rl
+    batch = [records[int(i)] for i in prompt_order(position, r.prompts_per_step, len(records), config.seed)]
+    prompts, lengths = pad_prompts(
+        [prompt_tokens(tokenizer, x) for x in batch], tokenizer.pad_id, r.max_new_tokens, model.max_seq_len
+    )
+    prompts, lengths = repeat_groups(prompts, lengths, r.group_size)
+    prompts, lengths = jax.device_put((prompts, lengths), rows)
+    return Rollouts([x for x in batch for _ in range(r.group_size)], prompts, lengths)
+
+
+def completion_metrics(task, texts: list[str], records: list[dict]) -> dict:
+    """Host metrics of a rollout's completions: accuracy, self-correction and repetition rates."""
+    return {
+        "accuracy": float(
+            np.mean([task.is_correct(extract_answer(x), rec) for x, rec in zip(texts, records)])
+        ),
+        "self_correction_rate": traces.self_correction_rate(texts),
+        "repetition_rate": traces.repetition_rate(texts),
+    }
+
+
+def save_traces(config, workdir: Path, task, step: int, texts: list[str], records: list[dict]) -> None:
+    """One completion per prompt of the first few prompts, appended to `traces.jsonl` (process 0)."""
+    shown = slice(0, config.rl.trace_samples * config.rl.group_size, config.rl.group_size)
+    texts, records = texts[shown], records[shown]
+    correct = [task.is_correct(extract_answer(x), rec) for x, rec in zip(texts, records)]
+    traces.append_samples(
+        workdir / traces.TRACES_FILE, step, texts, [x["question"] for x in records], correct
+    )
+
+
+def describe(step: int, logged: dict, num_steps: int) -> str:
+    clip = logged["clip_fraction_low"] + logged["clip_fraction_high"]
+    return (
+        f"step {step}/{num_steps}  reward {logged['reward_mean']:.3f}  acc {logged['accuracy']:.3f}"
+        f"  kl {logged.get('kl', 0.0):.4f}  clip {clip:.3f}  len {logged['completion_length']:.1f}"
+    )
+
+
+def make_step(config, workdir: Path, tokenizer, model: Model, parts: programs.Learner, state_sharding, mesh):
+    """`step(state, position) -> (state, device metrics, host metrics)`: one rollout batch and its update."""
+    r = config.rl
+    task = get_task(config.task.name)
+    records = task_records(config, "train", workdir)
+    rows = config_mesh.batch_sharding(mesh)
+    weights = tuple((str(k), float(v)) for k, v in config.rewards.weights.items())
+    step_reward_fn, prm_params = process_reward(config)
+    sampler_cfg = rollout_sampler(config, tokenizer)
+    if step_reward_fn is None and use_device_rewards(config, task, tokenizer):
+        reward = programs.DeviceReward.of(tokenizer, weights, r.max_new_tokens, config.rewards.overlong_cache)
+        fused = programs.make_fused_step(parts, sampler_cfg, reward, (state_sharding, rows))
+
+        def sample_and_learn(state, batch: Rollouts):
+            gold = jax.device_put(np.array([int(x["answer"]) for x in batch.records], np.int32), rows)
+            state, metrics, out = fused(state, batch.prompts, batch.lengths, gold)
+            return state, metrics, [tokenizer.decode(ids) for ids in completions(out)], {}
+
+    else:
+        rollout = programs.make_rollout(model, sampler_cfg, rows)
+        learn = programs.make_learn_step(parts, (state_sharding, rows), step_reward_fn)
+        reward_fns = rule.make_reward_fns(task, r.max_new_tokens, config.rewards.overlong_cache)
+        spec = rule.RewardSpec(weights, config.rewards.on_error)
+        spec.check(list(reward_fns))
+
+        def sample_and_learn(state, batch: Rollouts):
+            started = time.time()
+            state, key = learner.split_rng(state)
+            out = rollout(state["params"]["policy"], batch.prompts, batch.lengths, key)
+            texts = [tokenizer.decode(ids) for ids in completions(out)]  # waits for the rollout
+            host = {"rollout_seconds": time.time() - started}
+            total, per_fn, failures = rule.score(
+                reward_fns, spec, texts, batch.records, mesh_lib.to_host(out.lengths)
+            )
+            host.update({f"reward/{k}": float(v.mean()) for k, v in per_fn.items()})
+            host.update({f"reward_std/{k}": float(v.std()) for k, v in per_fn.items()})
+            host.update({f"reward_errors/{k}": float(v) for k, v in failures.items()})
+            state, metrics = learn(
+                state, batch.prompts, batch.lengths, out, jax.device_put(total, rows), prm_params
+            )
+            return state, metrics, texts, host
+
+    def step(state, position):
+        started = time.time()
+        batch = rollout_prompts(config, tokenizer, model, records, position, rows)
+        state, metrics, texts, host = sample_and_learn(state, batch)
+        host.update(completion_metrics(task, texts, batch.records))
+        number = int(state["step"])
+        if r.trace_samples and (number % r.trace_every == 0 or number == 1) and distributed.is_primary():
+            save_traces(config, workdir, task, number, texts, batch.records)
+        host["step_seconds"] = time.time() - started
+        return state, metrics, host
+
+    return step
+
+
+def init_state(
+    config, block, model: Model, critic: Model | None, initial_policy: Callable, workdir: Path, mesh
+):
+    """`(state, state sharding, optimizer, schedule)`: the RL train state placed by the sharding rules.
+
+    `initial_policy()` gives the starting params; it is not called when the run resumes (the checkpoint's
+    values replace the template's)."""
+    schedule, optimizer = optimizer_lib.from_block(block)
+    if loop.latest_step(workdir) is not None:
+        policy, origin = model.init_params(jax.random.key(0)), "checkpoint"
+    else:
+        policy, origin = initial_policy()
+    logging.info("policy from %s", origin)
+    rng = jax.random.key(config.seed + 17)
+    critic_init = critic_params(policy, critic, jax.random.fold_in(rng, 1)) if critic else None
+    # one jitted program places the state by the sharding rules: the policy may arrive sharded
+    state, state_sharding = placement.init_sharded(
+        lambda policy, critic, rng: learner.init_state(policy, optimizer, rng, critic),
+        (policy, critic_init, jax.random.fold_in(rng, 2)),
+        mesh,
+        placement.rules_from_config(config, mesh),
+    )
+    return state, state_sharding, optimizer, schedule
+
+
+def train(
+    config, block, workdir: Path, tokenizer, model: Model, initial_policy: Callable, *, halt_after=None
+):
+    """Runs (or resumes) RL for `block.num_steps` steps; returns the final train state.
+
+    `initial_policy() -> (params, origin)`: where the policy starts (an SFT run, a pretrained checkpoint,
+    random weights); `config.mode` (grpo or ppo) is the algorithm, chosen here once: PPO adds a critic.
+    """
+    cfg = rl_config(config)
+    mesh = placement.mesh_from_config(config)
+    config_mesh.batch_size_per_chip(config.rl.prompts_per_step * config.rl.group_size, mesh)
+    critic = Model(dataclasses.replace(model.config, scalar_head=True)) if cfg.algorithm == "ppo" else None
+    state, state_sharding, optimizer, schedule = init_state(
+        config, block, model, critic, initial_policy, workdir, mesh
+    )
+    parts = programs.Learner(model, critic, cfg, optimizer, schedule, tokenizer.pad_id)
+
+    def truncate_traces(start: int):  # the steps after the checkpoint are sampled again: their traces too
+        if distributed.is_primary():
+            traces.truncate_samples(workdir / traces.TRACES_FILE, start)
+
+    cadence = loop.Cadence.of(block)
+    state = loop.run(
+        workdir,
+        state,
+        make_step(config, workdir, tokenizer, model, parts, state_sharding, mesh),
+        cadence,
+        rows_per_step=config.rl.prompts_per_step,
+        describe=lambda step, logged: describe(step, logged, cadence.num_steps),
+        meta={"task": config.task.name},
+        halt_after=halt_after,
+        on_resume=truncate_traces,
+    )
+    with MetricWriter(workdir, progress=False) as writer:
+        memory = {"param_and_optimizer_bytes": state_bytes(state), "peak_rss_bytes": peak_rss_bytes()}
+        writer.write(int(state["step"]), memory, prefix="memory/")
+    return state
