@@ -1,10 +1,33 @@
 """Shared fixtures: small models that compile in seconds, and the expensive runs, made once per session
 (one prepared copy of each tiny dataset, one tiny SFT policy with an ORM and a PRM trained on it)."""
 
+import os
+import tempfile
+
 import jax
 import pytest
 
 from rtc.model import Model, model_config
+
+
+def pytest_configure(config):
+    """One persistent XLA compilation cache for the session, shared with every subprocess a test starts
+    (the CLI, fake devices, several processes): the tiny programs compile once, not once per test.
+    `RTC_TEST_COMPILATION_CACHE=0` turns it off; a directory given in `JAX_COMPILATION_CACHE_DIR` is used."""
+    if os.environ.get("RTC_TEST_COMPILATION_CACHE", "1") == "0":
+        return
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="rtc-test-xla-cache-"))
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
+    jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+    jax.config.update(
+        "jax_persistent_cache_min_compile_time_secs",
+        float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]),
+    )
+    jax.config.update(
+        "jax_persistent_cache_min_entry_size_bytes",
+        int(os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"]),
+    )
 
 
 @pytest.fixture(scope="session")
@@ -24,6 +47,19 @@ def tokenizer():
 def data_dir(tmp_path_factory):
     """One prepared copy of each tiny dataset for the whole session (each config has its own folder)."""
     return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="session")
+def sft_run(tmp_path_factory, data_dir):
+    """A finished tiny SFT run (`quickstart.py:tiny`, evaluated): a policy to start RL or analysis from."""
+    from experiments.configs import quickstart
+    from rtc import recipes
+
+    config = quickstart.get_config("tiny")
+    config.data_dir = str(data_dir)
+    workdir = tmp_path_factory.mktemp("sft_run")
+    recipes.sft_recipe(config, workdir)
+    return workdir
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -56,22 +57,18 @@ def test_missing_config_file_is_named(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_model_override_trains_a_one_layer_model(tmp_path):
-    out = rtc_main(TINY, f"--workdir={tmp_path}", "--config.model.num_layers=1")
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "Held-out accuracy" in out.stdout
-    assert [r["step"] for r in read_metrics(tmp_path) if "train/loss" in r] == [2, 4]
-    # Restore checks every saved key path against the template: only a one-layer state fits.
-    with Checkpointer(tmp_path / "checkpoints") as ckpt:
-        assert ckpt.all_steps() == [2, 4]
-        state, _ = ckpt.restore(train_state_template(num_layers=1))
-        assert set(state["params"]) == {"embedding", "final_norm", "layer_0"}
-        with pytest.raises(CheckpointError):
-            ckpt.restore(train_state_template(num_layers=2))
+ONE_LAYER = "--config.model.num_layers=1"
 
 
-def test_quickstart_tiny_end_to_end(tmp_path):
-    out = rtc_main(TINY, f"--workdir={tmp_path}")
+@pytest.fixture(scope="module")
+def quickstart_run(tmp_path_factory):
+    """The tiny quickstart through the CLI, with a model override (one layer instead of two)."""
+    workdir = tmp_path_factory.mktemp("quickstart")
+    return workdir, rtc_main(TINY, f"--workdir={workdir}", ONE_LAYER)
+
+
+def test_quickstart_tiny_end_to_end(quickstart_run):
+    tmp_path, out = quickstart_run
     assert out.returncode == 0, out.stderr[-3000:]
     assert "Held-out accuracy on 8 arithmetic problems (step 4):" in out.stdout
     table = out.stdout.split("Held-out accuracy", 1)[1]
@@ -89,10 +86,21 @@ def test_quickstart_tiny_end_to_end(tmp_path):
     assert any(r["step"] == 4 and "eval/sampled/accuracy" in r for r in records)
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(tmp_path / "tb"))
     assert (tmp_path / "samples.txt").read_text().startswith("=== step 4 eval/trace ===")
-    with Checkpointer(tmp_path / "checkpoints") as ckpt:
-        assert ckpt.all_steps() == [2, 4]
     resolved = json.loads((tmp_path / "config.json").read_text())  # the workdir loads from its path alone
     assert resolved["mode"] == "sft" and resolved["sft"]["num_steps"] == 4
+    assert resolved["model"]["num_layers"] == 1
+
+
+def test_model_override_trains_a_one_layer_model(quickstart_run):
+    tmp_path, out = quickstart_run
+    assert out.returncode == 0, out.stderr[-3000:]
+    # Restore checks every saved key path against the template: only a one-layer state fits.
+    with Checkpointer(tmp_path / "checkpoints") as ckpt:
+        assert ckpt.all_steps() == [2, 4]
+        state, _ = ckpt.restore(train_state_template(num_layers=1))
+        assert set(state["params"]) == {"embedding", "final_norm", "layer_0"}
+        with pytest.raises(CheckpointError):
+            ckpt.restore(train_state_template(num_layers=2))
 
 
 def test_non_finite_loss_exits_cleanly(tmp_path):
@@ -125,17 +133,16 @@ def _one_line_error(out: subprocess.CompletedProcess) -> str:
     return errors[0]
 
 
-def test_damaged_checkpoint_is_one_line_naming_step_and_path(tmp_path):
-    first = rtc_main(TINY, f"--workdir={tmp_path}", "--config.sft.num_steps=2")  # saves step 2
-    assert first.returncode == 0, first.stderr[-3000:]
-    step_dir = tmp_path / "checkpoints" / "2"
+def test_damaged_checkpoint_is_one_line_naming_step_and_path(quickstart_run, tmp_path):
+    shutil.copytree(quickstart_run[0], tmp_path, dirs_exist_ok=True)  # a finished run: steps 2 and 4
+    step_dir = tmp_path / "checkpoints" / "4"
     largest = max((p for p in (step_dir / "state").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
     data = bytearray(largest.read_bytes())
     data[len(data) // 2] ^= 0xFF
     largest.write_bytes(bytes(data))
-    error = _one_line_error(rtc_main(TINY, f"--workdir={tmp_path}"))
-    assert error.startswith(f"rtc: checkpoint step 2 at {step_dir} is damaged"), error
-    assert error.endswith("No other step is on disk."), error
+    error = _one_line_error(rtc_main(TINY, f"--workdir={tmp_path}", ONE_LAYER))
+    assert error.startswith(f"rtc: checkpoint step 4 at {step_dir} is damaged"), error
+    assert "--config.sft.resume_step=2" in error, error
 
 
 def test_prompt_longer_than_the_context_is_one_line(tmp_path):

@@ -83,13 +83,11 @@ def test_real_data_pipeline_with_the_pretrained_model(tmp_path):
     assert (tmp_path / "real_data.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_overthinking_budgets_cap_thinking(tmp_path, monkeypatch, data_dir):
+def test_overthinking_budgets_cap_thinking(tmp_path, monkeypatch, data_dir, sft_run):
     from helpers import quickstart_config
-    from rtc import recipes
 
     config = quickstart_config("tiny")
     config.data_dir = str(data_dir)
-    recipes.sft_recipe(config, tmp_path / "sft")
     monkeypatch.setattr(
         overthinking,
         "SETTINGS",
@@ -105,7 +103,7 @@ def test_overthinking_budgets_cap_thinking(tmp_path, monkeypatch, data_dir):
             "--workdir",
             str(tmp_path),
             "--policy",
-            str(tmp_path / "sft"),
+            str(sft_run),
             "--problems",
             "2",
             "--samples",

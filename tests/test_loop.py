@@ -26,6 +26,13 @@ def train(config, workdir, tokenizer, model, halt_after=None):
 # --- the loop ---------------------------------------------------------------------------------------
 
 
+def _damage(step_dir):
+    """Overwrites every array file of a saved step with zeros of the same size."""
+    for path in step_dir.rglob("*"):
+        if path.is_file() and "state" in path.parts and path.stat().st_size > 64:
+            path.write_bytes(b"\0" * path.stat().st_size)
+
+
 def test_resumed_run_equals_uninterrupted(tiny_config, tokenizer, model, tmp_path):
     tiny_config.sft.num_steps = 6  # checkpoints at 2, 4, 6
     whole = train(tiny_config, tmp_path / "a", tokenizer, model)
@@ -49,6 +56,17 @@ def test_resumed_run_equals_uninterrupted(tiny_config, tokenizer, model, tmp_pat
     losses = [{r["step"]: r["train/loss"] for r in read_metrics(tmp_path / run)} for run in ("a", "b")]
     assert losses[1][4] == pytest.approx(losses[0][4], abs=1e-6)  # b logs step 2 twice, then 4 and 6
     assert losses[1][6] == pytest.approx(losses[0][6], abs=1e-6)
+
+    # A damaged latest checkpoint is refused, naming the step to resume from; resuming there instead sets
+    # the damaged step aside (kept, not deleted) and still ends where the uninterrupted run did.
+    train(tiny_config, tmp_path / "c", tokenizer, model, halt_after=4)  # checkpoints 2 and 4
+    _damage(tmp_path / "c/checkpoints/4")
+    with pytest.raises(CheckpointError, match=r"step 4 .* damaged.*--config.sft.resume_step=2"):
+        train(tiny_config, tmp_path / "c", tokenizer, model)
+    tiny_config.sft.resume_step = 2
+    assert_trees_close(train(tiny_config, tmp_path / "c", tokenizer, model), whole)
+    assert (tmp_path / "c/checkpoints/4.set_aside").is_dir()
+    assert Checkpointer(tmp_path / "c/checkpoints").all_steps() == [4, 6]
 
 
 def _nan_loss(params, batch, model):
@@ -147,34 +165,10 @@ def test_non_finite_gradient_stops_before_the_checkpoint(
     assert Checkpointer(tmp_path / "checkpoints").all_steps() == []
 
 
-def _damage(step_dir):
-    """Overwrites every array file of a saved step with zeros of the same size."""
-    for path in step_dir.rglob("*"):
-        if path.is_file() and "state" in path.parts and path.stat().st_size > 64:
-            path.write_bytes(b"\0" * path.stat().st_size)
-
-
-def test_damaged_latest_checkpoint_is_refused_then_resumed_from_an_earlier_step(
-    tiny_config, tokenizer, model, tmp_path
-):
-    tiny_config.sft.num_steps = 6
-    whole = train(tiny_config, tmp_path / "a", tokenizer, model)
-    train(tiny_config, tmp_path / "b", tokenizer, model, halt_after=4)  # checkpoints 2 and 4
-    _damage(tmp_path / "b/checkpoints/4")
-    with pytest.raises(CheckpointError, match=r"step 4 .* damaged.*--config.sft.resume_step=2"):
-        train(tiny_config, tmp_path / "b", tokenizer, model)
-    tiny_config.sft.resume_step = 2
-    resumed = train(tiny_config, tmp_path / "b", tokenizer, model)
-    assert_trees_close(resumed, whole)
-    assert (tmp_path / "b/checkpoints/4.set_aside").is_dir()  # kept, not deleted
-    assert Checkpointer(tmp_path / "b/checkpoints").all_steps() == [4, 6]
-
-
-def test_a_finished_workdir_loads_from_its_path_alone(tiny_config, tmp_path):
-    recipes.sft_recipe(tiny_config, tmp_path)
-    config, _, model, params = recipes.load_run(tmp_path)
+def test_a_finished_workdir_loads_from_its_path_alone(tiny_config, sft_run):
+    config, _, model, params = recipes.load_run(sft_run)
     assert config.to_json(sort_keys=True) == tiny_config.to_json(sort_keys=True)
-    with Checkpointer(tmp_path / "checkpoints") as ckpt:
+    with Checkpointer(sft_run / "checkpoints") as ckpt:
         saved = ckpt.restore_params()
     assert_trees_close(params, saved)
     assert jax.tree.structure(params) == jax.tree.structure(model.init_params(jax.random.key(1)))

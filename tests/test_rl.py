@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from helpers import assert_trees_close, run_on_fake_devices
+from rtc.checkpoint import Checkpointer
 from rtc.data import arithmetic
 from rtc.eval import traces
 from rtc.data.format import prompt_tokens
@@ -161,9 +162,10 @@ def _run(config, workdir, halt_after=None):
 
 
 @pytest.mark.parametrize("algorithm", ["grpo", "ppo"])
-def test_shrunk_run_logs_metrics_and_resumes_exactly(tmp_path, data_dir, algorithm):
+def test_shrunk_run_logs_metrics_and_resumes_exactly(tmp_path, data_dir, sft_run, algorithm):
     config = grpo_config("tiny_ppo" if algorithm == "ppo" else "tiny")
     config.data_dir = str(data_dir)
+    config.policy_workdir = str(sft_run)  # the cold start is run by test_grpo_from_a_pretrained_checkpoint
     config.rl.update(num_steps=4, checkpoint_every=2)
     results = _run(config, tmp_path / "whole")
     assert "accuracy" in results["greedy"]
@@ -276,6 +278,7 @@ SHARDED = textwrap.dedent("""
             config.data_dir = str(out / "data")
             config.num_devices = n
             config.rl.num_steps = 2
+            config.sft.num_steps = 0  # random weights: the devices are compared, not the policy
             model = build_model(config, tokenizer.vocab_size)
             workdir = out / f"{algorithm}{n}"
             policy = recipes.cold_start(config, workdir, tokenizer, model, None)
@@ -340,3 +343,7 @@ def test_grpo_from_a_pretrained_checkpoint(tmp_path, data_dir):
     results = _run(config, tmp_path)
     assert "accuracy" in results["greedy"]
     assert len([m for m in read_metrics(tmp_path) if "train/loss" in m]) == 2
+    # the cold start: sft.num_steps SFT steps from the checkpoint into WORKDIR/sft, then RL from them
+    with Checkpointer(tmp_path / "sft" / "checkpoints") as ckpt:
+        assert ckpt.all_steps() == [config.sft.num_steps]
+    assert (tmp_path / "sft" / "config.json").is_file()
