@@ -17,7 +17,7 @@ quickstart: setup
 	$(BIN)/python -m rtc.main --config=experiments/configs/quickstart.py --workdir=$(WORKDIR)
 
 test: setup
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q tests --durations=20
 
 bench: setup
 	$(BIN)/pip install -q -e ".[bench]"
