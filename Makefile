@@ -10,8 +10,9 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
+# constraints.txt: the exact versions the tests passed with, inside setup.py's ranges
 setup: $(BIN)/python
-	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q -c constraints.txt -e ".[test]"
 
 quickstart: setup
 	$(BIN)/python -m rtc.main --config=experiments/configs/quickstart.py --workdir=$(WORKDIR)
@@ -20,7 +21,7 @@ test: setup
 	$(BIN)/python -m pytest -q tests --durations=20
 
 bench: setup
-	$(BIN)/pip install -q -e ".[bench]"
+	$(BIN)/pip install -q -c constraints.txt -e ".[bench]"
 	$(BIN)/python bench/throughput.py
 
 tokenizer: setup

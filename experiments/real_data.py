@@ -1,12 +1,15 @@
 """The real-data path: GSM8K and MATH-500 evaluation (prompting, answer extraction, verification, pass@k).
 
 Usage:  python -m experiments.real_data --workdir=DIR [--sft_steps=300] [--problems=64] [--samples=8]
+GSM8K and MATH-500 are read from the data root (`$RTC_DATA_DIR`, else `~/.cache/rtc/data`), downloaded and
+checked on first use (`rtc.data.download`).
 1. Gold check: every gold solution of GSM8K (train and test) and MATH-500, written the way a model would
    write it, must be scored correct by the task's verifier, through two routes: the dataset's own
    solution text (GSM8K's `#### 42` line, MATH's last `\\boxed{}`) and rtc's reasoning format
    (`<think>steps</think><answer>gold</answer>`). As a control, another problem's gold answer must be
    scored wrong (a verifier that accepts everything would pass the first check).
-2. The model at hand (`--pretrained=DIR` for another): llama2.c's stories260K (`$RTC_DATA_DIR/stories260K`, 260K parameters, TinyStories)
+2. The model at hand (`--pretrained=DIR` for another): llama2.c's stories260K (260K parameters, TinyStories;
+   under the data root `$RTC_DATA_DIR`, else the copy shipped in `tests/data`)
    as it is, and after `--sft_steps` of SFT on GSM8K's train split in rtc's format
    (`experiments/configs/pretrained_sft.py` with the GSM8K task), each sampling `--samples` completions
    (T=0.7) and one greedy completion per problem on the first `--problems` GSM8K test and MATH-500
@@ -27,7 +30,7 @@ import ml_collections
 import numpy as np
 
 from rtc.analysis import scaling
-from rtc.data import gsm8k, math500, paths
+from rtc.data import download, gsm8k, math500, paths
 from rtc.data.answers import extract_answer, extract_gsm8k_final, math_equal, numbers_equal
 from rtc.data.format import completion_text, prompt_tokens
 from rtc.data.tasks import get_task
@@ -44,6 +47,9 @@ DATASETS = {"gsm8k": ("gsm8k", "test"), "math500": ("math500", "test")}
 def gold_checks(data_dir: Path | None = None, seed: int = 0) -> dict:
     """{dataset/split: {records, dataset_route, rtc_route, wrong_answer_accepted, failures}}."""
     root = Path(data_dir) if data_dir else paths.data_root()
+    if not data_dir:  # the data root's checked copies, downloaded when missing
+        download.ensure("gsm8k", ("train.jsonl", "test.jsonl"), root)
+        download.ensure("math500", ("test.jsonl",), root)
     sources = {
         "gsm8k/train": (root / "gsm8k" / "train.jsonl", "gsm8k"),
         "gsm8k/test": (root / "gsm8k" / "test.jsonl", "gsm8k"),
@@ -99,9 +105,7 @@ def model_config(
     # GSM8K's longest train example is 1,032 tokens in stories260K's vocabulary: positions past the
     # checkpoint's 512 are RoPE extrapolation, and SFT trains them.
     c.model.max_seq_len = 1088
-    c.sft.update(
-        seq_len=1040, num_steps=max(sft_steps, 1), batch_size=8, log_every=50, checkpoint_every=100
-    )
+    c.sft.update(seq_len=1040, num_steps=max(sft_steps, 1), batch_size=8, log_every=50, checkpoint_every=100)
     c.eval.update(num_examples=16, batch_size=16, max_new_tokens=256)
     return c
 

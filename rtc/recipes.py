@@ -7,15 +7,16 @@
 - `reward_model` (orm, prm): the policy (`policy_workdir`, else SFT into `WORKDIR/policy`), labelled
   solutions, reward-model training, then the verifier's evaluation.
 Each stage resumes on its own, so rerunning a recipe in the same workdir continues where it stopped.
-Every recipe writes the run's resolved config to `WORKDIR/config.json` first.
+Every recipe writes the run's resolved config to `WORKDIR/config.json` first. WORKDIR may be a URL
+(`gs://bucket/run`, `s3://...`): every file of a run is read and written through `etils.epath`.
 `halt_after`: stop the main training stage after that step, as a preempted job would (tests of resume).
 """
 
 import json
-from pathlib import Path
 
 import jax
 import ml_collections
+from etils import epath
 
 from rtc.checkpoint import Checkpointer
 from rtc.errors import ConfigError
@@ -32,29 +33,30 @@ from rtc.train import loop, sft
 CONFIG_FILE = "config.json"
 
 
-def write_config(config: ml_collections.ConfigDict, workdir: Path) -> None:
+def write_config(config: ml_collections.ConfigDict, workdir: epath.PathLike) -> None:
     """The resolved config as JSON in the workdir (process 0), so a finished run can be read back alone."""
+    workdir = epath.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     if distributed.is_primary():
         (workdir / CONFIG_FILE).write_text(config.to_json(indent=1, sort_keys=True) + "\n")
 
 
-def read_config(workdir: str | Path) -> ml_collections.ConfigDict:
+def read_config(workdir: epath.PathLike) -> ml_collections.ConfigDict:
     """The resolved config a run wrote to its workdir."""
-    path = Path(workdir) / CONFIG_FILE
+    path = epath.Path(workdir) / CONFIG_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: {workdir} is not an rtc run directory")
     return ml_collections.ConfigDict(json.loads(path.read_text()))
 
 
-def restore_params(workdir: str | Path, step: int | None = None):
+def restore_params(workdir: epath.PathLike, step: int | None = None):
     """The trained params of any run in `workdir` (SFT, GRPO, PPO, ORM, PRM): the policy's for RL runs."""
-    with Checkpointer(Path(workdir) / "checkpoints") as checkpointer:
+    with Checkpointer(epath.Path(workdir) / "checkpoints") as checkpointer:
         params = checkpointer.restore_params(step)
     return params["policy"] if "policy" in params else params
 
 
-def load_run(workdir: str | Path, step: int | None = None) -> tuple:
+def load_run(workdir: epath.PathLike, step: int | None = None) -> tuple:
     """`(config, tokenizer, model, params)` of a trained run, from its workdir alone. A reward model's
     `model` has its scalar head; an RL run's params are the policy's."""
     config = read_config(workdir)
@@ -64,9 +66,9 @@ def load_run(workdir: str | Path, step: int | None = None) -> tuple:
     return config, tokenizer, model, restore_params(workdir, step)
 
 
-def sft_recipe(config, workdir: str | Path, *, halt_after: int | None = None) -> dict:
+def sft_recipe(config, workdir: epath.PathLike, *, halt_after: int | None = None) -> dict:
     """SFT then evaluation; returns the evaluation results ({} when the run halted early)."""
-    workdir = Path(workdir)
+    workdir = epath.Path(workdir)
     write_config(config, workdir)
     tokenizer, model, params = load_model(config)
     state = sft.train(config, config.sft, workdir, tokenizer, model, params, halt_after=halt_after)
@@ -75,7 +77,7 @@ def sft_recipe(config, workdir: str | Path, *, halt_after: int | None = None) ->
     return evaluate_run(config, workdir, tokenizer, model, state["params"], int(state["step"]))
 
 
-def cold_start(config, workdir: Path, tokenizer, model, pretrained):
+def cold_start(config, workdir: epath.Path, tokenizer, model, pretrained):
     """`initial_policy()` for RL: `(params, where they came from)`."""
 
     def initial_policy():
@@ -92,9 +94,9 @@ def cold_start(config, workdir: Path, tokenizer, model, pretrained):
     return initial_policy
 
 
-def rl_recipe(config, workdir: str | Path, *, halt_after: int | None = None) -> dict:
+def rl_recipe(config, workdir: epath.PathLike, *, halt_after: int | None = None) -> dict:
     """GRPO or PPO then held-out evaluation of the policy; returns the evaluation results."""
-    workdir = Path(workdir)
+    workdir = epath.Path(workdir)
     write_config(config, workdir)
     tokenizer, model, pretrained = load_model(config)
     initial_policy = cold_start(config, workdir, tokenizer, model, pretrained)
@@ -106,7 +108,7 @@ def rl_recipe(config, workdir: str | Path, *, halt_after: int | None = None) -> 
     return evaluate_run(config, workdir, tokenizer, model, state["params"]["policy"], int(state["step"]))
 
 
-def policy_config(config: ml_collections.ConfigDict, workdir: Path) -> ml_collections.ConfigDict:
+def policy_config(config: ml_collections.ConfigDict, workdir: epath.Path) -> ml_collections.ConfigDict:
     """The SFT config of a reward model's policy: the run's task, model, sampling and `sft` block."""
     return ml_collections.ConfigDict(
         {
@@ -123,7 +125,7 @@ def policy_config(config: ml_collections.ConfigDict, workdir: Path) -> ml_collec
     )
 
 
-def policy_params(config, workdir: Path, tokenizer, model):
+def policy_params(config, workdir: epath.Path, tokenizer, model):
     """The policy a reward model learns to judge: restored from `config.policy_workdir`, or trained into
     `workdir/policy`."""
     if config.policy_workdir:
@@ -134,11 +136,11 @@ def policy_params(config, workdir: Path, tokenizer, model):
     return state["params"]
 
 
-def reward_model_recipe(config, workdir: str | Path, *, halt_after: int | None = None) -> dict:
+def reward_model_recipe(config, workdir: epath.PathLike, *, halt_after: int | None = None) -> dict:
     """Policy, labelled data, reward-model training, then evaluation; returns the evaluation results."""
     if config.mode not in ("orm", "prm"):
         raise ConfigError(f"the reward-model recipe runs modes 'orm' and 'prm', not {config.mode!r}")
-    workdir = Path(workdir)
+    workdir = epath.Path(workdir)
     write_config(config, workdir)
     tokenizer, policy, _ = load_model(config)
     params = policy_params(config, workdir, tokenizer, policy)

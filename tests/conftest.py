@@ -96,3 +96,24 @@ def model(tokenizer):
     from rtc.pretrained.run_model import build_model
 
     return build_model(quickstart_config("tiny"), tokenizer.vocab_size)
+
+
+@pytest.fixture
+def full_data():
+    """`require(dataset, *names) -> folder`: the data root's checked copy of a full dataset's files (all
+    registered ones when no name is given). The test is skipped, never downloading, when one is absent:
+    set `$RTC_DATA_DIR` to a folder holding them (or fetch them once with `rtc.data.download.ensure`)."""
+    from rtc.data import download, paths
+
+    def require(dataset: str, *names: str):
+        root = paths.data_root()
+        names = names or tuple(source.name for source in download.DATASETS[dataset])
+        missing = [name for name in names if not (root / dataset / name).is_file()]
+        if missing:
+            pytest.skip(
+                f"needs the full {dataset} data ({', '.join(missing)}) under the data root {root}: "
+                f"set ${paths.ENV_VAR} to a folder holding {dataset}/"
+            )
+        return download.ensure(dataset, names, root)
+
+    return require

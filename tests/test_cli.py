@@ -170,3 +170,61 @@ def test_distributed_outside_a_cluster_is_one_line(tmp_path):
     out = rtc_main(TINY, f"--workdir={tmp_path}", "--distributed")
     assert _one_line_error(out).startswith("rtc: --distributed found no multi-process environment to join")
     assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_lists_every_mode_and_config(flag):
+    from rtc.main import MODES
+
+    out = rtc_main(flag)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.startswith("usage: python -m rtc.main --config=experiments/configs/NAME.py[:ARG]")
+    for mode, (_, description) in MODES.items():
+        assert f"  {mode:<10} {description}\n" in out.stdout
+    assert "  export.py           Export a finished run as a Hugging Face folder" in out.stdout
+    assert "  quickstart.py       Quickstart: SFT cold start of a small reasoning model" in out.stdout
+    assert "common.py" not in out.stdout  # the shared fields are not a config
+    configs = {p.name for p in (REPO / "experiments/configs").glob("*.py")} - {"__init__.py", "common.py"}
+    assert all(f"  {name} " in out.stdout for name in configs)
+
+
+def test_no_arguments_prints_the_usage_and_exits_2():
+    out = rtc_main()
+    assert out.returncode == 2
+    assert (
+        out.stderr.startswith("usage: python -m rtc.main")
+        and "modes (a config's `mode` field):" in out.stderr
+    )
+
+
+def test_a_misspelt_config_key_is_plain_text_with_the_suggestion(tmp_path):
+    out = rtc_main(TINY, f"--workdir={tmp_path / 'run'}", "--config.sft.num_step=1")
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines()[-1] == (
+        "rtc: unknown config key sft.num_step; did you mean num_steps? (see the config file for the known keys)"
+    )
+
+
+def test_export_writes_a_folder_transformers_loads_with_the_same_logits_and_ids(sft_run, tmp_path):
+    import torch
+    import transformers
+
+    from rtc import recipes
+
+    out = rtc_main(
+        "--config=experiments/configs/export.py", f"--workdir={sft_run}", f"--config.out_dir={tmp_path}"
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"to {tmp_path}" in out.stdout
+    _, tokenizer, model, params = recipes.load_run(sft_run)
+    hf_model = transformers.AutoModelForCausalLM.from_pretrained(tmp_path)
+    hf_tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path)
+    texts = ["Compute 7+2.\n", "<think>29*2=58\n</think><answer>58</answer>", "  two  spaces\tand ünïcode"]
+    for text in texts:
+        assert hf_tokenizer(text)["input_ids"] == [tokenizer.bos_id] + tokenizer.encode(text)
+        assert hf_tokenizer.decode(tokenizer.encode(text)) == text
+    ids = [tokenizer.bos_id] + tokenizer.encode(texts[1])
+    logits, _, _ = model.apply(params, np.array([ids]), np.arange(len(ids))[None], None)
+    with torch.no_grad():
+        expected = hf_model(torch.tensor([ids])).logits.numpy()
+    np.testing.assert_allclose(np.asarray(logits), expected, rtol=0, atol=1e-4)

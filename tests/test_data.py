@@ -1,14 +1,29 @@
 """Tests for the tasks: synthetic generators, real-data readers, answer checks, format, registry."""
 
 import json
+import shutil
+import socket
 from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
-from rtc.data import answers, arithmetic, countdown, gsm8k, jsonl, math500, paths, safe_eval, splits, tasks
+from rtc.data import (
+    answers,
+    arithmetic,
+    countdown,
+    download,
+    gsm8k,
+    jsonl,
+    math500,
+    paths,
+    safe_eval,
+    splits,
+    tasks,
+)
 from rtc.data.format import completion_text, prompt_text
 
+SHIPPED = Path(__file__).parent / "data"  # 40-line prefixes of GSM8K and MATH-500 (tests/data/README.md)
 RECORD_KEYS = {"question", "steps", "step_values", "answer", "difficulty", "meta"}
 
 
@@ -142,27 +157,50 @@ def test_countdown_answer_parentheses():
 
 def test_data_root_default_and_override(monkeypatch, tmp_path):
     monkeypatch.delenv(paths.ENV_VAR, raising=False)
-    assert paths.data_root() == Path(__file__).resolve().parents[2] / "shared" / "data"
-    monkeypatch.setenv(paths.ENV_VAR, str(tmp_path))
-    assert paths.data_root() == tmp_path
+    monkeypatch.delenv(paths.CACHE_ENV_VAR, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert paths.data_root() == tmp_path / "home" / ".cache" / "rtc" / "data"
+    monkeypatch.setenv(paths.CACHE_ENV_VAR, str(tmp_path / "cache"))
+    assert paths.data_root() == tmp_path / "cache" / "rtc" / "data"
+    monkeypatch.setenv(paths.ENV_VAR, str(tmp_path / "mine"))
+    assert paths.data_root() == tmp_path / "mine"
+    assert not (tmp_path / "cache").exists()  # naming the root creates nothing
 
 
-def test_missing_default_data_root_names_the_variable(monkeypatch, tmp_path):
-    # As in an installed package: no shared/data beside it. Only reading real data fails.
-    monkeypatch.delenv(paths.ENV_VAR, raising=False)
-    monkeypatch.setattr(paths, "default_root", lambda: tmp_path / "missing")
-    with pytest.raises(
-        FileNotFoundError, match=rf"no data folder at {tmp_path / 'missing'}.*set \$RTC_DATA_DIR"
-    ):
-        paths.data_root()
-    with pytest.raises(FileNotFoundError, match="RTC_DATA_DIR"):
-        list(gsm8k.generate("test"))
+def _unused_local_url() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}"
+
+
+def test_missing_real_data_without_network_is_one_clear_line(monkeypatch, tmp_path):
+    offline = _unused_local_url()  # nothing listens there: the download fails as it would offline
     monkeypatch.setenv(paths.ENV_VAR, str(tmp_path))
-    assert paths.data_root() == tmp_path
+    monkeypatch.setenv(download.MIRROR_ENV_VAR, offline)
+    with pytest.raises(FileNotFoundError) as error:
+        gsm8k.generate("test")
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith(f"gsm8k/test.jsonl is not in {tmp_path / 'gsm8k'} and its download from ")
+    assert f"{offline}/gsm8k/test.jsonl" in message and "$RTC_DATA_DIR" in message
+    with pytest.raises(FileNotFoundError, match=f"math500/test.jsonl is not in {tmp_path / 'math500'}"):
+        math500.generate("test")
+
+
+def test_data_root_copy_is_checked_before_reading(monkeypatch, tmp_path):
+    # The shipped prefix is not the published file: read through the data root it is refused, by hash.
+    (tmp_path / "gsm8k").mkdir()
+    shutil.copyfile(SHIPPED / "gsm8k" / "train.jsonl", tmp_path / "gsm8k" / "train.jsonl")
+    monkeypatch.setenv(paths.ENV_VAR, str(tmp_path))
+    with pytest.raises(download.ChecksumError, match="expected 4166206 bytes, got 23422"):
+        gsm8k.generate("train")
+    assert len(list(gsm8k.generate("train", data_dir=tmp_path))) == 40  # a folder given is read as it is
 
 
 def test_gsm8k_first_test_record():
-    record = next(gsm8k.generate("test"))
+    records = list(gsm8k.generate("test", data_dir=SHIPPED))
+    assert len(records) == 40 and len(list(gsm8k.generate("train", data_dir=SHIPPED))) == 40
+    record = records[0]
     _check_record(record)
     assert record["question"].startswith("Janet\u2019s ducks lay 16 eggs per day.")
     assert record["steps"] == [
@@ -174,13 +212,12 @@ def test_gsm8k_first_test_record():
     assert record["difficulty"] == 2
 
 
-def test_gsm8k_all_records():
+def test_gsm8k_all_records(full_data):
+    folder = full_data("gsm8k", "train.jsonl", "test.jsonl")
     for split, size, with_commas in (("train", 7473, 79), ("test", 1319, 14)):
         records = list(gsm8k.generate(split))
         assert len(records) == size
-        raw_answers = [
-            json.loads(line)["answer"] for line in (paths.data_root() / "gsm8k" / f"{split}.jsonl").open()
-        ]
+        raw_answers = [json.loads(line)["answer"] for line in (folder / f"{split}.jsonl").open()]
         assert sum("," in raw.split("#### ")[-1] for raw in raw_answers) == with_commas
         for record in records:
             assert "<<" not in "".join(record["steps"]) and "," not in record["answer"]
@@ -221,7 +258,21 @@ def test_gsm8k_missing_file_is_clear(tmp_path):
         list(gsm8k.generate("train", data_dir=tmp_path))
 
 
-def test_math500_records():
+def test_math500_first_records():
+    records = list(math500.generate("test", data_dir=SHIPPED))
+    assert len(records) == 40
+    for record in records:
+        _check_record(record)
+    assert records[0]["answer"] == "\\left( 3, \\frac{\\pi}{2} \\right)"
+    assert records[0]["difficulty"] == 2
+    assert json.loads(records[0]["meta"]) == {
+        "subject": "Precalculus",
+        "unique_id": "test/precalculus/807.json",
+    }
+
+
+def test_math500_records(full_data):
+    full_data("math500", "test.jsonl")
     records = list(math500.generate("test"))
     assert len(records) == 500
     levels = [record["difficulty"] for record in records]
@@ -232,8 +283,8 @@ def test_math500_records():
     assert json.loads(records[0]["meta"])["unique_id"] == "test/precalculus/807.json"
 
 
-def test_math500_boxed_answers_match_answer_field():
-    for line in (paths.data_root() / "math500" / "test.jsonl").open():
+def test_math500_boxed_answers_match_answer_field(full_data):
+    for line in (full_data("math500", "test.jsonl") / "test.jsonl").open():
         raw = json.loads(line)
         assert answers.math_equal(math500.extract_boxed(raw["solution"]), raw["answer"])
 
@@ -321,7 +372,11 @@ def test_numbers_equal(predicted, gold, equal):
         ("\\dfrac{1}{2}", "\\frac{1}{2}", True),
         ("90", "90^\\circ", True),
         ("864", "864 \\mbox{ inches}^2", True),
-        ("0.5", "\\frac12", False),  # beyond this light normaliser (math-verify territory)
+        (
+            "-\\frac{1}{2}",
+            "\\frac{1}{2}",
+            False,
+        ),  # more pairs, with and without math-verify: test_math_verify.py
         ("2", "3", False),
     ],
 )
@@ -350,8 +405,8 @@ def test_registry():
             assert task.is_correct(record["answer"], record)
             assert not task.is_correct(None, record)
     gsm = tasks.get_task("gsm8k")
-    record = next(gsm.generate("test"))
+    record = next(gsm.generate("test", data_dir=SHIPPED))
     assert gsm.is_correct("18.0", record) and not gsm.is_correct("19", record)
     math = tasks.get_task("math500")
-    record = next(math.generate("test"))
+    record = next(math.generate("test", data_dir=SHIPPED))
     assert math.is_correct("\\left(3,\\dfrac{\\pi}{2}\\right)", record) and not math.is_correct("3", record)

@@ -59,7 +59,9 @@ def test_aha_refuses_a_directory_without_training_metrics(tmp_path):
         aha.summarize(tmp_path / "grpo", tmp_path)
 
 
-def test_every_gold_solution_is_scored_correct_and_another_answer_is_not():
+def test_every_gold_solution_is_scored_correct_and_another_answer_is_not(full_data):
+    full_data("gsm8k", "train.jsonl", "test.jsonl")
+    full_data("math500", "test.jsonl")
     gold = real_data.gold_checks()
     assert set(gold) == {"gsm8k/train", "gsm8k/test", "math500/test"}
     assert gold["gsm8k/test"]["records"] == 1319 and gold["math500/test"]["records"] == 500
@@ -68,7 +70,9 @@ def test_every_gold_solution_is_scored_correct_and_another_answer_is_not():
         assert g["wrong_answer_accepted"] == 0.0, name
 
 
-def test_real_data_pipeline_with_the_pretrained_model(tmp_path):
+def test_real_data_pipeline_with_the_pretrained_model(tmp_path, full_data):
+    full_data("gsm8k", "train.jsonl", "test.jsonl")
+    full_data("math500", "test.jsonl")
     out = real_data.main(
         ["--workdir", str(tmp_path), "--sft_steps", "0", "--problems", "2", "--samples", "2"]
     )

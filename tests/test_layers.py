@@ -19,6 +19,7 @@ LAYERS = (
     ("rl",),  # GRPO and PPO
     ("recipes",),  # the stages each mode chains
     ("analysis",),  # scaling curves, compute-optimal tables, verifier studies, plots
+    ("api",),  # rtc.load, generate and search from Python; the export mode
     ("main",),  # the command line
 )
 RANK = {package: rank for rank, packages in enumerate(LAYERS) for package in packages}

@@ -1,19 +1,22 @@
 """llama2.c checkpoints: the real stories260K file, round trips, truncated and malformed files."""
 
 import shutil
+from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 
 from helpers import assert_trees_close
-from rtc.data.paths import data_root
+from rtc.data import paths
 from rtc.errors import PretrainedError
 from rtc.pretrained import export, load_model, load_pretrained
+from rtc.pretrained.checkpoint import resolve
 from rtc.pretrained.llama2c import read_header
 from rtc.sampling.sampler import SamplerConfig, completions, generate
 
-STORIES = str(data_root() / "stories260K" / "stories260K.bin")
+SHIPPED = Path(__file__).resolve().parent / "data"
+STORIES = str(SHIPPED / "stories260K" / "stories260K.bin")
 # llama2.c test_all.py's expected output of `run stories260K.bin -z tok512.bin -t 0.0` (its start).
 REFERENCE_STORY = (
     "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. "
@@ -102,6 +105,21 @@ def test_malformed_files_are_errors(tmp_path):
         load_model(_copy(tmp_path, lambda data: bad_heads + data[28:]))
     with pytest.raises(PretrainedError, match="no tokenizer beside"):
         load_pretrained(_copy(tmp_path, lambda data: data))
+
+
+def test_relative_names_resolve_under_the_data_root_then_the_shipped_copy(monkeypatch, tmp_path):
+    name = "stories260K/stories260K.bin"
+    monkeypatch.setenv(paths.ENV_VAR, str(tmp_path))
+    assert resolve(name) == SHIPPED / name  # a data root without it: the copy in tests/data
+    (tmp_path / "stories260K").mkdir()
+    shutil.copy(STORIES, tmp_path / name)
+    assert resolve(name) == tmp_path / name
+    with pytest.raises(
+        PretrainedError, match=rf"stories260K/absent.bin does not exist \(nor under {tmp_path}, "
+    ):
+        resolve("stories260K/absent.bin")
+    with pytest.raises(PretrainedError, match=r"/absent.bin does not exist$"):
+        resolve(tmp_path / "absent.bin")
 
 
 # XLA_FLAGS must be set before jax is imported, hence a fresh process.

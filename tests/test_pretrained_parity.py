@@ -6,6 +6,8 @@ and compared: logits to float32 tolerance, greedy generation token for token. Ex
 way: rtc -> safetensors -> transformers.
 """
 
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,12 +18,11 @@ transformers = pytest.importorskip(
     "transformers", reason="the parity tests need transformers (pip install -e '.[test]')"
 )
 
-from rtc.data.paths import data_root  # noqa: E402
 from rtc.pretrained import export, load_model  # noqa: E402
 from rtc.model import Model  # noqa: E402
 from rtc.sampling.sampler import SamplerConfig, completions, generate  # noqa: E402
 
-STORIES = data_root() / "stories260K" / "stories260K.bin"
+STORIES = Path(__file__).parent / "data" / "stories260K" / "stories260K.bin"  # shipped with the tests
 VOCAB = 160
 ATOL = 1e-4  # float32; the measured max |diff| is printed (pytest -s) and is ~1e-6
 

@@ -1,16 +1,16 @@
 """Pretrained tokenizers behind rtc's interface: sentencepiece (tok512), tokenizer.json, templates."""
 
 import json
+from pathlib import Path
 
 import pytest
 import tokenizers
 
-from rtc.data.paths import data_root
 from rtc.errors import PretrainedError
 from rtc.tokenizer.hf import HFTokenizer, SentencePieceTokenizer, load_tokenizer
 from rtc.tokenizer.templates import TEMPLATES, family_template, get_template
 
-TOK512 = data_root() / "stories260K" / "tok512.model"
+TOK512 = Path(__file__).parent / "data" / "stories260K" / "tok512.model"  # shipped with the tests
 COMPLETION = "Compute 3+4.\n<think>3+4=7\n</think><answer>7</answer>"
 
 
@@ -85,7 +85,7 @@ def test_markers_already_in_the_vocabulary_are_used(tmp_path):
 
 def test_template_override_and_family_defaults(tmp_path):
     tok = load_tokenizer(_bpe_directory(tmp_path), template_name="plain")
-    assert tok.prompt("q") == "q"
+    assert tok.prompt("q") == "q\n"  # rtc's plain format: the question and the step delimiter
     assert family_template("llama", {"<|start_header_id|>"}).name == "llama3"
     assert family_template("llama", {"<s>"}).name == "plain"
     assert family_template("gemma", {"<start_of_turn>"}).prompt("hi", system="be brief") == (

@@ -1,9 +1,12 @@
 """PRM800K: records written in the documented format, parsed, mapped to labels, and turned into solutions."""
 
+import hashlib
 import json
+from pathlib import Path
 
 import pytest
 
+from rtc.data import download, paths
 from rtc.data.jsonl import DataFormatError
 from rtc.rewards import prm800k
 from rtc.rewards.rm_data import step_ends
@@ -156,3 +159,25 @@ def test_malformed_records_name_the_line(tmp_path, tokenizer, mutate, message):
 def test_unknown_neutral_mapping_is_named():
     with pytest.raises(ValueError, match="neutral must be one of"):
         prm800k.rating_label(0, neutral="skip")
+
+
+def test_a_registered_name_reads_the_data_roots_checked_copy(tmp_path, tokenizer, monkeypatch):
+    root = tmp_path / "root"
+    (root / "prm800k").mkdir(parents=True)
+    local = _write(root / "prm800k" / "phase1_test.jsonl", [PHASE1_HUMAN, BAD_PROBLEM])
+    data = local.read_bytes()
+    registered = download.Source("phase1_test.jsonl", None, len(data), hashlib.sha256(data).hexdigest())
+    monkeypatch.setitem(download.DATASETS, "prm800k", (registered,))
+    monkeypatch.setenv(paths.ENV_VAR, str(root))
+    assert prm800k.resolve("prm800k/phase1_test.jsonl") == local
+    _, counts = prm800k.load("prm800k/phase1_test.jsonl", tokenizer)
+    assert counts == {"records": 2, "used": 1, "bad_problem": 1}
+    local.write_bytes(data + b"\n")  # no longer the registered file
+    with pytest.raises(download.ChecksumError, match=f"{local} is not the registered file"):
+        prm800k.load("prm800k/phase1_test.jsonl", tokenizer)
+    # A path that exists, or an unregistered name, is read as given.
+    monkeypatch.chdir(tmp_path)
+    assert prm800k.resolve("root/prm800k/phase1_test.jsonl") == Path("root/prm800k/phase1_test.jsonl")
+    assert prm800k.resolve("prm800k/phase3.jsonl") == Path("prm800k/phase3.jsonl")
+    with pytest.raises(FileNotFoundError, match="data file not found: prm800k/phase3.jsonl"):
+        prm800k.load("prm800k/phase3.jsonl", tokenizer)

@@ -1,16 +1,20 @@
 """Tests for the rtc tokenizer: exact round trips, one id per special symbol, split digits, reproducible builds."""
 
 import itertools
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rtc.data import arithmetic, countdown, gsm8k, math500
-from rtc.data.format import completion_text, prompt_text
+from rtc.data.format import completion_text, prompt_text, prompt_tokens
 from rtc.tokenizer import build
 from rtc.data.special import SPECIAL_SYMBOLS
 from rtc.tokenizer.tokenizer import Tokenizer, TokenizerModelError
+from rtc.train.sft_data import encode_example
+
+SHIPPED = Path(__file__).parent / "data"  # 40-line copies of GSM8K and MATH-500
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +26,8 @@ def _texts():
     records = itertools.chain(
         arithmetic.generate("test", 50, seed=0),
         countdown.generate("test", 50, seed=0),
-        itertools.islice(gsm8k.generate("test"), 100),
-        itertools.islice(math500.generate("test"), 100),
+        itertools.islice(gsm8k.generate("test", SHIPPED), 100),
+        itertools.islice(math500.generate("test", SHIPPED), 100),
     )
     return [prompt_text(record) + completion_text(record) for record in records]
 
@@ -61,6 +65,25 @@ def test_completion_structure(tokenizer):
     ids = tokenizer.encode("<think>1+2=3\n</think><answer>3</answer>")
     assert ids[0] == tokenizer.think_start_id and ids[-1] == tokenizer.answer_end_id
     assert ids.count(tokenizer.step_id) == 1
+
+
+def test_prompt_is_the_plain_format(tokenizer):
+    assert tokenizer.template.name == "plain" and tokenizer.template.bos
+    assert tokenizer.prompt("What is 3+4?") == "What is 3+4?\n"
+    expected = [2, 1004, 803, 309, 939, 967, 973, 968, 985, 8]
+    assert prompt_tokens(tokenizer, {"question": "What is 3+4?"}) == expected
+    assert tokenizer.prompt("q", system="s") == "s\n\nq\n"
+    records = itertools.chain(arithmetic.generate("test", 10, seed=0), countdown.generate("test", 10, seed=0))
+    for record in records:
+        prompt = [tokenizer.bos_id] + tokenizer.encode(prompt_text(record))  # the format before templates
+        assert prompt_tokens(tokenizer, record) == prompt
+        completion = tokenizer.encode(completion_text(record)) + [tokenizer.eos_id]
+        mask = [0] * len(prompt) + [1] * len(completion)
+        assert encode_example(tokenizer, record) == (prompt + completion, mask)
+
+
+def test_stop_ids_are_answer_end_and_eos(tokenizer):
+    assert tokenizer.stop_ids == (tokenizer.answer_end_id, tokenizer.eos_id) == (7, 3)
 
 
 def test_digits_are_split(tokenizer):

@@ -5,9 +5,10 @@ usage() {
 Usage: tpu_scripts/setup.sh NAME [options]
 
 Copies this checkout (without .venv, .git, workdirs) to ~/rtc on every worker of TPU VM NAME and
-installs it into ~/rtc/.venv with jax[tpu]. Safe to re-run: the venv is reused.
+installs it into ~/rtc/.venv with jax[tpu], every other package at its tested version (constraints.txt
+less its jax and jaxlib lines, which are the CPU test set's). Safe to re-run: the venv is reused.
 
-  --jax-version V    jax[tpu] version (default: \$JAX_VERSION or $JAX_VERSION)
+  --jax-version V    jax[tpu] version, inside setup.py's jax range (default: \$JAX_VERSION or $JAX_VERSION)
 $COMMON_HELP
 HELP
 }
@@ -35,5 +36,6 @@ run gcloud compute tpus tpu-vm ssh "$NAME" "${LOCATION[@]}" --worker=all --comma
 mkdir -p ~/rtc && tar -xzf /tmp/rtc.tgz -C ~/rtc && cd ~/rtc
 [ -d .venv ] || python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
-.venv/bin/pip install -q -e . 'jax[tpu]==$JAX_VERSION'
+grep -v -E '^(jax|jaxlib)==' constraints.txt > .venv/constraints-tpu.txt
+.venv/bin/pip install -q -e . 'jax[tpu]==$JAX_VERSION' -c .venv/constraints-tpu.txt
 .venv/bin/python -c 'import jax; print(jax.process_index(), jax.local_device_count(), jax.devices()[0].device_kind)'"

@@ -1,6 +1,6 @@
 """The fields every experiment shares; each config in this folder builds on these and nothing else.
 
-Blocks: `task` (the dataset), `model` (a preset plus optional overrides), `eval` (held-out decoding and its
+Blocks: `task` (the dataset: its name and exactly the options that task takes, `task(name)`), `model` (a preset plus optional overrides), `eval` (held-out decoding and its
 reasoning budget), and one training block per role: `sft` (supervised cold start), `rl` (GRPO / PPO),
 `rm` (reward-model training). A field whose value is None is unset: `placeholder(type)` keeps its type
 for command-line overrides (`--config.eval.budget_tokens=64`).
@@ -9,6 +9,7 @@ for command-line overrides (`--config.eval.budget_tokens=64`).
 import ml_collections
 from ml_collections.config_dict import placeholder
 
+from rtc.data.tasks import get_task
 from rtc.model.config import ModelConfig
 
 
@@ -18,6 +19,21 @@ def model_fields(preset: str) -> ml_collections.ConfigDict:
     for name, field in ModelConfig.__dataclass_fields__.items():
         if name != "vocab_size":  # always the tokenizer's
             fields[name] = placeholder(type(field.default))
+    return ml_collections.ConfigDict(fields)
+
+
+def task(name: str, **values) -> ml_collections.ConfigDict:
+    """The task block of `name`: the name and every option the task takes (`rtc.data.tasks`), at its
+    default unless given in `values`. Other tasks' options are absent, so overriding one from the command
+    line is an unknown-key error, and a block written for another task is rejected when data is read."""
+    options = get_task(name).options
+    unknown = set(values) - {option.name for option in options}
+    if unknown:
+        raise ValueError(f"task {name!r} takes no {', '.join(sorted(unknown))}")
+    fields = {"name": name}
+    for option in options:
+        value = values.get(option.name, option.default)
+        fields[option.name] = placeholder(option.type) if value is None else value
     return ml_collections.ConfigDict(fields)
 
 
@@ -56,9 +72,7 @@ def base(mode: str) -> ml_collections.ConfigDict:
     c.pretrained = placeholder(str)  # a HF model directory or llama2.c .bin to start from (README)
     c.pretrained_tokenizer = placeholder(str)  # None: the checkpoint's own
     c.pretrained_template = placeholder(str)  # None: the family's chat template
-    c.task = ml_collections.ConfigDict(
-        dict(name="arithmetic", num_train=20_000, num_test=1_000, seed=0, levels=(1, 2, 3, 4, 5))
-    )
+    c.task = task("arithmetic")
     c.model = model_fields("cpu-small")
     c.eval = ml_collections.ConfigDict(
         dict(

@@ -67,7 +67,7 @@ def get_config(arg: str = ""):
         )
     )
     if "pretrained" in parts:  # llama2.c's stories260K, cold-started with SFT, then GRPO
-        c.pretrained = "stories260K/stories260K.bin"
+        c.pretrained = "stories260K/stories260K.bin"  # data root, else the copy in tests/data
         c.sft.seq_len = 96
     if "scratch" in parts:
         c.sft.num_steps = 0

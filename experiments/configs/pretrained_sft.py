@@ -1,9 +1,9 @@
 """SFT from a pretrained checkpoint: llama2.c's stories260K (TinyStories) fine-tuned on multi-step arithmetic.
 
-Command:   python -m rtc.main --config=experiments/configs/pretrained_sft.py --workdir=/tmp/rtc_pretrained_sft \
-             --config.pretrained=DATA/stories260K/stories260K.bin
-           (any checkpoint: a Hugging Face model directory or a llama2.c `.bin`; a relative path is looked up
-           under the data root, $RTC_DATA_DIR)
+Command:   python -m rtc.main --config=experiments/configs/pretrained_sft.py --workdir=/tmp/rtc_pretrained_sft
+           (`--config.pretrained=` any checkpoint: a Hugging Face model directory or a llama2.c `.bin`; a
+           relative path is looked up under the data root, $RTC_DATA_DIR, then in the repository's
+           `tests/data`, which ships the default `stories260K/stories260K.bin`)
 Hardware:  2 CPU cores.
 Runtime and result: experiments/README.md, "Pretrained start" (measured).
 

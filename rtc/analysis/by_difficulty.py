@@ -7,6 +7,7 @@ hardest); with "oracle difficulty" the estimate is the fraction of a problem's l
 are correct (the paper's oracle bins, which use ground truth). Host-side numpy.
 """
 
+import typing
 from collections.abc import Mapping
 
 import numpy as np
@@ -46,7 +47,7 @@ def bin_table(by_bin: Mapping[str, Mapping[int, list]], bin_sizes: list[int], bi
 
 
 def plot_by_bin(
-    by_bin: Mapping[str, Mapping[int, list]], bin_rates: list, path: str, title: str = ""
+    by_bin: Mapping[str, Mapping[int, list]], bin_rates: list, path: str | typing.BinaryIO, title: str = ""
 ) -> None:
     """Saves a PNG with one panel per difficulty bin: accuracy against N (log2) for each strategy."""
     from matplotlib.figure import Figure

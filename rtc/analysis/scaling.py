@@ -6,6 +6,7 @@ than Scaling Model Parameters"; Brown et al. 2024, "Large Language Monkeys: Scal
 with Repeated Sampling"), so no extra sampling is needed per point. Host-side numpy.
 """
 
+import typing
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -201,7 +202,7 @@ def curve_table(
 def plot_curves(
     curves: Mapping[str, Mapping[int, tuple[float, float, float]]],
     compute_x: Mapping[str, Mapping[int, float]] | None,
-    path: str,
+    path: str | typing.BinaryIO,
     title: str = "",
     oracle: Mapping[int, float] | None = None,
 ) -> None:

@@ -17,11 +17,11 @@ Writes `search_results.json`, `scaling.png`, `scaling.md`, `compute_optimal.md` 
 
 import json
 import logging
-from pathlib import Path
 
 import jax
 import ml_collections
 import numpy as np
+from etils import epath
 
 from rtc.data.answers import extract_answer
 from rtc.data.tasks import get_task
@@ -45,10 +45,10 @@ RESULTS_FILE = "search_results.json"
 SEARCH_STRATEGIES = ("beam", "dvts", "mcts")
 
 
-def load_models(config, workdir: Path):
+def load_models(config, workdir: epath.Path):
     """(tokenizer, policy, policy_params, verifier, verifier_params): the PRM run's, trained if absent."""
     tokenizer, policy, _ = load_model(config)
-    prm_dir = Path(config.prm_workdir) if config.prm_workdir else workdir / "prm"
+    prm_dir = epath.Path(config.prm_workdir) if config.prm_workdir else workdir / "prm"
     if not (prm_dir / rm_training.DESCRIPTION_FILE).is_file() or not (prm_dir / "checkpoints").is_dir():
         if config.prm_workdir:
             raise FileNotFoundError(
@@ -57,7 +57,7 @@ def load_models(config, workdir: Path):
         logging.info("no prm_workdir: training the policy and PRM into %s", prm_dir)
         recipes.reward_model_recipe(prm_config(config), prm_dir)
     policy_dir = config.policy_workdir or str(prm_dir / "policy")
-    if not (Path(policy_dir) / "checkpoints").is_dir():
+    if not (epath.Path(policy_dir) / "checkpoints").is_dir():
         raise ConfigError(f"no policy checkpoints in {policy_dir}: set policy_workdir to the PRM's SFT run")
     policy_params = recipes.restore_params(policy_dir)
     verifier, verifier_params = rm_training.load_reward_model(prm_dir)
@@ -83,7 +83,7 @@ def search_config(config, tokenizer, strategy: str, n: int) -> SearchConfig:
     budget = ThinkingBudget(tokenizer.think_start_id, tokenizer.think_end_id, max_thinking_tokens=limit)
     fields = dict(
         step_tokens=s.step_tokens,
-        stop_ids=(tokenizer.answer_end_id, tokenizer.eos_id),
+        stop_ids=tuple(tokenizer.stop_ids),
         delimiter_id=tokenizer.step_id,
         pad_id=tokenizer.pad_id,
         rule=SamplingRule(temperature=s.temperature),
@@ -235,7 +235,7 @@ def by_oracle_difficulty(s, correct, results: dict, passes) -> dict:
     }
 
 
-def prepare(config, workdir: Path, mesh) -> tuple:
+def prepare(config, workdir: epath.Path, mesh) -> tuple:
     """`(models, records, prompts, budgets)`: the policy and verifier placed on `mesh`, the held-out problems,
     and the budgets N to search at."""
     s = config.search
@@ -264,7 +264,7 @@ def prepare(config, workdir: Path, mesh) -> tuple:
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Every strategy at every budget on held-out problems: scaling curves, compute-optimal selection, the
     router and accuracy by difficulty, written to the workdir."""
-    workdir = Path(workdir)
+    workdir = epath.Path(workdir)
     recipes.write_config(config, workdir)
     s = config.search
     mesh = mesh_lib.make_mesh(config.num_devices or None)  # branches split over every device
@@ -313,31 +313,33 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     return outputs
 
 
-def write_outputs(workdir: Path, outputs: dict, name: str) -> None:
+def write_outputs(workdir: epath.Path, outputs: dict, name: str) -> None:
     """`search_results.json`, `scaling.{md,png}`, `compute_optimal.md` and `scaling_by_difficulty.{md,png}`;
     prints the tables."""
     curves = outputs["curves"]
     (workdir / RESULTS_FILE).write_text(json.dumps(outputs, indent=1, default=float))
     table = scaling.curve_table(curves["curves"], curves["compute"])
     (workdir / "scaling.md").write_text(table + "\n")
-    scaling.plot_curves(
-        curves["curves"],
-        curves["compute"],
-        str(workdir / "scaling.png"),
-        f"{name}: accuracy vs generated tokens",
-        curves["oracle"],
-    )
+    with (workdir / "scaling.png").open("wb") as png:
+        scaling.plot_curves(
+            curves["curves"],
+            curves["compute"],
+            png,
+            f"{name}: accuracy vs generated tokens",
+            curves["oracle"],
+        )
     optimal = format_optimal(outputs["compute_optimal"], outputs["router"], outputs["router_strategy"])
     (workdir / "compute_optimal.md").write_text(optimal + "\n")
     binned = outputs["by_oracle_difficulty"]
     by_bin = by_difficulty.bin_table(binned["accuracy"], binned["problems"], binned["pass_at_1"])
     (workdir / "scaling_by_difficulty.md").write_text(by_bin + "\n")
-    by_difficulty.plot_by_bin(
-        binned["accuracy"],
-        binned["pass_at_1"],
-        str(workdir / "scaling_by_difficulty.png"),
-        f"{name}: accuracy vs N by oracle difficulty (bins of pass@1, hardest first)",
-    )
+    with (workdir / "scaling_by_difficulty.png").open("wb") as png:
+        by_difficulty.plot_by_bin(
+            binned["accuracy"],
+            binned["pass_at_1"],
+            png,
+            f"{name}: accuracy vs N by oracle difficulty (bins of pass@1, hardest first)",
+        )
     print(table)
     print(optimal)
     print(by_bin)

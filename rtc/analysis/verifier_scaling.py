@@ -14,11 +14,11 @@ Writes `verifiers.md`, `verifiers.png` and `verifiers.json` to the workdir.
 
 import json
 import logging
-from pathlib import Path
 
 import jax
 import ml_collections
 import numpy as np
+from etils import epath
 
 from rtc.data.answers import extract_answer
 from rtc.data.tasks import get_task
@@ -39,20 +39,20 @@ from rtc.eval import voting
 RESULTS_FILE = "verifiers.json"
 
 
-def finished(directory: Path) -> bool:
+def finished(directory: epath.Path) -> bool:
     """An ORM/PRM run that trained all its steps (its evaluation, written last, is there)."""
     return (directory / rm_training.DESCRIPTION_FILE).is_file() and (
         directory / rm_evaluate.RESULTS_FILE
     ).is_file()
 
 
-def ensure_runs(config, workdir: Path) -> ml_collections.ConfigDict:
+def ensure_runs(config, workdir: epath.Path) -> ml_collections.ConfigDict:
     """The config with `orm_workdir`, `prm_workdir` and `policy_workdir` set: the given runs, or runs
     trained here when none is given (the policy and ORM into WORKDIR/orm, the PRM into WORKDIR/prm)."""
     c = ml_collections.ConfigDict(config.to_dict())
     for kind in ("orm", "prm"):
         given = c[f"{kind}_workdir"]
-        directory = Path(given) if given else workdir / kind
+        directory = epath.Path(given) if given else workdir / kind
         if not finished(directory):
             if given:
                 raise FileNotFoundError(f"{directory} is not a finished {kind.upper()} run")
@@ -64,7 +64,7 @@ def ensure_runs(config, workdir: Path) -> ml_collections.ConfigDict:
         c[f"{kind}_workdir"] = str(directory)
         if not c.policy_workdir:  # the ORM run trained the policy; the PRM shares it
             c.policy_workdir = str(directory / "policy")
-    if not (Path(c.policy_workdir) / "checkpoints").is_dir():
+    if not (epath.Path(c.policy_workdir) / "checkpoints").is_dir():
         raise ConfigError(f"no policy checkpoints in {c.policy_workdir}: set policy_workdir to the SFT run")
     return c
 
@@ -123,8 +123,8 @@ def verifier_curves(
     return curves
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    workdir = Path(workdir)
+def run(config: ml_collections.ConfigDict, workdir: epath.PathLike) -> dict:
+    workdir = epath.Path(workdir)
     recipes.write_config(config, workdir)
     v = config.verifiers
     if v.large_n < 1 or any(not 1 <= k <= v.large_n for k in v.budgets):
@@ -197,7 +197,7 @@ def report(outputs: dict) -> str:
     return "\n".join(lines)
 
 
-def write_outputs(workdir: Path, outputs: dict, title: str) -> None:
+def write_outputs(workdir: epath.Path, outputs: dict, title: str) -> None:
     """`verifiers.json`, `verifiers.md` and `verifiers.png` (accuracy against N); prints the report."""
     (workdir / RESULTS_FILE).write_text(json.dumps(outputs, indent=1, default=float))
     text = report(outputs)
@@ -208,5 +208,6 @@ def write_outputs(workdir: Path, outputs: dict, title: str) -> None:
         if name
         in ("majority", "best-of-N orm", "best-of-N prm_product", "best-of-N prm_min", "weighted prm_product")
     }
-    scaling.plot_curves(shown, None, str(workdir / "verifiers.png"), title, outputs["oracle"])
+    with (workdir / "verifiers.png").open("wb") as f:  # matplotlib writes to a file object, so a URL works
+        scaling.plot_curves(shown, None, f, title, outputs["oracle"])
     print(text)

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 from jax.experimental import multihost_utils
 
 from rtc.checkpoint.fingerprint import tree_fingerprint
@@ -199,11 +200,10 @@ class Checkpointer:
         moved = []
         if jax.process_index() == 0:
             for later in [s for s in self.all_steps() if s > step]:
-                path = os.path.join(self.directory, str(later))
-                target = path + ".set_aside"
-                os.rename(path, target)
+                path = epath.Path(self.directory) / str(later)
+                target = path.rename(path.with_name(f"{later}.set_aside"))
                 logging.warning("checkpoint step %d set aside as %s", later, target)
-                moved.append(target)
+                moved.append(os.fspath(target))
         if jax.process_count() > 1:  # the others see the renames before they look again
             multihost_utils.sync_global_devices("rtc_set_aside")
         self._manager.reload()
@@ -211,7 +211,7 @@ class Checkpointer:
 
     def _unreadable(self, step: int, steps: list[int], reason: str) -> CheckpointError:
         """The error for a step that exists but cannot be restored."""
-        path = os.path.join(self.directory, str(step))
+        path = epath.Path(self.directory) / str(step)
         others = [s for s in steps if s != step]
         hint = (
             f"other steps on disk (not verified): {others}; resume from one with the run's training block "

@@ -1,12 +1,14 @@
 """Reading final answers out of model text and comparing them with gold answers.
 
-`normalize_latex` is a light rule-based normaliser for MATH answers (in the spirit of Hendrycks et
-al. 2021's `is_equiv`); the `math-verify` package could replace it with symbolic equivalence later.
+MATH answers are compared with `math-verify`'s symbolic equivalence when that package is installed
+(`math_verify_check`); `normalize_latex` is the light rule-based fallback (in the spirit of Hendrycks
+et al. 2021's `is_equiv`).
 """
 
 import re
 from fractions import Fraction
 
+from rtc.data import math_verify_check
 from rtc.data.special import ANSWER_END, ANSWER_START
 
 _ANSWER_BLOCK = re.compile(re.escape(ANSWER_START) + "(.*?)" + re.escape(ANSWER_END), re.DOTALL)
@@ -62,9 +64,20 @@ def normalize_latex(text: str) -> str:
     return text.rstrip(".")
 
 
-def math_equal(predicted: str | None, gold: str) -> bool:
-    """MATH answer check: equal after `normalize_latex`, or numerically equal."""
-    if predicted is None:
-        return False
+def normalized_equal(predicted: str, gold: str) -> bool:
+    """Equal after `normalize_latex`, or numerically equal: the check used without math-verify."""
     predicted, gold = normalize_latex(predicted), normalize_latex(gold)
     return predicted == gold or numbers_equal(predicted, gold)
+
+
+def math_equal(predicted: str | None, gold: str) -> bool:
+    """MATH answer check: math-verify's verdict when it gives one, else `normalized_equal`.
+
+    `0.5` equals `\\frac12`, `x=5` equals `5`, `\\text{(C)}` equals `C`; never raises on model output.
+    """
+    if predicted is None:
+        return False
+    verdict = math_verify_check.equivalent(predicted, gold)
+    if verdict is not None:
+        return verdict
+    return normalized_equal(predicted, gold)

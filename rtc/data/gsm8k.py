@@ -1,5 +1,6 @@
 """GSM8K grade-school math word problems (Cobbe et al. 2021, "Training Verifiers to Solve Math
-Word Problems"), read from `<data_root>/gsm8k/{train,test}.jsonl`.
+Word Problems"), read from `<data_root>/gsm8k/{train,test}.jsonl` (downloaded there on first use,
+`rtc.data.download`).
 
 Calculator annotations `<<expr=result>>` are deleted; the steps are the non-empty solution lines
 before the `#### ` line; the answer is the text after `#### ` without thousands commas.
@@ -10,7 +11,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from rtc.data import jsonl, paths, step_values
+from rtc.data import download, jsonl, step_values
 from rtc.errors import ConfigError
 
 SPLITS = ("train", "test")
@@ -50,8 +51,10 @@ def read_file(path: Path) -> Iterator[dict]:
 
 
 def generate(split: str, data_dir: str | Path | None = None) -> Iterator[dict]:
-    """Records of `split` ('train' or 'test') from `data_dir` (default `paths.data_root()`)."""
+    """Records of `split` ('train' or 'test') from `data_dir/gsm8k` as it is, or by default the data root's
+    checked copy (`download.ensure`, which fetches a missing file)."""
     if split not in SPLITS:
         raise ConfigError(f"GSM8K has splits {SPLITS}, not {split!r}")
-    root = Path(data_dir) if data_dir is not None else paths.data_root()
-    return read_file(root / "gsm8k" / f"{split}.jsonl")
+    name = f"{split}.jsonl"
+    folder = Path(data_dir) / "gsm8k" if data_dir is not None else download.ensure("gsm8k", (name,))
+    return read_file(folder / name)

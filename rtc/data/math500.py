@@ -1,5 +1,6 @@
 """MATH-500, the held-out MATH test problems of PRM800K (Lightman et al. 2023, "Let's Verify Step by
-Step"; problems from Hendrycks et al. 2021), read from `<data_root>/math500/test.jsonl`.
+Step"; problems from Hendrycks et al. 2021), read from `<data_root>/math500/test.jsonl` (downloaded there on
+first use, `rtc.data.download`).
 
 Test split only. Steps are the solution's blank-line-separated paragraphs, each on one line; the
 answer is the `answer` field; difficulty is the MATH `level` (1..5).
@@ -10,7 +11,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from rtc.data import jsonl, paths, step_values
+from rtc.data import download, jsonl, step_values
 from rtc.errors import ConfigError
 
 SPLITS = ("test",)
@@ -70,8 +71,11 @@ def read_file(path: Path) -> Iterator[dict]:
 
 
 def generate(split: str = "test", data_dir: str | Path | None = None) -> Iterator[dict]:
-    """Records of the test split from `data_dir` (default `paths.data_root()`)."""
+    """Records of the test split from `data_dir/math500` as it is, or by default the data root's checked copy
+    (`download.ensure`, which fetches a missing file)."""
     if split not in SPLITS:
         raise ConfigError(f"MATH-500 has only a 'test' split (it is the PRM800K held-out set), not {split!r}")
-    root = Path(data_dir) if data_dir is not None else paths.data_root()
-    return read_file(root / "math500" / "test.jsonl")
+    folder = (
+        Path(data_dir) / "math500" if data_dir is not None else download.ensure("math500", ("test.jsonl",))
+    )
+    return read_file(folder / "test.jsonl")

@@ -1,30 +1,23 @@
-"""Where the real data files live: `$RTC_DATA_DIR`, else `shared/data/` beside the repository."""
+"""Where the real data files live: `$RTC_DATA_DIR`, else a user cache folder (`$XDG_CACHE_HOME/rtc/data`,
+by default `~/.cache/rtc/data`), which `rtc.data.download` fills on first use."""
 
 import os
 from pathlib import Path
 
 ENV_VAR = "RTC_DATA_DIR"
+CACHE_ENV_VAR = "XDG_CACHE_HOME"
 
 
-def default_root() -> Path:
-    """`shared/data` in the folder that holds the repository, found from this file's path."""
-    return Path(__file__).resolve().parents[3] / "shared" / "data"
+def cache_root() -> Path:
+    """`$XDG_CACHE_HOME/rtc/data`, or `~/.cache/rtc/data` (the XDG base-directory default)."""
+    cache = os.environ.get(CACHE_ENV_VAR) or Path.home() / ".cache"
+    return Path(cache).expanduser() / "rtc" / "data"
 
 
 def data_root() -> Path:
-    """The folder holding `gsm8k/` and `math500/`; `$RTC_DATA_DIR` overrides the default.
-
-    The default exists only beside a source checkout (an installed package has no `shared/` next to
-    it): without `$RTC_DATA_DIR` a missing default is a `FileNotFoundError` saying to set it. Called
-    when real data is read, never at import.
-    """
+    """The folder holding `gsm8k/`, `math500/`, `prm800k/`, `stories260K/`: `$RTC_DATA_DIR` if set, else
+    `cache_root()`. The folder need not exist yet. Called when real data is read, never at import."""
     override = os.environ.get(ENV_VAR)
     if override:
-        return Path(override)
-    root = default_root()
-    if not root.is_dir():
-        raise FileNotFoundError(
-            f"no data folder at {root} (the default beside a source checkout); "
-            f"set ${ENV_VAR} to the folder holding gsm8k/ and math500/"
-        )
-    return root
+        return Path(override).expanduser()
+    return cache_root()

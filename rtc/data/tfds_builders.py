@@ -1,14 +1,18 @@
 """TFDS builders for the rtc tasks, prepared locally as ArrayRecord and read with random access.
 
-`load(task, split, data_dir)` prepares `<data_dir>/<task>/<config>/<version>/` on first use and
-returns a random-access sequence of records with `str` values (`as_data_source()`, no TensorFlow).
+`load(task, split, data_dir, **options)` prepares `<data_dir>/<task>/<config>/<version>/` on first use
+and returns a random-access sequence of records with `str` values (`as_data_source()`, no TensorFlow).
 Records keep generation order (`disable_shuffling=True`), so index `i` is the generator's `i`-th
 record. Prepared data is keyed by task, config name and `VERSION`: bump `VERSION` when a generator
-changes. The builders skip TFDS's global name registry (they are not meant for `tfds.builder`).
+changes. A generated task's config is its options (sizes, seed, levels); a file task's is the sha256 of
+its files, which are prepared whole: its `num_train` / `num_test` options (and MATH-500's held-out
+train split) are views of the prepared data (`split_view`). The builders skip TFDS's global name
+registry (they are not meant for `tfds.builder`).
 """
 
 import collections.abc
 import dataclasses
+import hashlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -18,7 +22,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 from jax.experimental import multihost_utils
 
-from rtc.data import arithmetic, countdown, gsm8k, math500
+from rtc.data import arithmetic, countdown, download, gsm8k, math500, tasks
 from rtc.errors import ConfigError
 
 VERSION = "1.1.0"  # 1.1.0: arithmetic levels grow operand size too (LEVEL_SPECS)
@@ -109,15 +113,19 @@ class Countdown(_SyntheticBuilder, skip_registration=True):
     BUILDER_CONFIGS = [synthetic_config(20_000, 1_000, 0, countdown.LEVELS)]
 
 
-class _FileBuilder(_TaskBuilder, skip_registration=True):
-    """A task read from jsonl files under `source_dir` (default `rtc.data.paths.data_root()`)."""
+@dataclasses.dataclass
+class FileConfig(tfds.core.BuilderConfig):
+    """The folder a file task is read from; the config name is the sha256 of the files read, so other
+    files (a shorter copy, a newer release) are prepared apart instead of served stale."""
 
-    def __init__(self, *, source_dir: str | Path | None = None, **kwargs):
-        self._source_dir = source_dir
-        super().__init__(**kwargs)
+    source_dir: str = ""
+
+
+class _FileBuilder(_TaskBuilder, skip_registration=True):
+    """A task read as it is from the jsonl files under the config's `source_dir`."""
 
     def _records(self, split: str) -> Iterator[dict]:
-        return self.GENERATE(split, self._source_dir)
+        return self.GENERATE(split, self.builder_config.source_dir)
 
 
 class Gsm8k(_FileBuilder, skip_registration=True):
@@ -129,7 +137,7 @@ class Gsm8k(_FileBuilder, skip_registration=True):
 
 
 class Math500(_FileBuilder, skip_registration=True):
-    """MATH-500 (`rtc.data.math500`), test split only."""
+    """MATH-500 (`rtc.data.math500`), as published: a test split only."""
 
     name = "math500"
     SPLITS = math500.SPLITS
@@ -137,32 +145,37 @@ class Math500(_FileBuilder, skip_registration=True):
 
 
 BUILDERS = {builder.name: builder for builder in (Arithmetic, Countdown, Gsm8k, Math500)}
-_DEFAULT_LEVELS = {"arithmetic": arithmetic.LEVELS, "countdown": countdown.LEVELS}
 
 
-def make_builder(task_name: str, data_dir: str | Path, **task_kwargs) -> tfds.core.DatasetBuilder:
-    """The builder of `task_name` writing under `data_dir`.
+def source_root(task_name: str, source_dir: str | Path | None) -> Path:
+    """The folder holding `<task>/<split>.jsonl`: `source_dir` as it is, else the data root's checked copy."""
+    if source_dir:
+        return Path(source_dir)
+    names = tuple(f"{split}.jsonl" for split in BUILDERS[task_name].SPLITS)
+    return download.ensure(task_name, names).parent
 
-    Synthetic tasks take `num_train`, `num_test`, `seed`, `levels`; file tasks take `source_dir`.
-    """
-    if task_name not in BUILDERS:
-        raise KeyError(f"unknown task {task_name!r}; known tasks: {', '.join(BUILDERS)}")
+
+def file_config(task_name: str, source_dir: str | Path | None) -> FileConfig:
+    """A config named `sha256-<first 16 hex digits of the sha256 of the task's files>`."""
+    root = source_root(task_name, source_dir)
+    digest = hashlib.sha256()
+    for split in BUILDERS[task_name].SPLITS:
+        digest.update((root / task_name / f"{split}.jsonl").read_bytes())
+    return FileConfig(name=f"sha256-{digest.hexdigest()[:16]}", source_dir=str(root))
+
+
+def make_builder(task_name: str, data_dir: str | Path, **options) -> tfds.core.DatasetBuilder:
+    """The builder of `task_name` writing under `data_dir`, for the task's `options` (`tasks.task_options`:
+    checked, defaults filled in)."""
+    options = tasks.task_options({"name": task_name, **options})
     builder_class = BUILDERS[task_name]
     common = {"data_dir": str(data_dir), "file_format": FILE_FORMAT}
-    if issubclass(builder_class, _SyntheticBuilder):
-        default = builder_class.BUILDER_CONFIGS[0]
-        config = synthetic_config(
-            task_kwargs.pop("num_train", default.num_train),
-            task_kwargs.pop("num_test", default.num_test),
-            task_kwargs.pop("seed", default.seed),
-            task_kwargs.pop("levels", _DEFAULT_LEVELS[task_name]),
-        )
-        if task_kwargs:
-            raise TypeError(f"unexpected arguments for {task_name}: {sorted(task_kwargs)}")
-        # TFDS refuses a config object equal to, but not identical with, a predefined one.
-        predefined = {known.name for known in builder_class.BUILDER_CONFIGS}
-        return builder_class(config=config.name if config.name in predefined else config, **common)
-    return builder_class(**common, **task_kwargs)
+    if issubclass(builder_class, _FileBuilder):
+        return builder_class(config=file_config(task_name, options["source_dir"]), **common)
+    config = synthetic_config(options["num_train"], options["num_test"], options["seed"], options["levels"])
+    # TFDS refuses a config object equal to, but not identical with, a predefined one.
+    predefined = {known.name for known in builder_class.BUILDER_CONFIGS}
+    return builder_class(config=config.name if config.name in predefined else config, **common)
 
 
 def decode_record(record: dict) -> dict:
@@ -181,43 +194,90 @@ def decode_record(record: dict) -> dict:
 
 
 class DecodedSource(collections.abc.Sequence):
-    """Random access to a prepared split, each record decoded by `decode_record`."""
+    """Random access to a prepared split, each record decoded by `decode_record`; `indices` (default: all)
+    picks and orders the records this view shows."""
 
-    def __init__(self, source):
+    def __init__(self, source, indices: Sequence[int] | None = None):
         self._source = source
+        self._indices = range(len(source)) if indices is None else indices
 
     def __len__(self) -> int:
-        return len(self._source)
+        return len(self._indices)
 
     def __getitem__(self, index):
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
         if not -len(self) <= index < len(self):
             raise IndexError(f"record {index} out of range for {len(self)} records")
-        return decode_record(self._source[index % len(self)])
+        return decode_record(self._source[self._indices[index]])
 
 
-def load(task_name: str, split: str, data_dir: str | Path, **task_kwargs) -> DecodedSource:
+def question_order(questions: Sequence[str]) -> list[int]:
+    """Indices sorted by the sha256 of each question (ties by index): a fixed pseudo-random order that does
+    not depend on the order of the file."""
+    keys = [hashlib.sha256(question.encode("utf-8")).hexdigest() for question in questions]
+    return sorted(range(len(questions)), key=lambda i: (keys[i], i))
+
+
+def held_out_indices(task: tasks.Task, split: str, questions: Sequence[str], num_test: int) -> list[int]:
+    """A `train_from_test` task's split, as indices into its published test split: the first `num_test`
+    problems of `question_order` are the test split, the others the train split (in that order);
+    `num_test` = 0 keeps the whole published test split, in file order, and leaves no train split."""
+    if num_test == 0:
+        if split == "train":
+            raise ConfigError(
+                f"task {task.name!r} publishes only a test split: set task.num_test to the number of its "
+                f"{len(questions)} problems held out for testing, and the others form the train split"
+            )
+        return list(range(len(questions)))
+    if num_test >= len(questions):
+        raise ConfigError(
+            f"task.num_test={num_test} holds out all {len(questions)} {task.name} problems: "
+            "nothing is left to train on; lower it"
+        )
+    order = question_order(questions)
+    return order[:num_test] if split == "test" else order[num_test:]
+
+
+def split_view(task_name: str, split: str, source, options: dict) -> DecodedSource:
+    """Split `split` of a prepared task: a file task's limited to `num_train` / `num_test` records (0: all),
+    a `train_from_test` task's carved out of its test split (`held_out_indices`)."""
+    task = tasks.get_task(task_name)
+    if task.synthetic:
+        return DecodedSource(source)
+    indices = range(len(source))
+    if task.train_from_test:
+        questions = [decode_record(source[i])["question"] for i in indices]
+        indices = held_out_indices(task, split, questions, options["num_test"])
+    limit = options[f"num_{split}"] if not (task.train_from_test and split == "test") else 0
+    return DecodedSource(source, indices[:limit] if limit else indices)
+
+
+def load(task_name: str, split: str, data_dir: str | Path, **options) -> DecodedSource:
     """Split `split` of `task_name` as a random-access sequence of dicts, preparing it if missing.
 
-    With several processes, `data_dir` must be shared by all of them: process 0 prepares and the
-    others wait at a barrier until it is done, so no two processes write the same files.
+    `options`: the task's (`rtc.data.tasks`). With several processes, `data_dir` must be shared by all of
+    them: process 0 prepares and the others wait at a barrier until it is done, so no two processes write
+    the same files.
     """
-    builder = make_builder(task_name, data_dir, **task_kwargs)
-    if split not in builder.SPLITS:
-        raise ConfigError(f"task {task_name!r} has splits {builder.SPLITS}, not {split!r}")
+    task = tasks.get_task(task_name)
+    splits = ("train", "test") if task.train_from_test else task.splits
+    if split not in splits:
+        raise ConfigError(f"task {task_name!r} has splits {splits}, not {split!r}")
+    options = tasks.task_options({"name": task_name, **options})
+    builder = make_builder(task_name, data_dir, **options)
     if jax.process_index() == 0 and not builder.is_prepared():
         builder.download_and_prepare()
     if jax.process_count() > 1:
         multihost_utils.sync_global_devices("rtc-data-prepared")
-        builder = make_builder(task_name, data_dir, **task_kwargs)  # re-reads what process 0 wrote
-    return DecodedSource(builder.as_data_source(split=split))
+        builder = make_builder(task_name, data_dir, **options)  # re-reads what process 0 wrote
+    source_split = "test" if task.train_from_test else split
+    return split_view(task_name, split, builder.as_data_source(split=source_split), options)
 
 
 def task_records(config, split: str, workdir: str | Path) -> DecodedSource:
-    """Split `split` of the run's `config.task`, prepared under `config.data_dir` (default `WORKDIR/data`)."""
-    kwargs = {k: v for k, v in config.task.items() if k != "name"}
-    if "levels" in kwargs:
-        kwargs["levels"] = tuple(kwargs["levels"])
+    """Split `split` of the run's `config.task` (its name and options, `rtc.data.tasks.task_options`),
+    prepared under `config.data_dir` (default `WORKDIR/data`)."""
+    options = {key: value for key, value in config.task.items() if key != "name"}
     data_dir = Path(config.data_dir) if config.data_dir else Path(workdir) / "data"
-    return load(config.task.name, split, data_dir, **kwargs)
+    return load(config.task.name, split, data_dir, **options)

@@ -3,10 +3,10 @@ completion streamed token by token."""
 
 import io
 import sys
-from pathlib import Path
 
 import jax
 import numpy as np
+from etils import epath
 
 from rtc.data.format import prompt_tokens
 from rtc.data.tasks import get_task
@@ -19,7 +19,9 @@ from rtc.sampling.sampler import generate
 from rtc.sampling.stream import StreamPrinter
 
 
-def evaluate(config, workdir: Path, tokenizer, model, params, writer: MetricWriter, step: int) -> dict:
+def evaluate(
+    config, workdir: epath.PathLike, tokenizer, model, params, writer: MetricWriter, step: int
+) -> dict:
     """Greedy and sampled accuracy by difficulty on the held-out split (`config.eval`); prints the table,
     a few thinking traces and one streamed completion; returns `{mode: accuracies}`."""
     e = config.eval
@@ -79,7 +81,7 @@ def stream_trace(config, tokenizer, model, params, record: dict) -> None:
     out.write("\n")
 
 
-def evaluate_run(config, workdir: Path, tokenizer, model, params, step: int) -> dict:
+def evaluate_run(config, workdir: epath.PathLike, tokenizer, model, params, step: int) -> dict:
     """`evaluate` with a metric writer of its own (no progress bar)."""
     with MetricWriter(workdir, progress=False) as writer:
         return evaluate(config, workdir, tokenizer, model, params, writer, step)

@@ -7,10 +7,12 @@ over a batch is the fraction of completions that do, plotted over RL training.
 """
 
 import json
-from pathlib import Path
 from typing import Sequence
 
+from etils import epath
+
 from rtc.data.special import STEP_DELIMITER, THINK_END, THINK_START
+from rtc.metrics.writer import is_remote
 
 CORRECTION_CUES = ("wait", "let me re", "actually", "no,")
 
@@ -61,32 +63,42 @@ def repetition_rate(texts: Sequence[str], repeats: int = 3) -> float:
 TRACES_FILE = "traces.jsonl"
 
 
+def trace_record(step: int, text: str, question: str, correct: bool) -> dict:
+    """One line of `traces.jsonl`: the completion and how its thinking reads."""
+    return {
+        "step": int(step),
+        "question": question,
+        "completion": text,
+        "correct": bool(correct),
+        "self_corrects": self_corrects(text),
+        "thrashes": repetition_rate([text]) > 0,
+    }
+
+
 def append_samples(
-    path: str | Path, step: int, texts: Sequence[str], questions: Sequence[str], correct
+    path: epath.PathLike, step: int, texts: Sequence[str], questions: Sequence[str], correct
 ) -> None:
-    """Appends one JSON line per completion `{step, question, completion, correct, self_corrects,
-    thrashes}` to `path` (an RL run's `traces.jsonl`): examples of traces over training."""
-    with open(path, "a", encoding="utf-8") as f:
-        for text, question, ok in zip(texts, questions, correct):
-            record = {
-                "step": int(step),
-                "question": question,
-                "completion": text,
-                "correct": bool(ok),
-                "self_corrects": self_corrects(text),
-                "thrashes": repetition_rate([text]) > 0,
-            }
-            f.write(json.dumps(record) + "\n")
+    """Appends one JSON line per completion (`trace_record`) to `path` (an RL run's `traces.jsonl`):
+    examples of traces over training. A URL (`gs://...`) is rewritten whole with the new lines at its
+    end, as object stores cannot append."""
+    lines = "".join(json.dumps(trace_record(step, *x)) + "\n" for x in zip(texts, questions, correct))
+    path = epath.Path(path)
+    if is_remote(path):
+        path.write_text((path.read_text(encoding="utf-8") if path.exists() else "") + lines, encoding="utf-8")
+    else:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(lines)
 
 
-def read_samples(path: str | Path) -> list[dict]:
-    """The records of a `traces.jsonl`, in order."""
-    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+def read_samples(path: epath.PathLike) -> list[dict]:
+    """The records of a `traces.jsonl` (a local path or a URL), in order."""
+    text = epath.Path(path).read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-def truncate_samples(path: str | Path, last_step: int) -> None:
+def truncate_samples(path: epath.PathLike, last_step: int) -> None:
     """Drops the records after `last_step` (a resumed run writes those steps again); no file: nothing."""
-    path = Path(path)
+    path = epath.Path(path)
     if path.is_file():
         kept = [r for r in read_samples(path) if r["step"] <= last_step]
         path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")

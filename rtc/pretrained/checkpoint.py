@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rtc.data.download import shipped_root
 from rtc.data.paths import data_root
 from rtc.errors import PretrainedError
 from rtc.model.config import ModelConfig
@@ -24,18 +25,19 @@ RUNTIME_FIELDS = ("dtype", "max_seq_len", "scalar_head")
 
 
 def resolve(path: str | Path) -> Path:
-    """`path` as given, else relative to the data root (`$RTC_DATA_DIR` or shared/data)."""
+    """`path` as given; else relative to the data root (`rtc.data.paths.data_root`); else, in a source
+    checkout, relative to the repository's `tests/data`, which ships `stories260K/`."""
     given = Path(path).expanduser()
     if given.exists():
         return given
-    if not given.is_absolute():
-        try:
-            candidate = data_root() / given
-        except FileNotFoundError:
-            candidate = None
-        if candidate is not None and candidate.exists():
-            return candidate
-    raise PretrainedError(f"pretrained checkpoint {path} does not exist (nor under the data root)")
+    roots = [data_root(), shipped_root()] if not given.is_absolute() else []
+    for root in roots:
+        if root is not None and (root / given).exists():
+            return root / given
+    looked = ", ".join(str(root) for root in roots if root is not None)
+    raise PretrainedError(
+        f"pretrained checkpoint {path} does not exist" + (f" (nor under {looked})" if looked else "")
+    )
 
 
 def load_model(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import sentencepiece as spm
 
 from rtc.model.config import ModelConfig
 from rtc.pretrained import layout
@@ -21,6 +22,37 @@ from rtc.pretrained.params import flatten
 from rtc.pretrained.safetensors_io import write_sharded
 
 DTYPES = {"float32": np.float32, "float16": np.float16, "bfloat16": jax.numpy.bfloat16}
+
+
+def save_sentencepiece(tokenizer, directory: Path) -> None:
+    """rtc's own tokenizer (`rtc.tokenizer.tokenizer.Tokenizer`) as `tokenizer.model` (its sentencepiece
+    model, copied) and a `tokenizer_config.json` that transformers' `AutoTokenizer` loads as a Llama
+    tokenizer giving rtc's ids: no prefix space, bos added in front as rtc's prompts have it, the
+    reasoning markers as added tokens. (A literal U+2581 is the one text encoded differently: rtc
+    encodes it as its bytes, sentencepiece as a space.)"""
+    model = Path(tokenizer.path).read_bytes()
+    (directory / "tokenizer.model").write_bytes(model)
+    piece = spm.SentencePieceProcessor(model_proto=model).id_to_piece
+    markers = (
+        tokenizer.think_start_id,
+        tokenizer.think_end_id,
+        tokenizer.answer_start_id,
+        tokenizer.answer_end_id,
+    )
+    token = dict(special=False, normalized=False, lstrip=False, rstrip=False, single_word=False)
+    config = {
+        "tokenizer_class": "LlamaTokenizer",
+        "bos_token": piece(tokenizer.bos_id),
+        "eos_token": piece(tokenizer.eos_id),
+        "pad_token": piece(tokenizer.pad_id),
+        "add_bos_token": True,
+        "add_eos_token": False,
+        "add_prefix_space": False,
+        "legacy": True,
+        "clean_up_tokenization_spaces": False,
+        "added_tokens_decoder": {str(i): {"content": piece(i), **token} for i in markers},
+    }
+    (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
 
 
 def _special_ids(tokenizer) -> dict[str, int]:
@@ -41,8 +73,8 @@ def export(
     """Writes `params` of a `config` model to `directory` as a `family` checkpoint (default: the
     family whose computation the config is, `hf_config.infer_family`); returns the directory.
 
-    `tokenizer` (an `rtc.tokenizer.hf` tokenizer, with its added markers) is saved beside it and
-    its bos/eos/pad ids go into config.json. `dtype`: float32, float16 or bfloat16.
+    `tokenizer` (rtc's own, or an `rtc.tokenizer.hf` tokenizer with its added markers) is saved
+    beside it and its bos/eos/pad ids go into config.json. `dtype`: float32, float16 or bfloat16.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -66,6 +98,8 @@ def export(
     (directory / "config.json").write_text(json.dumps(hf, indent=2) + "\n")
     generation = {k: v for k, v in hf.items() if k.endswith("_token_id")}
     (directory / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
-    if tokenizer is not None:
+    if hasattr(tokenizer, "save"):  # a pretrained checkpoint's tokenizer (`rtc.tokenizer.hf`)
         tokenizer.save(directory)
+    elif tokenizer is not None:
+        save_sentencepiece(tokenizer, directory)
     return directory

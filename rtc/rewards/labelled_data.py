@@ -3,10 +3,12 @@ step (PRM: exact, Monte-Carlo or human labels), sampled once and cached in `WORK
 
 import json
 import logging
+import tempfile
 from pathlib import Path
 
 import jax
 import numpy as np
+from etils import epath
 
 from rtc.data.tasks import get_task
 from rtc.data.tfds_builders import task_records
@@ -68,9 +70,19 @@ def label_solutions(config, tokenizer, policy, policy_params, solutions, rng) ->
     return arrays, {**counts, **{f"skipped_{k}": v for k, v in labelled.skipped.items()}}
 
 
-def training_data(config, workdir: Path, tokenizer, policy, policy_params) -> dict:
+def save_training_data(directory: epath.Path, arrays: dict, description: dict) -> None:
+    """`train.npz` (the arrays), then `train.json` (signature and counts): the cache is complete once
+    `train.json` exists. The npz is written locally and copied whole, so `directory` may be a URL."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as staging:
+        rm_data.save_arrays(Path(staging) / "train.npz", arrays)
+        (directory / "train.npz").write_bytes((Path(staging) / "train.npz").read_bytes())
+    (directory / "train.json").write_text(json.dumps(description, indent=1))
+
+
+def training_data(config, workdir: epath.PathLike, tokenizer, policy, policy_params) -> dict:
     """The labelled training arrays, sampled once and cached in `workdir/rm_data/`."""
-    directory = workdir / "rm_data"
+    directory = epath.Path(workdir) / "rm_data"
     signature = {
         "mode": config.mode,
         "rm_data": config.rm_data.to_dict(),
@@ -79,12 +91,13 @@ def training_data(config, workdir: Path, tokenizer, policy, policy_params) -> di
         "seed": config.seed,
         "policy": config.policy_workdir,
     }
-    if (directory / "train.npz").is_file():
+    if (directory / "train.json").is_file():
         saved = json.loads((directory / "train.json").read_text())
         if saved["signature"] != json.loads(json.dumps(signature)):
             raise ConfigError(f"{directory} holds data of another config; use a new workdir")
         logging.info("training data from %s: %s", directory, saved["counts"])
-        return rm_data.load_arrays(directory / "train.npz")
+        with (directory / "train.npz").open("rb") as f:
+            return rm_data.load_arrays(f)
     r = config.rm_data
     rng = jax.random.key(config.seed + 10)
     if r.labels == "human":  # PRM800K-format solutions with their labels, instead of the policy's
@@ -107,7 +120,5 @@ def training_data(config, workdir: Path, tokenizer, policy, policy_params) -> di
         config, tokenizer, policy, policy_params, solutions, jax.random.fold_in(rng, 1)
     )
     logging.info("labelled training data: %s", counts)
-    directory.mkdir(parents=True, exist_ok=True)
-    rm_data.save_arrays(directory / "train.npz", arrays)
-    (directory / "train.json").write_text(json.dumps({"signature": signature, "counts": counts}, indent=1))
+    save_training_data(directory, arrays, {"signature": signature, "counts": counts})
     return arrays

@@ -1,4 +1,6 @@
-"""PRM800K (Lightman et al. 2023) human step labels, read from a user's own download.
+"""PRM800K (Lightman et al. 2023) human step labels, read from a file: a path as given, or a registered
+release file named relative to the data root (`prm800k/phase1_test.jsonl`, `prm800k/phase2_test.jsonl`),
+downloaded there and checked on first use (`rtc.data.download`).
 
 Format: the PRM800K release's (github.com/openai/prm800k; one labelled solution per JSON line; the ratings live
 in `label.steps[i].completions[j].rating`). The labelled trajectory takes, at each step, the chosen
@@ -25,6 +27,7 @@ import dataclasses
 import re
 from pathlib import Path
 
+from rtc.data import download
 from rtc.data.jsonl import DataFormatError, read_jsonl
 from rtc.data.format import prompt_tokens
 from rtc.rewards.rm_data import Solution
@@ -136,9 +139,23 @@ def to_solution(trajectory: Trajectory, tokenizer) -> Solution:
     )
 
 
+def resolve(path: str | Path) -> Path:
+    """`path` when it exists or is not a registered `dataset/file` name; else the data root's checked copy
+    of that file (`download.ensure_file`, which fetches it when missing)."""
+    given = Path(path).expanduser()
+    if given.exists() or given.is_absolute() or len(given.parts) != 2:
+        return given
+    try:
+        download.source_of(*given.parts)
+    except KeyError:
+        return given
+    return download.ensure_file(*given.parts)
+
+
 def load(path: str | Path, tokenizer, neutral: str = "positive") -> tuple[list[Solution], dict[str, int]]:
-    """The labelled solutions of a PRM800K `.jsonl` file and counts (`records`, `used`, skip reasons)."""
-    path = Path(path)
+    """The labelled solutions of a PRM800K `.jsonl` file (`resolve`d) and counts (`records`, `used`, skip
+    reasons)."""
+    path = resolve(path)
     counts = collections.Counter()
     solutions = []
     for line, raw in read_jsonl(path, {"question": dict, "label": dict}):

@@ -12,10 +12,10 @@ On `eval_rm.num_problems` test problems the policy samples `eval_rm.best_of_n` s
 
 import json
 import logging
-from pathlib import Path
 
 import jax
 import numpy as np
+from etils import epath
 
 from rtc.data.answers import extract_answer
 from rtc.data.tasks import get_task
@@ -99,7 +99,7 @@ def _flat(results: dict, prefix: str = "") -> dict:
     return flat
 
 
-def evaluate(config, workdir: Path, tokenizer, policy, policy_params, scorers: dict) -> dict:
+def evaluate(config, workdir: epath.PathLike, tokenizer, policy, policy_params, scorers: dict) -> dict:
     """Samples held-out solutions, scores them with each reward model in `scorers` (kind -> (model,
     params)), prints the tables and writes `rm_eval.json`; returns the results."""
     e = config.eval_rm
@@ -154,10 +154,11 @@ def evaluate(config, workdir: Path, tokenizer, policy, policy_params, scorers: d
 
     with MetricWriter(workdir, progress=False) as writer:
         writer.write(int(config.rm.num_steps), _flat(results), prefix="eval/")
+    path = epath.Path(workdir) / RESULTS_FILE
     if jax.process_index() == 0:
-        (Path(workdir) / RESULTS_FILE).write_text(json.dumps(results, indent=1))
+        path.write_text(json.dumps(results, indent=1))
         print(report(config, results))
-    logging.info("reward-model evaluation written to %s", Path(workdir) / RESULTS_FILE)
+    logging.info("reward-model evaluation written to %s", path)
     return results
 
 

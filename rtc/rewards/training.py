@@ -7,12 +7,12 @@ as a separate model: the ORM with binary cross-entropy on the verifier's verdict
 
 import dataclasses
 import json
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from etils import epath
 
 from rtc.checkpoint import Checkpointer
 from rtc.model import Model, ModelConfig
@@ -68,7 +68,7 @@ def describe(config, model: Model, tokenizer) -> dict:
     }
 
 
-def load_reward_model(workdir: str | Path, step: int | None = None) -> tuple[Model, dict]:
+def load_reward_model(workdir: epath.PathLike, step: int | None = None) -> tuple[Model, dict]:
     """`(model, params)` of a finished ORM/PRM run in `workdir` (default: its latest checkpoint).
 
     The run's `reward_model.json` also names `kind`, `delimiter_id` and `aggregation`
@@ -76,12 +76,13 @@ def load_reward_model(workdir: str | Path, step: int | None = None) -> tuple[Mod
     """
     description = load_description(workdir)
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in description["model"].items()}
-    with Checkpointer(Path(workdir) / "checkpoints") as checkpointer:
+    with Checkpointer(epath.Path(workdir) / "checkpoints") as checkpointer:
         return Model(ModelConfig(**fields)), checkpointer.restore_params(step)
 
 
-def load_description(workdir: str | Path) -> dict:
-    path = Path(workdir) / DESCRIPTION_FILE
+def load_description(workdir: epath.PathLike) -> dict:
+    """The `reward_model.json` of an ORM/PRM run (`describe`)."""
+    path = epath.Path(workdir) / DESCRIPTION_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: {workdir} is not an ORM/PRM run directory")
     return json.loads(path.read_text())
@@ -100,7 +101,9 @@ def make_step(update, data: dict, batch_size: int, seed: int, mesh):
     return step
 
 
-def train(config, block, workdir: Path, model: Model, policy_params, data: dict, *, halt_after=None) -> dict:
+def train(
+    config, block, workdir: epath.PathLike, model: Model, policy_params, data: dict, *, halt_after=None
+) -> dict:
     """Trains (or resumes) the reward model (`config.mode`: orm or prm) for `block.num_steps` steps from the
     policy's params; returns the train state."""
     mesh = placement.mesh_from_config(config)

@@ -11,13 +11,13 @@ import dataclasses
 import logging
 import resource
 import time
-from pathlib import Path
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from etils import epath
 
 from rtc.data.answers import extract_answer
 from rtc.data.format import prompt_tokens
@@ -52,11 +52,12 @@ def rl_config(config: ml_collections.ConfigDict) -> learner.RLConfig:
 
 
 def rollout_sampler(config: ml_collections.ConfigDict, tokenizer) -> SamplerConfig:
-    """Sampling for rollouts: temperature `rl.temperature`, stop at `</answer>` or eos."""
+    """Sampling for rollouts: temperature `rl.temperature`; stops at the tokenizer's `stop_ids`
+    (`</answer>`, its eos ids and its chat template's turn end)."""
     r = config.rl
     return SamplerConfig(
         max_new_tokens=r.max_new_tokens,
-        stop_ids=(tokenizer.answer_end_id, tokenizer.eos_id),
+        stop_ids=tuple(tokenizer.stop_ids),
         pad_id=tokenizer.pad_id,
         rule=SamplingRule(temperature=r.temperature),
     )
@@ -161,7 +162,7 @@ def completion_metrics(task, texts: list[str], records: list[dict]) -> dict:
     }
 
 
-def save_traces(config, workdir: Path, task, step: int, texts: list[str], records: list[dict]) -> None:
+def save_traces(config, workdir: epath.Path, task, step: int, texts: list[str], records: list[dict]) -> None:
     """One completion per prompt of the first few prompts, appended to `traces.jsonl` (process 0)."""
     shown = slice(0, config.rl.trace_samples * config.rl.group_size, config.rl.group_size)
     texts, records = texts[shown], records[shown]
@@ -179,7 +180,9 @@ def describe(step: int, logged: dict, num_steps: int) -> str:
     )
 
 
-def make_step(config, workdir: Path, tokenizer, model: Model, parts: programs.Learner, state_sharding, mesh):
+def make_step(
+    config, workdir: epath.Path, tokenizer, model: Model, parts: programs.Learner, state_sharding, mesh
+):
     """`step(state, position) -> (state, device metrics, host metrics)`: one rollout batch and its update."""
     r = config.rl
     task = get_task(config.task.name)
@@ -236,7 +239,7 @@ def make_step(config, workdir: Path, tokenizer, model: Model, parts: programs.Le
 
 
 def init_state(
-    config, block, model: Model, critic: Model | None, initial_policy: Callable, workdir: Path, mesh
+    config, block, model: Model, critic: Model | None, initial_policy: Callable, workdir: epath.Path, mesh
 ):
     """`(state, state sharding, optimizer, schedule)`: the RL train state placed by the sharding rules.
 
@@ -261,13 +264,21 @@ def init_state(
 
 
 def train(
-    config, block, workdir: Path, tokenizer, model: Model, initial_policy: Callable, *, halt_after=None
+    config,
+    block,
+    workdir: epath.PathLike,
+    tokenizer,
+    model: Model,
+    initial_policy: Callable,
+    *,
+    halt_after=None,
 ):
     """Runs (or resumes) RL for `block.num_steps` steps; returns the final train state.
 
     `initial_policy() -> (params, origin)`: where the policy starts (an SFT run, a pretrained checkpoint,
     random weights); `config.mode` (grpo or ppo) is the algorithm, chosen here once: PPO adds a critic.
     """
+    workdir = epath.Path(workdir)
     cfg = rl_config(config)
     mesh = placement.mesh_from_config(config)
     config_mesh.batch_size_per_chip(config.rl.prompts_per_step * config.rl.group_size, mesh)

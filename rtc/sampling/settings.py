@@ -6,9 +6,9 @@ from rtc.sampling.sampler import SamplerConfig
 
 
 def from_block(block, tokenizer, temperature: float) -> SamplerConfig:
-    """Decoding for evaluation and verifier data: stop at `</answer>` or eos, with the block's reasoning
-    budget (`max_new_tokens`, `reasoning_effort`, `budget_tokens`, `min_thinking_tokens` + `cue`, `top_p`,
-    `cache_phases`) at `temperature`."""
+    """Decoding for evaluation and verifier data: stop at the tokenizer's `stop_ids` (`</answer>`, eos,
+    a chat template's turn end), with the block's reasoning budget (`max_new_tokens`, `reasoning_effort`,
+    `budget_tokens`, `min_thinking_tokens` + `cue`, `top_p`, `cache_phases`) at `temperature`."""
     limit = thinking_limit(
         block.max_new_tokens,
         reasoning_effort=block.reasoning_effort or None,
@@ -23,7 +23,7 @@ def from_block(block, tokenizer, temperature: float) -> SamplerConfig:
     )
     return SamplerConfig(
         max_new_tokens=block.max_new_tokens,
-        stop_ids=(tokenizer.answer_end_id, tokenizer.eos_id),
+        stop_ids=tuple(tokenizer.stop_ids),
         pad_id=tokenizer.pad_id,
         rule=SamplingRule(temperature=temperature, top_p=block.top_p if temperature else 1.0),
         budget=budget,

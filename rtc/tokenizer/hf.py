@@ -8,6 +8,10 @@ added token; a sentencepiece user-defined piece), so `vocab_size` can exceed the
 `rtc.pretrained` grows the embedding to match. bos/eos/pad come from the checkpoint's
 `config.json`, `generation_config.json` or `tokenizer_config.json`; without a pad token, pad is unk
 (sentencepiece) or eos: every rtc loss masks padding explicitly, so its id only has to exist.
+
+The prompt framing is the checkpoint's own `chat_template` (`chat_template.jinja`, else the
+`tokenizer_config.json` entry) rendered by `rtc.tokenizer.templates.JinjaTemplate`; without one, the
+family's hand-written template (`family_template`); a `template_name` overrides both.
 """
 
 import json
@@ -18,9 +22,10 @@ import sentencepiece as spm
 import tokenizers
 
 from rtc.errors import PretrainedError
-from rtc.tokenizer.templates import ChatTemplate, family_template, get_template
+from rtc.tokenizer.templates import ChatTemplate, JinjaTemplate, family_template, get_template, jinja_template
 
 _BYTE_PIECE = "<0x{:02X}>"
+_TEMPLATE_TOKENS = ("bos_token", "eos_token", "unk_token", "pad_token")
 
 
 class PretrainedTokenizer:
@@ -48,7 +53,8 @@ class PretrainedTokenizer:
         return self._decode([int(i) for i in ids if int(i) not in self._skip])
 
     def prompt(self, question: str, system: str = "") -> str:
-        """`question` framed by the family's chat template (`ChatTemplate.prompt`)."""
+        """`question` framed by the chat template, without bos (`ChatTemplate.prompt`; the ids start with
+        `bos_id` when `template.bos`: `rtc.data.format.prompt_tokens`)."""
         return self.template.prompt(question, system)
 
     @property
@@ -76,7 +82,7 @@ class HFTokenizer(PretrainedTokenizer):
         self._tok = tokenizer
         meta = _special_token_meta(Path(path).parent)
         vocab = tokenizer.get_vocab(with_added_tokens=True)
-        template = get_template(template_name) if template_name else family_template(meta["family"], vocab)
+        template = _choose_template(template_name, meta, vocab)
         missing = [m for m in template.markers if tokenizer.token_to_id(m) is None]
         tokenizer.add_tokens([tokenizers.AddedToken(m, normalized=False, special=False) for m in missing])
         ids = {name: tokenizer.token_to_id(m) for name, m in _marker_names(template).items()}
@@ -120,7 +126,9 @@ class HFTokenizer(PretrainedTokenizer):
     def save(self, directory: str | Path) -> None:
         """Writes `tokenizer.json` and a `tokenizer_config.json` naming the special tokens."""
         self._tok.save(str(Path(directory) / "tokenizer.json"))
-        _write_tokenizer_config(directory, "PreTrainedTokenizerFast", self._tok.id_to_token, self._ids)
+        _write_tokenizer_config(
+            directory, "PreTrainedTokenizerFast", self._tok.id_to_token, self._ids, self.template
+        )
 
 
 class SentencePieceTokenizer(PretrainedTokenizer):
@@ -136,7 +144,7 @@ class SentencePieceTokenizer(PretrainedTokenizer):
             raise PretrainedError(f"{path} is not a sentencepiece model: {error}") from error
         meta = _special_token_meta(Path(path).parent)
         vocab = {p.piece for p in proto.pieces}
-        template = get_template(template_name) if template_name else family_template(meta["family"], vocab)
+        template = _choose_template(template_name, meta, vocab)
         delimiter = template.step_delimiter
         step_piece = delimiter if delimiter in vocab else _BYTE_PIECE.format(delimiter.encode()[0])
         wanted = list(template.markers) + ([] if step_piece in vocab else [delimiter])
@@ -177,7 +185,7 @@ class SentencePieceTokenizer(PretrainedTokenizer):
     def save(self, directory: str | Path) -> None:
         """Writes `tokenizer.model` (with the added pieces) and a `tokenizer_config.json`."""
         (Path(directory) / "tokenizer.model").write_bytes(self._model)
-        _write_tokenizer_config(directory, "LlamaTokenizer", self._sp.id_to_piece, self._ids)
+        _write_tokenizer_config(directory, "LlamaTokenizer", self._sp.id_to_piece, self._ids, self.template)
 
 
 def load_tokenizer(path: str | Path, template_name: str = "") -> PretrainedTokenizer:
@@ -194,6 +202,15 @@ def load_tokenizer(path: str | Path, template_name: str = "") -> PretrainedToken
     if path.suffix == ".json":
         return HFTokenizer.load(path, template_name)
     return SentencePieceTokenizer.load(path, template_name)
+
+
+def _choose_template(template_name: str, meta: dict, vocab) -> ChatTemplate:
+    """The template called `template_name`; else the checkpoint's own chat template; else its family's."""
+    if template_name:
+        return get_template(template_name)
+    if meta["chat_template"]:
+        return jinja_template(meta["chat_template"], meta["special_tokens"])
+    return family_template(meta["family"], vocab)
 
 
 def _marker_names(template: ChatTemplate) -> dict[str, str]:
@@ -226,12 +243,31 @@ def _token_string(value) -> str | None:
     return value.get("content") if isinstance(value, dict) else value
 
 
+def _chat_template_source(directory: Path, tokenizer_config: dict) -> str:
+    """The checkpoint's chat template: `chat_template.jinja` (which transformers prefers), else
+    `tokenizer_config.json`'s `chat_template`, a string or a list of `{"name", "template"}` (the
+    one named "default"); "" when it has none."""
+    if (directory / "chat_template.jinja").exists():
+        return (directory / "chat_template.jinja").read_text(encoding="utf-8")
+    value = tokenizer_config.get("chat_template") or ""
+    if isinstance(value, list):
+        named = {entry.get("name"): entry.get("template", "") for entry in value}
+        if "default" not in named:
+            raise PretrainedError(f"{directory}: chat_template lists {sorted(named)} but no 'default'")
+        value = named["default"]
+    return value
+
+
 def _special_token_meta(directory: Path) -> dict:
     """bos/eos/pad ids (config.json, then generation_config.json), token strings
-    (tokenizer_config.json) and the model family (`model_type`) found in `directory`."""
+    (tokenizer_config.json, then special_tokens_map.json), the chat template and the model family
+    (`model_type`) found in `directory`."""
     config = _read_json(directory / "config.json")
     generation = _read_json(directory / "generation_config.json")
-    tokenizer_config = _read_json(directory / "tokenizer_config.json")
+    tokenizer_config = {
+        **_read_json(directory / "special_tokens_map.json"),
+        **_read_json(directory / "tokenizer_config.json"),
+    }
 
     def first(name):
         value = config.get(name, generation.get(name))
@@ -246,10 +282,19 @@ def _special_token_meta(directory: Path) -> dict:
         "bos_token": _token_string(tokenizer_config.get("bos_token")),
         "eos_token": _token_string(tokenizer_config.get("eos_token")),
         "pad_token": _token_string(tokenizer_config.get("pad_token")),
+        "special_tokens": {  # the strings a chat template reads, as transformers' special_tokens_map
+            name: _token_string(tokenizer_config.get(name)) for name in _TEMPLATE_TOKENS
+        },
+        "chat_template": _chat_template_source(directory, tokenizer_config),
     }
 
 
-def _write_tokenizer_config(directory, tokenizer_class: str, id_to_token, ids: dict[str, int]) -> None:
+def _write_tokenizer_config(
+    directory, tokenizer_class: str, id_to_token, ids: dict[str, int], template: ChatTemplate
+) -> None:
+    """`tokenizer_config.json`: the class, the bos/eos/pad strings and the checkpoint's chat template."""
     config = {"tokenizer_class": tokenizer_class}
     config.update({f"{name}_token": id_to_token(ids[name]) for name in ("bos", "eos", "pad")})
+    if isinstance(template, JinjaTemplate):
+        config["chat_template"] = template.source
     (Path(directory) / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")

@@ -1,4 +1,8 @@
-"""The rtc tokenizer: a thin wrapper over a sentencepiece model built by `rtc.tokenizer.build`."""
+"""The rtc tokenizer: a thin wrapper over a sentencepiece model built by `rtc.tokenizer.build`.
+
+Its prompts are rtc's plain format, `[bos] + question + "\\n"` (the "plain" `rtc.tokenizer.templates`
+template); a reply ends at `</answer>` or eos (`stop_ids`).
+"""
 
 import importlib.resources
 from collections.abc import Iterable
@@ -14,6 +18,7 @@ from rtc.data.special import (
     THINK_END,
     THINK_START,
 )
+from rtc.tokenizer.templates import TEMPLATES
 
 ASSET = "assets/rtc_sp1024.model"
 REBUILD_COMMAND = "python -m rtc.tokenizer.build"
@@ -28,6 +33,8 @@ class TokenizerModelError(RuntimeError):
 
 class Tokenizer:
     """Text <-> token ids; `decode(encode(text)) == text` for any text."""
+
+    template = TEMPLATES["plain"]
 
     def __init__(self, processor: spm.SentencePieceProcessor, path: str):
         self._processor = processor
@@ -74,6 +81,15 @@ class Tokenizer:
     def decode(self, ids: Iterable[int]) -> str:
         """Text of `ids`: int[T]; the exact inverse of `encode` (pad/bos/eos decode to nothing)."""
         return self._processor.decode([int(id_) for id_ in ids])
+
+    def prompt(self, question: str, system: str = "") -> str:
+        """`question` in rtc's plain format, `question + "\\n"` (the ids start with `bos_id`)."""
+        return self.template.prompt(question, system)
+
+    @property
+    def stop_ids(self) -> tuple[int, ...]:
+        """Ids that end a reply: `</answer>` and eos."""
+        return (self.answer_end_id, self.eos_id)
 
     @property
     def vocab_size(self) -> int:

@@ -17,11 +17,11 @@ device until the window is logged (no host sync per step), host metrics are plai
 import dataclasses
 import logging
 import time
-from pathlib import Path
 from typing import Callable
 
 import jax
 import numpy as np
+from etils import epath
 
 from rtc.checkpoint import Checkpointer
 from rtc.metrics import MetricWriter, check_finite
@@ -92,7 +92,7 @@ def restore_or_keep(checkpointer: Checkpointer, state: dict, resume_step: int | 
 
 
 def run(
-    workdir: Path,
+    workdir: epath.PathLike,
     state: dict,
     step_fn: StepFn,
     cadence: Cadence,
@@ -108,9 +108,11 @@ def run(
 
     `rows_per_step`: how far the data position moves per step; `describe(step, logged)`: the line printed at
     each log; `meta`: JSON saved beside each checkpoint; `halt_after`: stop after that step, as a preempted
-    job would (tests of resume); `on_resume(start_step)`: called once before the first step.
+    job would (tests of resume); `on_resume(start_step)`: called once before the first step. `workdir`
+    may be a URL (`gs://bucket/run`).
     """
     c = cadence
+    workdir = epath.Path(workdir)
     with Checkpointer(workdir / "checkpoints", max_to_keep=c.max_to_keep) as checkpointer:
         state, position = restore_or_keep(checkpointer, state, c.resume_step)
         start = int(state["step"])
@@ -147,7 +149,7 @@ def finished(state: dict, cadence: Cadence) -> bool:
     return int(state["step"]) >= cadence.num_steps
 
 
-def latest_step(workdir: Path) -> int | None:
+def latest_step(workdir: epath.PathLike) -> int | None:
     """The newest checkpoint step of the run in `workdir`, or None (a run that has not saved yet)."""
-    with Checkpointer(Path(workdir) / "checkpoints") as checkpointer:
+    with Checkpointer(epath.Path(workdir) / "checkpoints") as checkpointer:
         return checkpointer.latest_step()

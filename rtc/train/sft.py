@@ -2,12 +2,12 @@
 
 import logging
 import time
-from pathlib import Path
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import optax
+from etils import epath
 
 from rtc.data.tfds_builders import task_records
 from rtc.errors import ConfigError
@@ -62,7 +62,9 @@ def describe(step: int, logged: dict, num_steps: int) -> str:
     )
 
 
-def train(config, block, workdir: Path, tokenizer, model: Model, params=None, *, halt_after=None) -> dict:
+def train(
+    config, block, workdir: epath.PathLike, tokenizer, model: Model, params=None, *, halt_after=None
+) -> dict:
     """Runs (or resumes) SFT for `block.num_steps` steps (`block`: the run's SFT settings, `config.sft`);
     returns the final train state.
 

@@ -12,13 +12,14 @@ from typing import Sequence
 
 import numpy as np
 
-from rtc.data.format import completion_text, prompt_text
+from rtc.data.format import completion_text, prompt_tokens
 from rtc.errors import ConfigError
 
 
 def encode_example(tokenizer, example: dict) -> tuple[list[int], list[int]]:
-    """`([bos] + prompt + completion + [eos], loss_mask)`; the mask is 1 on completion and eos."""
-    prompt = [tokenizer.bos_id] + tokenizer.encode(prompt_text(example))
+    """`(prompt + completion + [eos], loss_mask)`; the prompt is `prompt_tokens` (the one inference
+    conditions on); the mask is 1 on completion and eos."""
+    prompt = prompt_tokens(tokenizer, example)
     completion = tokenizer.encode(completion_text(example)) + [tokenizer.eos_id]
     return prompt + completion, [0] * len(prompt) + [1] * len(completion)
 

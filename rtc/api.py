@@ -1,0 +1,439 @@
+"""The Python API: load a reasoning model from anywhere, generate with a thinking budget, search with a verifier.
+
+    import rtc
+
+    reasoner = rtc.load("runs/quickstart")            # a run's workdir, a checkpoint folder or a hub id
+    out = reasoner.generate(["Compute 7+2."], budget_tokens=32)
+    print(out[0].thinking, out[0].answer, out[0].thinking_tokens)
+    best = reasoner.search(["Compute 7+2."], verifier="runs/prm", strategy="beam", n=8)
+
+`generate` runs every text (times `n` samples) as one batch through the compiled sampler
+(`rtc.sampling.sampler`): prompts are padded to a length bucket and the batch to a power of two, so
+calls of similar size reuse one program. `search` runs the compiled search (`rtc.search.runner`:
+best-of-N, PRM beam search, DVTS, MCTS) or samples and takes the majority vote (`rtc.eval.voting`).
+"""
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Callable, Sequence
+
+import jax
+import numpy as np
+
+from rtc import recipes
+from rtc.data.answers import extract_answer
+from rtc.data.format import prompt_tokens
+from rtc.errors import ConfigError
+from rtc.eval import voting
+from rtc.pretrained.checkpoint import load_pretrained
+from rtc.pretrained.export import export
+from rtc.rewards import training as rm_training
+from rtc.sampling import sampler as sampler_lib
+from rtc.sampling.budget import ThinkingBudget, thinking_limit
+from rtc.sampling.rules import SamplingRule
+from rtc.sampling.stream import StreamPrinter
+from rtc.search import runner
+from rtc.search.config import SearchConfig
+
+DEFAULT_MAX_NEW_TOKENS = 256
+DEFAULT_STEP_TOKENS = 16
+SEARCH_STRATEGIES = ("best_of_n", "beam", "dvts", "mcts", "majority")
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    """One completion: its text, the thinking trace and answer read out of it, and its token counts.
+
+    `thinking_tokens` are the tokens between `<think>` and `</think>` (what a budget caps);
+    `answer_tokens` those after `</think>` (all of them when there is no thinking block).
+    """
+
+    text: str
+    thinking: str
+    answer: str | None
+    thinking_tokens: int
+    answer_tokens: int
+    tokens: tuple[int, ...]
+    finished: bool  # ended with a stop token (else it ran out of max_new_tokens)
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.tokens)
+
+
+@dataclasses.dataclass(frozen=True)
+class Generation:
+    """The `n` samples of one text; `.text`, `.thinking`, `.answer` and the counts are the first's."""
+
+    prompt: str
+    samples: tuple[Sample, ...]
+
+    text = property(lambda self: self.samples[0].text)
+    thinking = property(lambda self: self.samples[0].thinking)
+    answer = property(lambda self: self.samples[0].answer)
+    thinking_tokens = property(lambda self: self.samples[0].thinking_tokens)
+    answer_tokens = property(lambda self: self.samples[0].answer_tokens)
+    num_tokens = property(lambda self: self.samples[0].num_tokens)
+    finished = property(lambda self: self.samples[0].finished)
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchResult:
+    """One text's search: every candidate with its score, and the chosen one (`best`).
+
+    `scores`: the verifier's path scores (majority: each candidate's share of the votes); a
+    duplicate candidate (a copy another branch also holds) is marked in `duplicate`.
+    """
+
+    prompt: str
+    candidates: tuple[Sample, ...]
+    scores: tuple[float, ...]
+    duplicate: tuple[bool, ...]
+    best: int
+
+    @property
+    def chosen(self) -> Sample:
+        return self.candidates[self.best]
+
+    answer = property(lambda self: self.chosen.answer)
+    thinking = property(lambda self: self.chosen.thinking)
+    text = property(lambda self: self.chosen.text)
+
+
+@dataclasses.dataclass(frozen=True)
+class Verifier:
+    """A trained ORM or PRM (`rtc.rewards`): its model with the scalar head, params, and how it scores."""
+
+    model: object
+    params: dict
+    kind: str  # "orm" or "prm"
+    aggregation: str  # how step scores make a path score (last / min / product / mean)
+
+
+def load_verifier(workdir: str | Path, step: int | None = None) -> Verifier:
+    """The reward model of a finished ORM/PRM run in `workdir` (default: its latest checkpoint)."""
+    model, params = rm_training.load_reward_model(workdir, step)
+    description = rm_training.load_description(workdir)
+    return Verifier(model, params, description["kind"], description["aggregation"])
+
+
+class _Relay:
+    """A file-like `out` for `StreamPrinter` that hands each printed piece to the current callback."""
+
+    def __init__(self):
+        self.target: Callable[[str], object] | None = None
+
+    def write(self, piece: str) -> None:
+        if self.target is not None and piece:
+            self.target(piece)
+
+    def flush(self) -> None:
+        pass
+
+
+def _parse(tokenizer, ids: list[int], thinking_tokens: int, stop_ids: Sequence[int]) -> Sample:
+    """The sample of one row's emitted tokens `ids` (up to and including its stop token)."""
+    start, end = tokenizer.think_start_id, tokenizer.think_end_id
+    opened = ids.index(start) + 1 if start in ids else (0 if thinking_tokens else None)
+    closed = ids.index(end) if end in ids else len(ids)
+    thinking = "" if opened is None else tokenizer.decode(ids[opened:closed])
+    after = ids[closed + 1 :] if end in ids else ([] if opened is not None else ids)
+    text = tokenizer.decode(ids)
+    return Sample(
+        text=text,
+        thinking=thinking,
+        answer=extract_answer(text),
+        thinking_tokens=int(thinking_tokens),
+        answer_tokens=len(after),
+        tokens=tuple(ids),
+        finished=bool(ids) and ids[-1] in stop_ids,
+    )
+
+
+def _batch_bucket(rows: int) -> int:
+    """The row count a batch of `rows` is padded to (a power of two), so nearby sizes share a program."""
+    return 1 << max(0, math.ceil(math.log2(rows)))
+
+
+class Reasoner:
+    """A reasoning model ready to generate and search: `model`, `params`, `tokenizer`.
+
+    Made by `rtc.load`; `config` is the run's resolved config when it came from an rtc workdir.
+    """
+
+    def __init__(self, model, params, tokenizer, config=None, source: str = ""):
+        self.model, self.params, self.tokenizer = model, params, tokenizer
+        self.config, self.source = config, source
+        self._relay = _Relay()
+        self._printer = StreamPrinter(tokenizer.decode, row=0, out=self._relay)  # one: no recompiles
+
+    def __repr__(self):
+        c = self.model.config
+        return f"Reasoner({self.source!r}, {c.num_params / 1e6:.2f}M parameters, context {c.max_seq_len})"
+
+    @property
+    def stop_ids(self) -> tuple[int, ...]:
+        return tuple(self.tokenizer.stop_ids)
+
+    def encode_prompts(self, texts: Sequence[str]) -> list[list[int]]:
+        """`[bos] + prompt` token ids of each text (`rtc.data.format.prompt_tokens`); checks they fit."""
+        if isinstance(texts, str) or not isinstance(texts, Sequence) or not texts:
+            raise ConfigError("texts must be a non-empty list of strings")
+        if not all(isinstance(t, str) for t in texts):
+            raise ConfigError("texts must be a non-empty list of strings")
+        prompts = [prompt_tokens(self.tokenizer, {"question": text}) for text in texts]
+        context = self.model.config.max_seq_len
+        for i, ids in enumerate(prompts):
+            if len(ids) >= context:
+                raise ConfigError(
+                    f"text {i} is {len(ids)} tokens as a prompt, which leaves no room in the model's "
+                    f"context of {context} tokens; shorten it"
+                )
+        return prompts
+
+    def _room(self, prompts: list[list[int]], max_new_tokens: int | None) -> int:
+        """`max_new_tokens`, by default as many as fit after the longest prompt's bucket (at most 256)."""
+        if max_new_tokens is not None:
+            if max_new_tokens < 1:
+                raise ConfigError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+            return max_new_tokens
+        longest, context = max(map(len, prompts)), self.model.config.max_seq_len
+        padded = min(sampler_lib.bucket_length(longest), context - 1)
+        return max(1, min(DEFAULT_MAX_NEW_TOKENS, context - max(padded, longest)))
+
+    def _budget(self, limit_tokens: int, reasoning_effort, budget_tokens) -> ThinkingBudget:
+        limit = thinking_limit(limit_tokens, reasoning_effort=reasoning_effort, budget_tokens=budget_tokens)
+        t = self.tokenizer
+        return ThinkingBudget(t.think_start_id, t.think_end_id, max_thinking_tokens=limit)
+
+    def _sample(self, prompts, cfg: sampler_lib.SamplerConfig, seed: int, stream) -> list[Sample]:
+        """Every prompt through the sampler in one batch (padded to a power of two rows)."""
+        rows = prompts + [prompts[0]] * (_batch_bucket(len(prompts)) - len(prompts))
+        self._printer.reset()
+        self._relay.target = stream
+        try:
+            out = sampler_lib.generate(
+                self.model,
+                self.params,
+                rows,
+                jax.random.key(seed),
+                cfg,
+                stream=self._printer if stream is not None else None,
+            )
+            completions = sampler_lib.completions(out)
+            jax.effects_barrier()  # every streamed piece is out before we return
+        finally:
+            self._relay.target = None
+        thinking = np.asarray(out.thinking_tokens)
+        return [
+            _parse(self.tokenizer, completions[i], thinking[i], cfg.stop_ids) for i in range(len(prompts))
+        ]
+
+    def generate(
+        self,
+        texts: str | Sequence[str],
+        *,
+        reasoning_effort: str | None = None,
+        budget_tokens: int | None = None,
+        max_new_tokens: int | None = None,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        n: int = 1,
+        seed: int = 0,
+        stream: Callable[[str], object] | None = None,
+    ) -> list[Generation] | Generation:
+        """A `Generation` per text (one for a single string): `n` samples each, as one batch.
+
+        `budget_tokens` caps the thinking trace at that many tokens, then `</think>` is forced;
+        `reasoning_effort` (low / medium / high) caps it at 1/4, 1/2 or all of `max_new_tokens` less
+        16 for the answer (`rtc.sampling.budget`). `temperature=0` is greedy; `n > 1` samples need
+        `temperature > 0` to differ. `stream(piece)` receives the first sample's text as it is
+        generated. `max_new_tokens` defaults to what fits in the context (at most 256).
+        """
+        single = isinstance(texts, str)
+        prompts = self.encode_prompts([texts] if single else texts)
+        if n < 1:
+            raise ConfigError(f"n must be >= 1, got {n}")
+        new_tokens = self._room(prompts, max_new_tokens)
+        cfg = sampler_lib.SamplerConfig(
+            max_new_tokens=new_tokens,
+            stop_ids=self.stop_ids,
+            pad_id=self.tokenizer.pad_id,
+            rule=SamplingRule(temperature=temperature, top_p=top_p if temperature else 1.0),
+            budget=self._budget(new_tokens, reasoning_effort, budget_tokens),
+        )
+        samples = self._sample([p for p in prompts for _ in range(n)], cfg, seed, stream)
+        texts = [texts] if single else list(texts)
+        results = [Generation(text, tuple(samples[i * n : (i + 1) * n])) for i, text in enumerate(texts)]
+        return results[0] if single else results
+
+    def search(
+        self,
+        texts: str | Sequence[str],
+        *,
+        verifier: str | Path | Verifier | None = None,
+        strategy: str = "best_of_n",
+        n: int = 8,
+        beam_width: int | None = None,
+        step_tokens: int = DEFAULT_STEP_TOKENS,
+        max_new_tokens: int | None = None,
+        temperature: float = 1.0,
+        reasoning_effort: str | None = None,
+        budget_tokens: int | None = None,
+        seed: int = 0,
+    ) -> list[SearchResult] | SearchResult:
+        """A `SearchResult` per text (one for a single string): `n` candidates, their scores, the choice.
+
+        `strategy`: best_of_n, beam, dvts, mcts (`rtc.search`, scored by `verifier`: an ORM/PRM run's
+        workdir or a `Verifier`) or majority (sample `n`, take the most frequent answer; no verifier).
+        A path is at most `max_new_tokens` tokens, in steps of `step_tokens` (a step also ends at a
+        newline); `beam_width` is the beam width M of beam / DVTS / MCTS (default: min(4, n), 2 for
+        MCTS). The thinking budget works as in `generate`.
+        """
+        if strategy not in SEARCH_STRATEGIES:
+            raise ConfigError(f"unknown search strategy {strategy!r}; known: {list(SEARCH_STRATEGIES)}")
+        single = isinstance(texts, str)
+        prompts = self.encode_prompts([texts] if single else texts)
+        new_tokens = self._room(prompts, max_new_tokens)
+        budget = self._budget(new_tokens, reasoning_effort, budget_tokens)
+        if strategy == "majority":
+            if verifier is not None:
+                raise ConfigError("majority voting uses no verifier; for verifier scores use best_of_n")
+            results = self._majority(prompts, new_tokens, budget, n, temperature, seed)
+        else:
+            if verifier is None:
+                raise ConfigError(
+                    f"strategy {strategy!r} needs a verifier (an ORM/PRM run); or use 'majority'"
+                )
+            verifier = verifier if isinstance(verifier, Verifier) else load_verifier(verifier)
+            cfg = self._search_config(
+                strategy, n, beam_width, step_tokens, new_tokens, temperature, budget, verifier
+            )
+            results = self._tree_search(prompts, cfg, verifier, seed)
+        texts = [texts] if single else list(texts)
+        results = [dataclasses.replace(r, prompt=text) for r, text in zip(results, texts)]
+        return results[0] if single else results
+
+    def _search_config(self, strategy, n, m, step_tokens, new_tokens, temperature, budget, verifier):
+        if m is None:
+            m = 1 if strategy == "best_of_n" else (2 if strategy == "mcts" else min(4, n))
+        return SearchConfig(
+            strategy=strategy,
+            n=n,
+            m=m,
+            depth=max(1, new_tokens // step_tokens) if strategy != "best_of_n" else 1,
+            step_tokens=step_tokens if strategy != "best_of_n" else new_tokens,
+            stop_ids=self.stop_ids,
+            delimiter_id=self.tokenizer.step_id,
+            pad_id=self.tokenizer.pad_id,
+            rule=SamplingRule(temperature=temperature),
+            budget=budget,
+            aggregation=verifier.aggregation,
+            verifier_kind=verifier.kind,
+        )
+
+    def _tree_search(self, prompts, cfg: SearchConfig, verifier: Verifier, seed: int) -> list[SearchResult]:
+        """The compiled search over every prompt at once (the problem count padded to a power of two)."""
+        rows = prompts + [prompts[0]] * (_batch_bucket(len(prompts)) - len(prompts))
+        out = runner.run(
+            self.model, self.params, verifier.model, verifier.params, rows, jax.random.key(seed), cfg
+        )
+        results = []
+        for b, branches in enumerate(out.completions()[: len(prompts)]):
+            candidates = tuple(
+                _parse(self.tokenizer, ids, out.thinking_tokens[b, i], cfg.stop_ids)
+                for i, ids in enumerate(branches)
+            )
+            results.append(
+                SearchResult(
+                    prompt="",
+                    candidates=candidates,
+                    scores=tuple(float(s) for s in out.scores[b]),
+                    duplicate=tuple(bool(d) for d in out.duplicate[b]),
+                    best=int(out.best[b]),
+                )
+            )
+        return results
+
+    def _majority(self, prompts, new_tokens, budget, n, temperature, seed) -> list[SearchResult]:
+        """Self-consistency (Wang et al. 2023): `n` samples per prompt, the most frequent answer wins."""
+        if n < 1:
+            raise ConfigError(f"n must be >= 1, got {n}")
+        cfg = sampler_lib.SamplerConfig(
+            max_new_tokens=new_tokens,
+            stop_ids=self.stop_ids,
+            pad_id=self.tokenizer.pad_id,
+            rule=SamplingRule(temperature=temperature),
+            budget=budget,
+        )
+        samples = self._sample([p for p in prompts for _ in range(n)], cfg, seed, None)
+        groups = [samples[i * n : (i + 1) * n] for i in range(len(prompts))]
+        ids = voting.answer_ids([[s.answer for s in group] for group in groups])  # i32[P, n]
+        votes = (ids[:, :, None] == ids[:, None, :]).sum(-1) / n  # f[P, n]: each answer's vote share
+        share = np.where(ids == voting.NO_ANSWER, 0.0, votes)
+        best = voting.majority_vote_ids(ids)
+        return [
+            SearchResult("", tuple(group), tuple(map(float, share[p])), (False,) * n, int(best[p]))
+            for p, group in enumerate(groups)
+        ]
+
+
+def _is_workdir(path: Path) -> bool:
+    return path.is_dir() and (path / recipes.CONFIG_FILE).is_file() and (path / "checkpoints").is_dir()
+
+
+def _download(hub_id: str) -> Path:
+    """The local snapshot of a Hugging Face hub model `owner/name`."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id=hub_id))
+    except Exception as error:  # offline, unknown repo, gated: the hub raises many kinds
+        raise ConfigError(
+            f"{hub_id} is not a local path, and downloading it from the Hugging Face Hub failed: "
+            f"{type(error).__name__}: {error}"
+        ) from error
+
+
+def load(source: str | Path, *, step: int | None = None) -> Reasoner:
+    """A `Reasoner` from any of:
+
+    - an rtc run's workdir, local or a URL such as `gs://bucket/run` (SFT, GRPO, PPO: its trained
+      policy; ORM / PRM: the policy it judged), at checkpoint `step` (default the latest);
+    - a pretrained checkpoint: a Hugging Face folder (config.json + safetensors, e.g. one written by
+      the `export` mode) or a llama2.c `.bin` with its tokenizer beside it;
+    - a Hugging Face hub id (`owner/name`), fetched with `huggingface_hub.snapshot_download`.
+    """
+    path = Path(source).expanduser()
+    if "://" in str(source) or _is_workdir(path):  # a URL (gs://, s3://) is a workdir: recipes reads it
+        run = str(source) if "://" in str(source) else path
+        config = recipes.read_config(run)
+        if config.mode in ("orm", "prm"):
+            run = config.policy_workdir or f"{str(run).rstrip('/')}/policy"
+        config, tokenizer, model, params = recipes.load_run(run, step)
+        return Reasoner(model, params, tokenizer, config, str(source))
+    if step is not None:
+        raise ConfigError(f"step={step} applies to an rtc run's workdir; {source} is a checkpoint")
+    if path.is_dir() and (path / recipes.CONFIG_FILE).is_file() and "mode" in recipes.read_config(path):
+        raise ConfigError(f"{source} is an rtc run without checkpoints: it has not trained yet")
+    if not path.exists():
+        if path.is_absolute() or str(source).count("/") != 1:
+            raise ConfigError(f"{source} does not exist (nor is it a hub id of the form owner/name)")
+        path = _download(str(source))
+    tokenizer, model, params = load_pretrained(path)
+    return Reasoner(model, params, tokenizer, None, str(source))
+
+
+def export_run(config, workdir: str | Path) -> Path:
+    """CLI mode `export`: the run in `workdir` (its checkpoint `config.step`, default the latest) as a
+    Hugging Face folder in `config.out_dir` (default WORKDIR/hf), tokenizer included."""
+    out_dir = Path(config.out_dir or Path(workdir) / "hf")
+    _, tokenizer, model, params = recipes.load_run(workdir, config.step)
+    export(
+        out_dir, model.config, params, tokenizer, dtype=config.dtype, max_shard_bytes=config.max_shard_bytes
+    )
+    print(
+        f"exported {workdir} ({model.config.num_params / 1e6:.2f}M parameters, {config.dtype}) to {out_dir}"
+    )
+    return out_dir
