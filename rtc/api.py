@@ -428,7 +428,10 @@ def load(source: str | Path, *, step: int | None = None) -> Reasoner:
 def export_run(config, workdir: str | Path) -> Path:
     """CLI mode `export`: the run in `workdir` (its checkpoint `config.step`, default the latest) as a
     Hugging Face folder in `config.out_dir` (default WORKDIR/hf), tokenizer included."""
-    out_dir = Path(config.out_dir or Path(workdir) / "hf")
+    out_dir = str(config.out_dir or f"{str(workdir).rstrip('/')}/hf")
+    if "://" in out_dir:  # the safetensors writer and transformers read local folders
+        raise ConfigError(f"export writes a local folder; {out_dir} is remote: set --config.out_dir=DIR")
+    out_dir = Path(out_dir).expanduser()
     _, tokenizer, model, params = recipes.load_run(workdir, config.step)
     export(
         out_dir, model.config, params, tokenizer, dtype=config.dtype, max_shard_bytes=config.max_shard_bytes

@@ -1,5 +1,7 @@
 """`rtc.load`, `Reasoner.generate` and `Reasoner.search` as a user calls them from Python."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -8,6 +10,7 @@ from experiments.configs import export as export_config
 from rtc import api
 from rtc.errors import ConfigError
 
+REPO = Path(__file__).resolve().parents[1]
 QUESTIONS = ["Compute 7+2.", "Compute 3+5."]
 
 
@@ -28,16 +31,19 @@ def thinker(tmp_path_factory, data_dir):
     return rtc.load(workdir)
 
 
-def test_readme_example(sft_run, capsys):
-    workdir = sft_run
-    import rtc
+def readme_example() -> str:
+    """The Python block of the README's "From Python" section, as a user copies it."""
+    section = (REPO / "README.md").read_text().split("## From Python", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
 
-    reasoner = rtc.load(workdir)  # an rtc run's workdir, a Hugging Face folder, or a hub id
-    results = reasoner.generate(["Compute 7+2.", "Compute 29*2*7-45."], budget_tokens=32)
-    for r in results:
-        print(f"thinking ({r.thinking_tokens} tokens): {r.thinking.strip()!r}")
-        print(f"answer ({r.answer_tokens} tokens): {r.answer}")
-    reasoner.generate("Compute 8*8.", temperature=0.7, stream=lambda piece: print(piece, end=""))
+
+def test_readme_example(sft_run, capsys):
+    code = readme_example()
+    assert 'rtc.load("workdir/quickstart")' in code and len(code.strip().splitlines()) <= 10
+    namespace = {}
+    # the README's own text (not model output), pointed at the session's tiny run instead of the quickstart's
+    exec(compile(code.replace('"workdir/quickstart"', repr(str(sft_run))), "README.md", "exec"), namespace)
+    results, reasoner = namespace["results"], namespace["reasoner"]
 
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(" (")[0] for line in lines[:4]] == ["thinking", "answer", "thinking", "answer"]

@@ -7,6 +7,7 @@ that model's own tokenizer class around `tokenizer.json` (its pre-tokenizer, not
 ids would differ for reasons that are not the template's.
 """
 
+import datetime
 import json
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import tokenizers
 
 from rtc.data.format import prompt_tokens
 from rtc.errors import PretrainedError
+from rtc.tokenizer import templates
 from rtc.tokenizer.hf import load_tokenizer
 from rtc.tokenizer.templates import JinjaTemplate, chat_messages, jinja_template
 from rtc.train.sft_data import encode_example
@@ -91,8 +93,10 @@ def _cases(family: str):
     return [(q, s) for q in QUESTIONS for s in systems]
 
 
-def test_prompt_text_and_ids_equal_apply_chat_template(folder):
+def test_prompt_text_and_ids_equal_apply_chat_template(folder, monkeypatch):
     family, directory = folder
+    # transformers renders today's date; rtc a fixed one (templates.TEMPLATE_DATE): compare on today's
+    monkeypatch.setattr(templates, "TEMPLATE_DATE", datetime.datetime.now())
     rtc_tok, hf_tok = load_tokenizer(directory), _hf(directory)
     assert isinstance(rtc_tok.template, JinjaTemplate)
     for question, system in _cases(family):
@@ -124,6 +128,19 @@ def test_stop_ids_hold_eos_the_turn_end_and_answer_end(folder):
     raw = tokenizers.Tokenizer.from_file(str(directory / "tokenizer.json"))
     eos = raw.token_to_id(FAMILIES[family][2]["eos_token"])
     assert tok.stop_ids == (eos, raw.token_to_id(turn_end), tok.answer_end_id)
+
+
+def test_prompt_does_not_change_with_the_clock(tmp_path, monkeypatch):
+    llama = load_tokenizer(_write_folder(tmp_path / "llama3", "llama3"))
+    first = llama.prompt("Hi")
+
+    class Tomorrow(datetime.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return datetime.datetime(2031, 1, 2)
+
+    monkeypatch.setattr(datetime, "datetime", Tomorrow)
+    assert llama.prompt("Hi") == first and "Today Date: 26 Jul 2024" in first
 
 
 def test_exact_llama3_and_gemma_prompts(tmp_path):

@@ -87,6 +87,18 @@ def test_gs_goes_to_the_object_store_and_refuses_appends(bucket):
         epath.Path(RUN, "a.txt").open("a")
 
 
+def test_metric_writer_uploads_at_most_every_push_interval_and_on_flush(bucket):
+    writer = MetricWriter(RUN, enabled=True, progress=False, push_every_s=3600)
+    writer.write(1, {"loss": 2.0})
+    writer.write(2, {"loss": 1.0})  # within the interval: staged, not copied
+    assert read_metrics(RUN) == [{"step": 1, "loss": 2.0}]
+    writer.flush()
+    assert read_metrics(RUN) == [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.0}]
+    writer.write(3, {"loss": 0.5})
+    writer.close()
+    assert [r["step"] for r in read_metrics(RUN)] == [1, 2, 3]
+
+
 def test_metric_writer_stages_and_uploads(bucket):
     writer = MetricWriter(RUN, enabled=True, progress=False)
     writer.write(1, {"loss": 2.5, "lr": 0.5})

@@ -21,6 +21,7 @@ Everything here is collective-safe: every process calls the same methods and
 orbax decides who writes.
 """
 
+import contextlib
 import json
 import logging
 import os
@@ -83,6 +84,18 @@ def _fingerprint_mismatch(saved: dict, restored: dict) -> list[str]:
         or path not in restored
         or (saved[path]["dtype"] == restored[path]["dtype"] and saved[path]["hash"] != restored[path]["hash"])
     ]
+
+
+@contextlib.contextmanager
+def _quiet_absl():
+    """absl's (orbax's) warnings off for the block."""
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    absl_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        absl_logger.setLevel(level)
 
 
 class Checkpointer:
@@ -182,7 +195,8 @@ class Checkpointer:
         step = self.latest_step() if step is None else step
         if step is None:
             raise CheckpointError(f"no checkpoint to restore in {self.directory}")
-        saved = self._manager.item_metadata(step)["state"]
+        with _quiet_absl():  # orbax warns once per item it only lists ("could not be restored")
+            saved = self._manager.item_metadata(step)["state"]
         tree = saved.tree if hasattr(saved, "tree") else saved
         mesh = jax.sharding.Mesh(np.array(jax.devices()), ("all",))
         replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())

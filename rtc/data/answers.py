@@ -74,6 +74,8 @@ def math_equal(predicted: str | None, gold: str) -> bool:
     """MATH answer check: math-verify's verdict when it gives one, else `normalized_equal`.
 
     `0.5` equals `\\frac12`, `x=5` equals `5`, `\\text{(C)}` equals `C`; never raises on model output.
+    math-verify's False stands even where the normaliser would accept: the normaliser's one known false
+    accept (`1,2` for `12`, commas dropped) is what it would add.
     """
     if predicted is None:
         return False

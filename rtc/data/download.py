@@ -13,6 +13,7 @@ at a pinned commit, whose bytes are the LFS object named by the pointer's sha256
 import dataclasses
 import functools
 import hashlib
+import http.client
 import logging
 import os
 import tempfile
@@ -223,7 +224,7 @@ def ensure_file(
     logging.getLogger(__name__).info("downloading %s to %s (%d bytes)", url, local, source.size)
     try:
         return fetch(url, local, source)
-    except (OSError, urllib.error.URLError) as error:
+    except (OSError, urllib.error.URLError, http.client.HTTPException) as error:  # incl. a cut-off body
         raise DataUnavailableError(
             f"{dataset}/{name} is not in {root / dataset} and its download from {url} failed ({error}); "
             f"download it there by hand, or set ${paths.ENV_VAR} to a folder holding {dataset}/{name}"

@@ -150,7 +150,7 @@ BUILDERS = {builder.name: builder for builder in (Arithmetic, Countdown, Gsm8k, 
 def source_root(task_name: str, source_dir: str | Path | None) -> Path:
     """The folder holding `<task>/<split>.jsonl`: `source_dir` as it is, else the data root's checked copy."""
     if source_dir:
-        return Path(source_dir)
+        return Path(source_dir).expanduser()
     names = tuple(f"{split}.jsonl" for split in BUILDERS[task_name].SPLITS)
     return download.ensure(task_name, names).parent
 
@@ -279,5 +279,6 @@ def task_records(config, split: str, workdir: str | Path) -> DecodedSource:
     """Split `split` of the run's `config.task` (its name and options, `rtc.data.tasks.task_options`),
     prepared under `config.data_dir` (default `WORKDIR/data`)."""
     options = {key: value for key, value in config.task.items() if key != "name"}
-    data_dir = Path(config.data_dir) if config.data_dir else Path(workdir) / "data"
+    # epath keeps a bucket URL whole (pathlib would turn gs://B/run into the local path gs:/B/run)
+    data_dir = epath.Path(config.data_dir) if config.data_dir else epath.Path(workdir) / "data"
     return load(config.task.name, split, data_dir, **options)

@@ -7,9 +7,10 @@ A resumed run appends; steps logged after its last checkpoint then appear twice.
 
 `workdir` may be a URL (`gs://bucket/run`, `s3://...`, opened through `etils.epath`). Object stores
 cannot append to a file, so such a run writes into a local staging folder and copies each file that
-changed, whole, to the workdir after every `write` and `write_text` and on `flush` and `close` (the
-TensorBoard file reaches the workdir as often as tensorboardX flushes it, every 30 s, and at the
-end). A resumed remote run first copies the workdir's `metrics.jsonl` and `samples.txt` down, so it
+changed, whole, to the workdir: after a `write` or `write_text` when `push_every_s` (30 s) have passed
+since the last copy, and on every `flush` (the training loop flushes at each checkpoint) and `close`.
+Copies are whole files, so throttling keeps a long run's uploads from growing with the square of its
+length. A resumed remote run first copies the workdir's `metrics.jsonl` and `samples.txt` down, so it
 appends to them as a local run does; its TensorBoard events go to a new event file, as locally.
 """
 
@@ -19,6 +20,7 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -100,8 +102,10 @@ class MetricWriter:
         enabled: bool | None = None,
         progress: bool | None = None,
         initial_step: int = 0,
+        push_every_s: float = 30.0,
     ):
         self.workdir = os.fspath(workdir)
+        self._push_every_s, self._last_push = push_every_s, None
         self.enabled = jax.process_index() == 0 if enabled is None else enabled
         self._jsonl = self._tb = self._bar = None
         self._remote, self._pushed = None, {}
@@ -141,7 +145,7 @@ class MetricWriter:
                 self._tb.add_scalar(name, float(value), int(step))
         if self._bar is not None and prefix + "loss" in values:
             self._bar.set_postfix(loss=f"{float(values[prefix + 'loss']):.4g}", refresh=False)
-        self._push()
+        self._push(throttled=True)
 
     def write_text(self, step: int, name: str, text: str):
         """Logs a text sample (e.g. a decoded reasoning trace) to TensorBoard and `samples.txt`."""
@@ -150,7 +154,7 @@ class MetricWriter:
         self._tb.add_text(name, text, int(step))
         with open(self._local / SAMPLES_FILE, "a") as f:
             f.write(f"=== step {int(step)} {name} ===\n{text}\n")
-        self._push()
+        self._push(throttled=True)
 
     def log(self, message: str):
         """Prints a line on process 0 without breaking the progress bar."""
@@ -183,10 +187,16 @@ class MetricWriter:
         self._jsonl = self._tb = self._bar = self._remote = None
         self.enabled = False
 
-    def _push(self):
-        """Copies the staged files that changed to a remote workdir; nothing for a local one."""
-        if self._remote is not None:
-            _push(self._local, self._remote, self._pushed)
+    def _push(self, throttled: bool = False):
+        """Copies the staged files that changed to a remote workdir (`throttled`: only when `push_every_s`
+        have passed since the last copy; the first write always copies); nothing for a local one."""
+        if self._remote is None:
+            return
+        now = time.monotonic()
+        if throttled and self._last_push is not None and now - self._last_push < self._push_every_s:
+            return
+        _push(self._local, self._remote, self._pushed)
+        self._last_push = now
 
     def __enter__(self):
         return self

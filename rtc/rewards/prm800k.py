@@ -1,6 +1,9 @@
 """PRM800K (Lightman et al. 2023) human step labels, read from a file: a path as given, or a registered
 release file named relative to the data root (`prm800k/phase1_test.jsonl`, `prm800k/phase2_test.jsonl`),
-downloaded there and checked on first use (`rtc.data.download`).
+downloaded there and checked on first use (`rtc.data.download`). The registered files are the release's
+`*_test` phases: they label solutions to its held-out test problems, which are MATH-500's, so a PRM
+trained on them must not be scored on MATH-500 (`load` warns); the much larger train phases are read from a
+path given by hand.
 
 Format: the PRM800K release's (github.com/openai/prm800k; one labelled solution per JSON line; the ratings live
 in `label.steps[i].completions[j].rating`). The labelled trajectory takes, at each step, the chosen
@@ -23,6 +26,7 @@ text is kept, so the `empty_step` skip of the labelers counts it.
 """
 
 import collections
+import logging
 import dataclasses
 import re
 from pathlib import Path
@@ -156,6 +160,12 @@ def load(path: str | Path, tokenizer, neutral: str = "positive") -> tuple[list[S
     """The labelled solutions of a PRM800K `.jsonl` file (`resolve`d) and counts (`records`, `used`, skip
     reasons)."""
     path = resolve(path)
+    if path.name.endswith("_test.jsonl"):
+        logging.warning(
+            "%s labels PRM800K's test problems, which are MATH-500's: do not evaluate on MATH-500 "
+            "a reward model trained on it",
+            path,
+        )
     counts = collections.Counter()
     solutions = []
     for line, raw in read_jsonl(path, {"question": dict, "label": dict}):

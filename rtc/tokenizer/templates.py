@@ -190,8 +190,15 @@ def _tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False
     return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
 
 
+# The date a template's `strftime_now` renders. transformers renders today's; Llama 3.x's template writes it
+# into every prompt ("Today Date: ..."), so with the clock a run's prompts would change from one day to the
+# next and a resumed run would train on other text than an uninterrupted one. Fixed here (the date Llama
+# 3.1's template falls back to); set it to render another.
+TEMPLATE_DATE = datetime.datetime(2024, 7, 26)
+
+
 def _strftime_now(format):
-    return datetime.datetime.now().strftime(format)
+    return TEMPLATE_DATE.strftime(format)
 
 
 @functools.lru_cache(maxsize=16)

@@ -137,6 +137,7 @@ def run(
                     writer.log(describe(step, logged))
                     if is_checkpoint:
                         checkpointer.save(step, state, {"data_position": position, **(meta or {})})
+                        writer.flush()  # a remote workdir's metrics reach it with every checkpoint
                     window = Window(timed_from=(step, time.time()))  # logging and saving are not timed
                 if step == halt_after:
                     logging.warning("halting after step %d as asked", step)
