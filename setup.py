@@ -53,6 +53,8 @@ setuptools.setup(
         "tensorboardX>=2.6.5,<3",
         "tqdm>=4.70.1,<5",
         "matplotlib>=3.11.2,<4",
+        "fastapi>=0.165,<0.166",  # `rtc serve`: the OpenAI-compatible endpoint (rtc/serve/)
+        "uvicorn>=0.55,<0.56",
     ],
     extras_require={
         # torch + transformers: the reference implementations the parity tests compare against;
@@ -65,6 +67,7 @@ setuptools.setup(
             "nbclient>=0.11,<0.12",
             "nbformat>=5.11,<6",
             "ipykernel>=7.4,<8",
+            "openai>=3.60,<4",  # the official client the serving tests drive the server with
         ],
         "bench": ["torch>=2.13,<3", "transformers>=5.24,<6"],
         # remote workdirs (--workdir=gs://... or s3://...): etils.epath reaches them through fsspec
