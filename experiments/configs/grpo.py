@@ -40,6 +40,14 @@ def rl_block() -> ml_collections.ConfigDict:
         kl_estimator="k3",
         mu=2,  # two updates per rollout batch: the second sees ratios != 1, so clipping acts
         mask_zero_variance=True,
+        # DAPO dynamic sampling: each round draws `oversample` x prompts_per_step prompts; rounds repeat
+        # until prompts_per_step groups with differing rewards are found (or max_rounds); the update
+        # trains on those (any shortfall filled with masked zero-variance groups)
+        dynamic_sampling=False,
+        oversample=2,
+        max_rounds=1,
+        overlong_filter=False,  # DAPO: completions cut by max_new_tokens get no loss
+        logprob_parity=True,  # log max |sampler log p - learner log p| (free with mu > 1)
         process_supervision=False,  # advantages from a PRM's step rewards (rewards.prm_workdir)
         trace_samples=4,  # completions (one per prompt) saved to traces.jsonl every trace_every steps
         trace_every=5,

@@ -32,7 +32,9 @@ class RLConfig:
     loss: losses.PolicyLossConfig = losses.PolicyLossConfig()
     temperature: float = 1.0
     mu: int = 1  # inner updates per rollout batch (GRPO's mu); old log-probs are kept across them
-    mask_zero_variance: bool = True  # DAPO dynamic sampling, with static shapes: mask, don't resample
+    mask_zero_variance: bool = True  # zero-variance groups carry no gradient: mask them out of the loss
+    overlong_filter: bool = False  # DAPO overlong filtering: completions cut by the length cap get no loss
+    logprob_parity: bool = False  # report max |sampler log p - learner log p| (a forward more when mu = 1)
     process_supervision: bool = False  # advantages from per-step rewards (DeepSeekMath sec. 4.1.3)
     max_new_tokens: int = 64  # Dr. GRPO's constant normaliser
     gamma: float = 1.0
@@ -61,21 +63,37 @@ def _masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
 
 
 def make_experience(
-    model, critic, state: dict, seqs: dict, rewards: jax.Array, cfg: RLConfig, step_rewards=None
+    model,
+    critic,
+    state: dict,
+    seqs: dict,
+    rewards: jax.Array,
+    cfg: RLConfig,
+    step_rewards=None,
+    truncated: jax.Array | None = None,
+    sampler_logp: jax.Array | None = None,
 ) -> tuple[dict, dict]:
     """The batch the updates train on, and its statistics. `critic`: PPO's value network; None for GRPO.
 
     seqs: `rollout.sequences(...)`; rewards: f32[B] with B = P * G; step_rewards: optional
-    `(f32[B, T], bool[B, T])`, each step's reward at its last target index (process supervision).
+    `(f32[B, T], bool[B, T])`, each step's reward at its last target index (process supervision);
+    truncated: optional bool[B], completions cut by the length cap (masked with `cfg.overlong_filter`);
+    sampler_logp: optional f32[B, T], the sampler's log-prob of each target (`rollout.on_targets`),
+    compared with the learner's recomputed ones with `cfg.logprob_parity`.
     """
     mask = loss_mask = seqs["mask"]  # f32[B, T]: completion tokens; the loss may skip some groups
     b = mask.shape[0]
     exp = dict(seqs)
-    if cfg.mu > 1:  # with one update the old policy is the current one: its log-probs come with the loss
+    stats = {}
+    parity = cfg.logprob_parity and sampler_logp is not None
+    # with one update the old policy is the current one: its log-probs come with the loss
+    if cfg.mu > 1 or parity:
         old_logp, _, _ = forward(
             model, state["params"]["policy"], seqs["tokens"], seqs["positions"], cfg.temperature
         )
         exp["old_logp"] = jax.lax.stop_gradient(old_logp)
+        if parity:  # the on-policy assumption, measured: 0 up to float error when sampler and learner agree
+            stats["logprob_parity_max"] = jnp.max(jnp.abs(old_logp - sampler_logp) * mask)
     if cfg.loss.kl_coef > 0:
         ref_logp, _, _ = forward(
             model, state["ref_params"], seqs["tokens"], seqs["positions"], cfg.temperature
@@ -83,7 +101,7 @@ def make_experience(
         exp["ref_logp"] = ref_logp
     grouped = rewards.reshape(b // cfg.group_size, cfg.group_size)
     zero_variance = adv_lib.zero_variance_groups(grouped)  # [P]
-    stats = {"zero_variance_fraction": zero_variance.mean()}
+    stats.update(zero_variance_fraction=zero_variance.mean(), informative_fraction=1.0 - zero_variance.mean())
     if critic is None:  # GRPO: the baseline is the group's
         if cfg.process_supervision:
             if step_rewards is None:
@@ -109,6 +127,10 @@ def make_experience(
             advantages = (advantages - mean) / (std + 1e-8) * mask
         exp.update(old_values=values, returns=returns)
         stats["value_mean"] = _masked_mean(values, mask)
+    if truncated is not None:
+        stats["truncated_fraction"] = truncated.mean()
+        if cfg.overlong_filter:
+            loss_mask = loss_mask * ~truncated[:, None]
     exp.update(advantages=advantages, loss_mask=loss_mask)
     stats["advantage_abs_mean"] = _masked_mean(jnp.abs(advantages), mask)
     return exp, stats

@@ -45,3 +45,13 @@ def last_token_rewards(rewards: jax.Array, mask: jax.Array) -> jax.Array:
     t = jnp.arange(mask.shape[1])[None, :]
     last = jnp.max(jnp.where(mask > 0, t, -1), axis=1, keepdims=True)  # [B, 1]
     return jnp.where(t == last, rewards[:, None], 0.0)
+
+
+def on_targets(values: jax.Array, prompt_lengths: jax.Array, num_targets: int) -> jax.Array:
+    """f32[B, T]: per-completion-token `values: f32[B, N]` (e.g. the sampler's log-probs) moved onto the
+    target indices of `sequences` (completion token j of a row is target `prompt_length + j - 1`); 0 elsewhere.
+    """
+    n = values.shape[1]
+    j = jnp.arange(num_targets)[None, :] + 1 - prompt_lengths[:, None]  # [B, T]
+    moved = jnp.take_along_axis(values, jnp.clip(j, 0, n - 1), axis=1)
+    return jnp.where((j >= 0) & (j < n), moved, 0.0)

@@ -31,7 +31,7 @@ from rtc.parallel import config_mesh, distributed, placement
 from rtc.parallel import mesh as mesh_lib
 from rtc.rewards import device as device_rewards
 from rtc.rewards import rule
-from rtc.rl import learner, losses, programs
+from rtc.rl import dynamic_sampling, learner, losses, programs
 from rtc.rl.rollout import repeat_groups
 from rtc.sampling.rules import SamplingRule
 from rtc.sampling.sampler import SamplerConfig, completions, pad_prompts
@@ -140,15 +140,39 @@ class Rollouts:
     lengths: jax.Array  # i32[P * G]
 
 
-def rollout_prompts(config, tokenizer, model: Model, records, position: int, rows) -> Rollouts:
+def rollout_prompts(config, tokenizer, model: Model, records, position: int, rows, count: int | None = None):
+    """The `count` prompts (default `rl.prompts_per_step`) at data `position`, each repeated G times."""
     r = config.rl
-    batch = [records[int(i)] for i in prompt_order(position, r.prompts_per_step, len(records), config.seed)]
+    order = prompt_order(position, count or r.prompts_per_step, len(records), config.seed)
+    batch = [records[int(i)] for i in order]
     prompts, lengths = pad_prompts(
         [prompt_tokens(tokenizer, x) for x in batch], tokenizer.pad_id, r.max_new_tokens, model.max_seq_len
     )
     prompts, lengths = repeat_groups(prompts, lengths, r.group_size)
     prompts, lengths = jax.device_put((prompts, lengths), rows)
     return Rollouts([x for x in batch for _ in range(r.group_size)], prompts, lengths)
+
+
+def draws_per_step(config) -> tuple[int, int]:
+    """`(prompts drawn per round, max rounds)` of DAPO's dynamic sampling (`rl.dynamic_sampling`): each round
+    draws `rl.oversample` times the batch's prompts, rounds repeat until `rl.prompts_per_step` informative
+    groups are found or `rl.max_rounds` is reached; `(prompts_per_step, 1)` without it."""
+    r = config.rl
+    if not r.dynamic_sampling:
+        return r.prompts_per_step, 1
+    if r.oversample < 1 or r.max_rounds < 1 or r.oversample * r.max_rounds < 2:
+        raise ConfigError(
+            "rl.dynamic_sampling needs rl.oversample >= 1 and rl.max_rounds >= 1 with more than one "
+            f"batch's prompts drawn in all (got oversample={r.oversample}, max_rounds={r.max_rounds})"
+        )
+    return r.prompts_per_step * r.oversample, r.max_rounds
+
+
+def concatenate(rounds: list):
+    """One pytree from a list of per-round pytrees of `[rows, ...]` arrays (prompts padded to one width)."""
+    width = max(x[0].shape[1] for x in rounds)
+    rounds = [(jnp.pad(x[0], ((0, 0), (0, width - x[0].shape[1]))), *x[1:]) for x in rounds]
+    return jax.tree.map(lambda *xs: jnp.concatenate(xs), *rounds)
 
 
 def completion_metrics(task, texts: list[str], records: list[dict]) -> dict:
@@ -183,7 +207,12 @@ def describe(step: int, logged: dict, num_steps: int) -> str:
 def make_step(
     config, workdir: epath.Path, tokenizer, model: Model, parts: programs.Learner, state_sharding, mesh
 ):
-    """`step(state, position) -> (state, device metrics, host metrics)`: one rollout batch and its update."""
+    """`step(state, position) -> (state, device metrics, host metrics)`: one rollout batch and its update.
+
+    Without dynamic sampling, or with on-device rewards and one round, one compiled program samples and
+    learns; otherwise each round is compiled and the rounds, the selection of informative groups and the
+    update run in turn from here.
+    """
     r = config.rl
     task = get_task(config.task.name)
     records = task_records(config, "train", workdir)
@@ -191,47 +220,84 @@ def make_step(
     weights = tuple((str(k), float(v)) for k, v in config.rewards.weights.items())
     step_reward_fn, prm_params = process_reward(config)
     sampler_cfg = rollout_sampler(config, tokenizer)
-    if step_reward_fn is None and use_device_rewards(config, task, tokenizer):
+    per_round, max_rounds = draws_per_step(config)
+    on_device = step_reward_fn is None and use_device_rewards(config, task, tokenizer)
+    if on_device:
         reward = programs.DeviceReward.of(tokenizer, weights, r.max_new_tokens, config.rewards.overlong_cache)
-        fused = programs.make_fused_step(parts, sampler_cfg, reward, (state_sharding, rows))
-
-        def sample_and_learn(state, batch: Rollouts):
-            gold = jax.device_put(np.array([int(x["answer"]) for x in batch.records], np.int32), rows)
-            state, metrics, out = fused(state, batch.prompts, batch.lengths, gold)
-            return state, metrics, [tokenizer.decode(ids) for ids in completions(out)], {}
-
     else:
-        rollout = programs.make_rollout(model, sampler_cfg, rows)
-        learn = programs.make_learn_step(parts, (state_sharding, rows), step_reward_fn)
         reward_fns = rule.make_reward_fns(task, r.max_new_tokens, config.rewards.overlong_cache)
         spec = rule.RewardSpec(weights, config.rewards.on_error)
         spec.check(list(reward_fns))
 
-        def sample_and_learn(state, batch: Rollouts):
-            started = time.time()
+    def gold(batch: Rollouts):
+        return jax.device_put(np.array([int(x["answer"]) for x in batch.records], np.int32), rows)
+
+    if on_device and max_rounds == 1:
+        fused = programs.make_fused_step(
+            parts, sampler_cfg, reward, (state_sharding, rows), num_groups=r.prompts_per_step
+        )
+
+        def sample_and_learn(state, position):
+            batch = rollout_prompts(config, tokenizer, model, records, position, rows, per_round)
+            state, metrics, out = fused(state, batch.prompts, batch.lengths, gold(batch))
+            return state, metrics, [tokenizer.decode(ids) for ids in completions(out)], batch.records, {}
+
+    else:
+        rollout = programs.make_rollout(model, sampler_cfg, rows)
+        draw_on_device = programs.make_draw(model, sampler_cfg, reward, rows) if on_device else None
+        learn = programs.make_learn_step(parts, (state_sharding, rows), step_reward_fn)
+
+        def draw(state, batch: Rollouts, host: dict):
+            """One round: `(state, rollout, rewards f32[B] on device, texts)`; host rewards add their metrics."""
             state, key = learner.split_rng(state)
+            if on_device:
+                out, total = draw_on_device(
+                    state["params"]["policy"], batch.prompts, batch.lengths, key, gold(batch)
+                )
+                return state, out, total, [tokenizer.decode(ids) for ids in completions(out)]
             out = rollout(state["params"]["policy"], batch.prompts, batch.lengths, key)
             texts = [tokenizer.decode(ids) for ids in completions(out)]  # waits for the rollout
-            host = {"rollout_seconds": time.time() - started}
             total, per_fn, failures = rule.score(
                 reward_fns, spec, texts, batch.records, mesh_lib.to_host(out.lengths)
             )
-            host.update({f"reward/{k}": float(v.mean()) for k, v in per_fn.items()})
-            host.update({f"reward_std/{k}": float(v.std()) for k, v in per_fn.items()})
-            host.update({f"reward_errors/{k}": float(v) for k, v in failures.items()})
-            state, metrics = learn(
-                state, batch.prompts, batch.lengths, out, jax.device_put(total, rows), prm_params
-            )
-            return state, metrics, texts, host
+            for k, v in per_fn.items():
+                host.setdefault(f"reward/{k}", []).append(float(v.mean()))
+            for k, v in failures.items():
+                host.setdefault(f"reward_errors/{k}", []).append(float(v))
+            return state, out, jnp.asarray(total, jnp.float32), texts
+
+        def sample_and_learn(state, position):
+            started, host, rounds, texts, drawn_records, informative = time.time(), {}, [], [], [], 0
+            for i in range(max_rounds):
+                batch = rollout_prompts(
+                    config, tokenizer, model, records, position + i * per_round, rows, per_round
+                )
+                state, out, total, round_texts = draw(state, batch, host)
+                rounds.append((batch.prompts, batch.lengths, out, total))
+                texts += round_texts
+                drawn_records += batch.records
+                informative += int(dynamic_sampling.informative_groups(total.reshape(-1, r.group_size)).sum())
+                if informative >= r.prompts_per_step:  # the batch is full: no more rounds
+                    break
+            host = {k: float(np.mean(v)) for k, v in host.items()}
+            host["rollout_seconds"] = time.time() - started
+            prompts, lengths, out, total = concatenate(rounds)
+            drawn_metrics = programs.draw_metrics(out, total, r.prompts_per_step, r.group_size)
+            if len(total) > r.prompts_per_step * r.group_size:
+                prompts, lengths, out, total, _ = programs.select_rollout(
+                    prompts, lengths, out, total, (), r.prompts_per_step, r.group_size
+                )
+            prompts, lengths, out, total = jax.device_put((prompts, lengths, out, total), rows)
+            state, metrics = learn(state, prompts, lengths, out, total, prm_params)
+            return state, {**metrics, **drawn_metrics}, texts, drawn_records, host
 
     def step(state, position):
         started = time.time()
-        batch = rollout_prompts(config, tokenizer, model, records, position, rows)
-        state, metrics, texts, host = sample_and_learn(state, batch)
-        host.update(completion_metrics(task, texts, batch.records))
+        state, metrics, texts, drawn_records, host = sample_and_learn(state, position)
+        host.update(completion_metrics(task, texts, drawn_records))
         number = int(state["step"])
         if r.trace_samples and (number % r.trace_every == 0 or number == 1) and distributed.is_primary():
-            save_traces(config, workdir, task, number, texts, batch.records)
+            save_traces(config, workdir, task, number, texts, drawn_records)
         host["step_seconds"] = time.time() - started
         return state, metrics, host
 
@@ -286,7 +352,15 @@ def train(
     state, state_sharding, optimizer, schedule = init_state(
         config, block, model, critic, initial_policy, workdir, mesh
     )
-    parts = programs.Learner(model, critic, cfg, optimizer, schedule, tokenizer.pad_id)
+    parts = programs.Learner(
+        model,
+        critic,
+        cfg,
+        optimizer,
+        schedule,
+        tokenizer.pad_id,
+        tuple(rollout_sampler(config, tokenizer).stop_ids),
+    )
 
     def truncate_traces(start: int):  # the steps after the checkpoint are sampled again: their traces too
         if distributed.is_primary():
@@ -298,7 +372,7 @@ def train(
         state,
         make_step(config, workdir, tokenizer, model, parts, state_sharding, mesh),
         cadence,
-        rows_per_step=config.rl.prompts_per_step,
+        rows_per_step=int(np.prod(draws_per_step(config))),  # prompts a step may draw
         describe=lambda step, logged: describe(step, logged, cadence.num_steps),
         meta={"task": config.task.name},
         halt_after=halt_after,
