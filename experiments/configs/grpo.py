@@ -43,6 +43,7 @@ def rl_block() -> ml_collections.ConfigDict:
         # DAPO dynamic sampling: each round draws `oversample` x prompts_per_step prompts; rounds repeat
         # until prompts_per_step groups with differing rewards are found (or max_rounds); the update
         # trains on those (any shortfall filled with masked zero-variance groups)
+        level_weights="",  # e.g. "2:1,3:2,4:1": draw prompts by level (arithmetic); "": all problems
         dynamic_sampling=False,
         oversample=2,
         max_rounds=1,

@@ -140,11 +140,40 @@ class Rollouts:
     lengths: jax.Array  # i32[P * G]
 
 
-def rollout_prompts(config, tokenizer, model: Model, records, position: int, rows, count: int | None = None):
-    """The `count` prompts (default `rl.prompts_per_step`) at data `position`, each repeated G times."""
+def level_pool(records, spec: str) -> np.ndarray | None:
+    """i64[M]: the record indices RL prompts are drawn from, each repeated by its level's weight in `spec`
+    (`"2:1,3:2,4:1"`: levels 2 and 4 once, level 3 twice, other levels never; a record's level is its
+    `difficulty`); None (every record) for "".
+
+    A prompt mix weighted toward the levels where the policy's pass@k far exceeds its pass@1: there a
+    group is most often informative (some samples right, some wrong)."""
+    if not spec:
+        return None
+    try:
+        weights = {int(k): int(v) for k, v in (item.split(":") for item in spec.split(","))}
+    except ValueError:
+        raise ConfigError(f"rl.level_weights must read like '2:1,3:2' (level:weight), got {spec!r}") from None
+    if any(w < 0 for w in weights.values()) or not any(weights.values()):
+        raise ConfigError(f"rl.level_weights needs weights >= 0, one of them > 0; got {spec!r}")
+    levels = np.array([int(records[i].get("difficulty", 0)) for i in range(len(records))])
+    pool = np.concatenate([np.repeat(np.flatnonzero(levels == k), w) for k, w in sorted(weights.items())])
+    if not len(pool):
+        raise ConfigError(
+            f"rl.level_weights {spec!r} selects no training problem (levels: {sorted(set(levels))})"
+        )
+    return np.sort(pool)
+
+
+def rollout_prompts(
+    config, tokenizer, model: Model, records, position: int, rows, count: int | None = None, pool=None
+):
+    """The `count` prompts (default `rl.prompts_per_step`) at data `position`, each repeated G times;
+    drawn from `pool` (record indices, `level_pool`) when given."""
     r = config.rl
-    order = prompt_order(position, count or r.prompts_per_step, len(records), config.seed)
-    batch = [records[int(i)] for i in order]
+    order = prompt_order(
+        position, count or r.prompts_per_step, len(records if pool is None else pool), config.seed
+    )
+    batch = [records[int(i if pool is None else pool[i])] for i in order]
     prompts, lengths = pad_prompts(
         [prompt_tokens(tokenizer, x) for x in batch], tokenizer.pad_id, r.max_new_tokens, model.max_seq_len
     )
@@ -216,6 +245,7 @@ def make_step(
     r = config.rl
     task = get_task(config.task.name)
     records = task_records(config, "train", workdir)
+    pool = level_pool(records, r.level_weights)
     rows = config_mesh.batch_sharding(mesh)
     weights = tuple((str(k), float(v)) for k, v in config.rewards.weights.items())
     step_reward_fn, prm_params = process_reward(config)
@@ -238,7 +268,7 @@ def make_step(
         )
 
         def sample_and_learn(state, position):
-            batch = rollout_prompts(config, tokenizer, model, records, position, rows, per_round)
+            batch = rollout_prompts(config, tokenizer, model, records, position, rows, per_round, pool)
             state, metrics, out = fused(state, batch.prompts, batch.lengths, gold(batch))
             return state, metrics, [tokenizer.decode(ids) for ids in completions(out)], batch.records, {}
 
@@ -270,7 +300,7 @@ def make_step(
             started, host, rounds, texts, drawn_records, informative = time.time(), {}, [], [], [], 0
             for i in range(max_rounds):
                 batch = rollout_prompts(
-                    config, tokenizer, model, records, position + i * per_round, rows, per_round
+                    config, tokenizer, model, records, position + i * per_round, rows, per_round, pool
                 )
                 state, out, total, round_texts = draw(state, batch, host)
                 rounds.append((batch.prompts, batch.lengths, out, total))
