@@ -2,7 +2,9 @@
 
 Usage: `python experiments/summarize_rl.py --out=DIR NAME=WORKDIR [NAME=WORKDIR ...]`
 Each WORKDIR is a `rtc.main` run (SFT, GRPO or PPO); its `metrics.jsonl` is read. Writes `DIR/rl_table.md`
-and `DIR/rl_curves.png` (reward, accuracy, KL, clip fraction and self-correction rate over steps).
+and `DIR/rl_curves.png` (reward, accuracy, informative-group fraction, KL, entropy, completion length and
+clip fraction over steps). Held-out accuracy carries a 95% Wilson interval over the `--eval_examples`
+problems; `tokens_m` is the millions of completion tokens the run sampled (all draws, trained or not).
 """
 
 import argparse
@@ -16,7 +18,25 @@ import numpy as np  # noqa: E402
 
 from rtc.metrics import read_metrics  # noqa: E402
 
-CURVES = ("reward_mean", "accuracy", "kl", "clip_fraction_high", "self_correction_rate", "entropy")
+CURVES = (
+    "reward_mean",
+    "accuracy",
+    "informative_fraction",
+    "kl",
+    "entropy",
+    "completion_length",
+    "clip_fraction_high",
+    "draw_groups_per_trained",
+    "logprob_parity_max",
+)
+LEVELS = (2, 3, 4)
+
+
+def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson score interval of a proportion `p` observed on `n` trials."""
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return centre - half, centre + half
 
 
 def summary(metrics: list[dict]) -> dict:
@@ -32,6 +52,8 @@ def summary(metrics: list[dict]) -> dict:
     if evals:
         out["greedy"] = evals[-1]["eval/greedy/accuracy"]
         out["sampled"] = evals[-1].get("eval/sampled/accuracy", float("nan"))
+        for level in LEVELS:
+            out[f"greedy_L{level}"] = evals[-1].get(f"eval/greedy/accuracy/level_{level}", float("nan"))
     if train:
         last = train[-max(1, len(train) // 5) :]  # the last fifth of training
         for key in (
@@ -45,21 +67,31 @@ def summary(metrics: list[dict]) -> dict:
             values = [m.get(f"train/{key}", np.nan) for m in last]
             out[key] = float(np.nanmean(values))
         out["max_kl"] = float(np.nanmax([m.get("train/kl", np.nan) for m in train]))
+        for key in ("informative_fraction", "draw_groups_per_trained"):  # over the whole run
+            out[key] = float(np.nanmean([m.get(f"train/{key}", np.nan) for m in train]))
+        out["max_parity"] = float(np.nanmax([m.get("train/logprob_parity_max", np.nan) for m in train]))
+        per_step = np.nanmean([m.get("train/sampled_tokens", np.nan) for m in train])
+        out["tokens_m"] = float(per_step * train[-1]["step"] / 1e6)
     if memory:
         out["state_mb"] = memory[-1]["memory/param_and_optimizer_bytes"] / 2**20
         out["peak_rss_mb"] = memory[-1]["memory/peak_rss_bytes"] / 2**20
     return out
 
 
-def table(rows: dict[str, dict]) -> str:
+def table(rows: dict[str, dict], eval_examples: int = 512) -> str:
     cols = (
         "greedy",
         "sampled",
+        *(f"greedy_L{level}" for level in LEVELS),
         "reward_mean",
+        "informative_fraction",
+        "draw_groups_per_trained",
+        "tokens_m",
         "kl",
         "max_kl",
         "clip_fraction_high",
         "entropy",
+        "max_parity",
         "state_mb",
         "peak_rss_mb",
         "step_seconds",
@@ -72,6 +104,9 @@ def table(rows: dict[str, dict]) -> str:
             if value is None or (isinstance(value, float) and np.isnan(value)):
                 cells.append("-")
             elif col in ("greedy", "sampled"):
+                low, high = wilson(value, eval_examples)
+                cells.append(f"{value:.1%} [{low:.1%}, {high:.1%}]")
+            elif col.startswith("greedy_L"):
                 cells.append(f"{value:.1%}")
             else:
                 cells.append(f"{value:.3g}")
@@ -80,7 +115,7 @@ def table(rows: dict[str, dict]) -> str:
 
 
 def plot(runs: dict[str, list[dict]], path: Path) -> None:
-    fig, axes = plt.subplots(2, 3, figsize=(13, 7))
+    fig, axes = plt.subplots(3, 3, figsize=(13, 10))
     for ax, key in zip(axes.flat, CURVES):
         for name, metrics in runs.items():
             points = [
@@ -101,6 +136,7 @@ def plot(runs: dict[str, list[dict]], path: Path) -> None:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True)
+    parser.add_argument("--eval_examples", type=int, default=512, help="held-out problems of each evaluation")
     parser.add_argument("runs", nargs="+", help="NAME=WORKDIR")
     args = parser.parse_args()
     out = Path(args.out)
@@ -109,7 +145,7 @@ def main():
     for spec in args.runs:
         name, _, workdir = spec.partition("=")
         runs[name] = read_metrics(Path(workdir))
-    text = table({name: summary(m) for name, m in runs.items()})
+    text = table({name: summary(m) for name, m in runs.items()}, args.eval_examples)
     (out / "rl_table.md").write_text(text + "\n")
     plot(runs, out / "rl_curves.png")
     print(text)

@@ -93,3 +93,15 @@ def test_dynamic_sampling_run_reports_its_draws_and_resumes_exactly(
     assert_trees_close(
         recipes.restore_params(tmp_path / "resumed"), recipes.restore_params(tmp_path / "whole"), atol=0
     )
+
+
+def test_level_weights_repeat_each_level_by_its_weight():
+    records = [{"difficulty": d} for d in (1, 2, 3, 2, 5, 3)]
+    assert rl_training.level_pool(records, "") is None
+    assert rl_training.level_pool(records, "2:1,3:2").tolist() == [1, 2, 2, 3, 5, 5]
+    with pytest.raises(ConfigError, match="selects no training problem"):
+        rl_training.level_pool(records, "4:1")
+    with pytest.raises(ConfigError, match="level:weight"):
+        rl_training.level_pool(records, "2=1")
+    with pytest.raises(ConfigError, match="weights >= 0"):
+        rl_training.level_pool(records, "2:0")

@@ -138,3 +138,36 @@ def test_rl_runs_commands_share_the_cold_start_and_budget(tmp_path):
     assert not any("policy_workdir" in arg for arg in cmds["scratch"])
     with pytest.raises(SystemExit, match="unknown runs"):
         rl_runs.main(["--workdir", str(tmp_path), "--only", "grpo,a2c"])
+
+
+def test_rl_summary_reports_intervals_draws_and_tokens(tmp_path):
+    from experiments import summarize_rl
+
+    low, high = summarize_rl.wilson(0.5, 100)  # by hand: centre 0.5, half 1.96*sqrt(.0025+.000096)/1.0384
+    assert (low, high) == pytest.approx((0.4038, 0.5962), abs=1e-4)
+    metrics = [
+        {
+            "step": 5,
+            "train/loss": 1.0,
+            "train/reward_mean": 0.4,
+            "train/informative_fraction": 1.0,
+            "train/draw_groups_per_trained": 2.0,
+            "train/sampled_tokens": 1000.0,
+            "train/kl": 0.01,
+        },
+        {
+            "step": 10,
+            "train/loss": 1.0,
+            "train/reward_mean": 0.6,
+            "train/informative_fraction": 0.5,
+            "train/draw_groups_per_trained": 2.0,
+            "train/sampled_tokens": 3000.0,
+            "train/kl": 0.03,
+        },
+        {"step": 10, "eval/greedy/accuracy": 0.5, "eval/greedy/accuracy/level_3": 0.25},
+    ]
+    row = summarize_rl.summary(metrics)
+    assert row["informative_fraction"] == 0.75 and row["tokens_m"] == pytest.approx(0.02)
+    assert row["greedy_L3"] == 0.25 and row["max_kl"] == 0.03
+    text = summarize_rl.table({"grpo": row}, eval_examples=100)
+    assert "| grpo | 50.0% [40.4%, 59.6%] |" in text
