@@ -8,8 +8,7 @@ from helpers import assert_trees_close
 from rtc import recipes
 from rtc.errors import ConfigError
 from rtc.metrics import read_metrics
-from rtc.rl import dynamic_sampling
-from rtc.rl import training as rl_training
+from rtc.rl import draws, dynamic_sampling
 from rtc.rl.rollout import on_targets
 from test_rl import grpo_config
 
@@ -52,9 +51,9 @@ def test_dynamic_sampling_settings_are_checked():
     config = grpo_config("tiny")
     config.rl.update(dynamic_sampling=True, oversample=1, max_rounds=1)
     with pytest.raises(ConfigError, match="more than one batch"):
-        rl_training.draws_per_step(config)
+        draws.draws_per_step(config)
     config.rl.update(oversample=2, max_rounds=3)
-    assert rl_training.draws_per_step(config) == (2 * config.rl.prompts_per_step, 3)
+    assert draws.draws_per_step(config) == (2 * config.rl.prompts_per_step, 3)
 
 
 @pytest.mark.parametrize("device_rewards", ["on", "off"])
@@ -97,11 +96,11 @@ def test_dynamic_sampling_run_reports_its_draws_and_resumes_exactly(
 
 def test_level_weights_repeat_each_level_by_its_weight():
     records = [{"difficulty": d} for d in (1, 2, 3, 2, 5, 3)]
-    assert rl_training.level_pool(records, "") is None
-    assert rl_training.level_pool(records, "2:1,3:2").tolist() == [1, 2, 2, 3, 5, 5]
+    assert draws.level_pool(records, "") is None
+    assert draws.level_pool(records, "2:1,3:2").tolist() == [1, 2, 2, 3, 5, 5]
     with pytest.raises(ConfigError, match="selects no training problem"):
-        rl_training.level_pool(records, "4:1")
+        draws.level_pool(records, "4:1")
     with pytest.raises(ConfigError, match="level:weight"):
-        rl_training.level_pool(records, "2=1")
+        draws.level_pool(records, "2=1")
     with pytest.raises(ConfigError, match="weights >= 0"):
-        rl_training.level_pool(records, "2:0")
+        draws.level_pool(records, "2:0")

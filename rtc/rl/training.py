@@ -20,7 +20,6 @@ import numpy as np
 from etils import epath
 
 from rtc.data.answers import extract_answer
-from rtc.data.format import prompt_tokens
 from rtc.data.tasks import get_task
 from rtc.data.tfds_builders import task_records
 from rtc.errors import ConfigError
@@ -28,13 +27,11 @@ from rtc.eval import traces
 from rtc.metrics import MetricWriter
 from rtc.model import Model
 from rtc.parallel import config_mesh, distributed, placement
-from rtc.parallel import mesh as mesh_lib
 from rtc.rewards import device as device_rewards
 from rtc.rewards import rule
-from rtc.rl import dynamic_sampling, learner, losses, programs
-from rtc.rl.rollout import repeat_groups
+from rtc.rl import draws, learner, losses, programs
 from rtc.sampling.rules import SamplingRule
-from rtc.sampling.sampler import SamplerConfig, completions, pad_prompts
+from rtc.sampling.sampler import SamplerConfig
 from rtc.train import loop
 from rtc.train import optimizer as optimizer_lib
 
@@ -61,15 +58,6 @@ def rollout_sampler(config: ml_collections.ConfigDict, tokenizer) -> SamplerConf
         pad_id=tokenizer.pad_id,
         rule=SamplingRule(temperature=r.temperature),
     )
-
-
-def prompt_order(position: int, count: int, num_records: int, seed: int) -> np.ndarray:
-    """i64[count]: the record indices at data positions `position .. position + count` (a fresh permutation
-    of the records every epoch), so the batch at any position is a pure function of it."""
-    positions = np.arange(position, position + count)
-    epochs, offsets = positions // num_records, positions % num_records
-    perms = {e: np.random.default_rng([seed, int(e)]).permutation(num_records) for e in set(epochs.tolist())}
-    return np.array([perms[e][o] for e, o in zip(epochs.tolist(), offsets.tolist())])
 
 
 def critic_params(policy_params, critic: Model, rng: jax.Array):
@@ -131,79 +119,6 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-@dataclasses.dataclass(frozen=True)
-class Rollouts:
-    """The prompts of one RL step: `group_size` rows per prompt, padded and placed on the devices."""
-
-    records: list  # one per row
-    prompts: jax.Array  # i32[P * G, Lp]
-    lengths: jax.Array  # i32[P * G]
-
-
-def level_pool(records, spec: str) -> np.ndarray | None:
-    """i64[M]: the record indices RL prompts are drawn from, each repeated by its level's weight in `spec`
-    (`"2:1,3:2,4:1"`: levels 2 and 4 once, level 3 twice, other levels never; a record's level is its
-    `difficulty`); None (every record) for "".
-
-    A prompt mix weighted toward the levels where the policy's pass@k far exceeds its pass@1: there a
-    group is most often informative (some samples right, some wrong)."""
-    if not spec:
-        return None
-    try:
-        weights = {int(k): int(v) for k, v in (item.split(":") for item in spec.split(","))}
-    except ValueError:
-        raise ConfigError(f"rl.level_weights must read like '2:1,3:2' (level:weight), got {spec!r}") from None
-    if any(w < 0 for w in weights.values()) or not any(weights.values()):
-        raise ConfigError(f"rl.level_weights needs weights >= 0, one of them > 0; got {spec!r}")
-    levels = np.array([int(records[i].get("difficulty", 0)) for i in range(len(records))])
-    pool = np.concatenate([np.repeat(np.flatnonzero(levels == k), w) for k, w in sorted(weights.items())])
-    if not len(pool):
-        raise ConfigError(
-            f"rl.level_weights {spec!r} selects no training problem (levels: {sorted(set(levels))})"
-        )
-    return np.sort(pool)
-
-
-def rollout_prompts(
-    config, tokenizer, model: Model, records, position: int, rows, count: int | None = None, pool=None
-):
-    """The `count` prompts (default `rl.prompts_per_step`) at data `position`, each repeated G times;
-    drawn from `pool` (record indices, `level_pool`) when given."""
-    r = config.rl
-    order = prompt_order(
-        position, count or r.prompts_per_step, len(records if pool is None else pool), config.seed
-    )
-    batch = [records[int(i if pool is None else pool[i])] for i in order]
-    prompts, lengths = pad_prompts(
-        [prompt_tokens(tokenizer, x) for x in batch], tokenizer.pad_id, r.max_new_tokens, model.max_seq_len
-    )
-    prompts, lengths = repeat_groups(prompts, lengths, r.group_size)
-    prompts, lengths = jax.device_put((prompts, lengths), rows)
-    return Rollouts([x for x in batch for _ in range(r.group_size)], prompts, lengths)
-
-
-def draws_per_step(config) -> tuple[int, int]:
-    """`(prompts drawn per round, max rounds)` of DAPO's dynamic sampling (`rl.dynamic_sampling`): each round
-    draws `rl.oversample` times the batch's prompts, rounds repeat until `rl.prompts_per_step` informative
-    groups are found or `rl.max_rounds` is reached; `(prompts_per_step, 1)` without it."""
-    r = config.rl
-    if not r.dynamic_sampling:
-        return r.prompts_per_step, 1
-    if r.oversample < 1 or r.max_rounds < 1 or r.oversample * r.max_rounds < 2:
-        raise ConfigError(
-            "rl.dynamic_sampling needs rl.oversample >= 1 and rl.max_rounds >= 1 with more than one "
-            f"batch's prompts drawn in all (got oversample={r.oversample}, max_rounds={r.max_rounds})"
-        )
-    return r.prompts_per_step * r.oversample, r.max_rounds
-
-
-def concatenate(rounds: list):
-    """One pytree from a list of per-round pytrees of `[rows, ...]` arrays (prompts padded to one width)."""
-    width = max(x[0].shape[1] for x in rounds)
-    rounds = [(jnp.pad(x[0], ((0, 0), (0, width - x[0].shape[1]))), *x[1:]) for x in rounds]
-    return jax.tree.map(lambda *xs: jnp.concatenate(xs), *rounds)
-
-
 def completion_metrics(task, texts: list[str], records: list[dict]) -> dict:
     """Host metrics of a rollout's completions: accuracy, self-correction and repetition rates."""
     return {
@@ -239,87 +154,34 @@ def make_step(
     """`step(state, position) -> (state, device metrics, host metrics)`: one rollout batch and its update.
 
     Without dynamic sampling, or with on-device rewards and one round, one compiled program samples and
-    learns; otherwise each round is compiled and the rounds, the selection of informative groups and the
-    update run in turn from here.
+    learns (`draws.fused`); otherwise rounds are drawn until the batch is full (`draws.rounds`).
     """
     r = config.rl
     task = get_task(config.task.name)
     records = task_records(config, "train", workdir)
-    pool = level_pool(records, r.level_weights)
     rows = config_mesh.batch_sharding(mesh)
     weights = tuple((str(k), float(v)) for k, v in config.rewards.weights.items())
     step_reward_fn, prm_params = process_reward(config)
+    source = draws.Source(config, tokenizer, model, records, draws.level_pool(records, r.level_weights), rows)
     sampler_cfg = rollout_sampler(config, tokenizer)
-    per_round, max_rounds = draws_per_step(config)
-    on_device = step_reward_fn is None and use_device_rewards(config, task, tokenizer)
-    if on_device:
+    if step_reward_fn is None and use_device_rewards(config, task, tokenizer):
         reward = programs.DeviceReward.of(tokenizer, weights, r.max_new_tokens, config.rewards.overlong_cache)
+        if source.max_rounds == 1:
+            fused = programs.make_fused_step(
+                parts, sampler_cfg, reward, (state_sharding, rows), num_groups=r.prompts_per_step
+            )
+            sample_and_learn = draws.fused(source, fused)
+        else:
+            draw = draws.device_draw(source, programs.make_draw(model, sampler_cfg, reward, rows))
+            learn = programs.make_learn_step(parts, (state_sharding, rows))
+            sample_and_learn = draws.rounds(source, draw, learn, None)
     else:
         reward_fns = rule.make_reward_fns(task, r.max_new_tokens, config.rewards.overlong_cache)
         spec = rule.RewardSpec(weights, config.rewards.on_error)
         spec.check(list(reward_fns))
-
-    def gold(batch: Rollouts):
-        return jax.device_put(np.array([int(x["answer"]) for x in batch.records], np.int32), rows)
-
-    if on_device and max_rounds == 1:
-        fused = programs.make_fused_step(
-            parts, sampler_cfg, reward, (state_sharding, rows), num_groups=r.prompts_per_step
-        )
-
-        def sample_and_learn(state, position):
-            batch = rollout_prompts(config, tokenizer, model, records, position, rows, per_round, pool)
-            state, metrics, out = fused(state, batch.prompts, batch.lengths, gold(batch))
-            return state, metrics, [tokenizer.decode(ids) for ids in completions(out)], batch.records, {}
-
-    else:
-        rollout = programs.make_rollout(model, sampler_cfg, rows)
-        draw_on_device = programs.make_draw(model, sampler_cfg, reward, rows) if on_device else None
+        draw = draws.host_draw(source, programs.make_rollout(model, sampler_cfg, rows), reward_fns, spec)
         learn = programs.make_learn_step(parts, (state_sharding, rows), step_reward_fn)
-
-        def draw(state, batch: Rollouts, host: dict):
-            """One round: `(state, rollout, rewards f32[B] on device, texts)`; host rewards add their metrics."""
-            state, key = learner.split_rng(state)
-            if on_device:
-                out, total = draw_on_device(
-                    state["params"]["policy"], batch.prompts, batch.lengths, key, gold(batch)
-                )
-                return state, out, total, [tokenizer.decode(ids) for ids in completions(out)]
-            out = rollout(state["params"]["policy"], batch.prompts, batch.lengths, key)
-            texts = [tokenizer.decode(ids) for ids in completions(out)]  # waits for the rollout
-            total, per_fn, failures = rule.score(
-                reward_fns, spec, texts, batch.records, mesh_lib.to_host(out.lengths)
-            )
-            for k, v in per_fn.items():
-                host.setdefault(f"reward/{k}", []).append(float(v.mean()))
-            for k, v in failures.items():
-                host.setdefault(f"reward_errors/{k}", []).append(float(v))
-            return state, out, jnp.asarray(total, jnp.float32), texts
-
-        def sample_and_learn(state, position):
-            started, host, rounds, texts, drawn_records, informative = time.time(), {}, [], [], [], 0
-            for i in range(max_rounds):
-                batch = rollout_prompts(
-                    config, tokenizer, model, records, position + i * per_round, rows, per_round, pool
-                )
-                state, out, total, round_texts = draw(state, batch, host)
-                rounds.append((batch.prompts, batch.lengths, out, total))
-                texts += round_texts
-                drawn_records += batch.records
-                informative += int(dynamic_sampling.informative_groups(total.reshape(-1, r.group_size)).sum())
-                if informative >= r.prompts_per_step:  # the batch is full: no more rounds
-                    break
-            host = {k: float(np.mean(v)) for k, v in host.items()}
-            host["rollout_seconds"] = time.time() - started
-            prompts, lengths, out, total = concatenate(rounds)
-            drawn_metrics = programs.draw_metrics(out, total, r.prompts_per_step, r.group_size)
-            if len(total) > r.prompts_per_step * r.group_size:
-                prompts, lengths, out, total, _ = programs.select_rollout(
-                    prompts, lengths, out, total, (), r.prompts_per_step, r.group_size
-                )
-            prompts, lengths, out, total = jax.device_put((prompts, lengths, out, total), rows)
-            state, metrics = learn(state, prompts, lengths, out, total, prm_params)
-            return state, {**metrics, **drawn_metrics}, texts, drawn_records, host
+        sample_and_learn = draws.rounds(source, draw, learn, prm_params)
 
     def step(state, position):
         started = time.time()
@@ -402,7 +264,7 @@ def train(
         state,
         make_step(config, workdir, tokenizer, model, parts, state_sharding, mesh),
         cadence,
-        rows_per_step=int(np.prod(draws_per_step(config))),  # prompts a step may draw
+        rows_per_step=int(np.prod(draws.draws_per_step(config))),  # prompts a step may draw
         describe=lambda step, logged: describe(step, logged, cadence.num_steps),
         meta={"task": config.task.name},
         halt_after=halt_after,
