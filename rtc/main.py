@@ -71,6 +71,7 @@ MODES = {
     ),
     "verifiers": ("rtc.analysis.verifier_scaling:run", "PRM vs ORM vs majority vote as N grows"),
     "export": ("rtc.api:export_run", "a finished run as a Hugging Face folder (safetensors + tokenizer)"),
+    "serve": ("rtc.serve.app:serve_run", "an OpenAI-compatible endpoint (chat completions) for a model"),
 }
 CONFIGS = Path(__file__).resolve().parents[1] / "experiments" / "configs"
 HELP_FLAGS = ("-h", "--help", "-?", "--helpshort")

@@ -20,6 +20,7 @@ LAYERS = (
     ("recipes",),  # the stages each mode chains
     ("analysis",),  # scaling curves, compute-optimal tables, verifier studies, plots
     ("api",),  # rtc.load, generate and search from Python; the export mode
+    ("serve",),  # the OpenAI-compatible server
     ("main",),  # the command line
 )
 RANK = {package: rank for rank, packages in enumerate(LAYERS) for package in packages}
