@@ -130,3 +130,27 @@ def test_votes_match_plain_python_references(row):
     scores = np.array([[s for _, s in row]])
     assert voting.majority_vote(answers).tolist() == [_majority_reference(answers[0])]
     assert voting.weighted_vote(answers, scores).tolist() == [_weighted_reference(answers[0], scores[0])]
+
+
+def test_confidence_filter_keeps_the_top_eta_percent_by_hand():
+    conf = np.array([[0.5, 3.0, nan, 3.0, 1.0]])
+    # 40% of 5 = 2 traces: 3.0 at column 1, then the tied 3.0 at column 3 (the earlier first); NaN last
+    assert voting.top_confidence_mask(conf, 40.0).tolist() == [[False, True, False, True, False]]
+    # 10% of 5 rounds up to one trace
+    assert voting.top_confidence_mask(conf, 10.0).tolist() == [[False, True, False, False, False]]
+    assert voting.top_confidence_mask(conf, 100.0).all()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 6).flatmap(lambda n: st.lists(st.tuples(_answer, _score), min_size=n, max_size=n)))
+def test_filter_at_100_percent_is_the_weighted_vote_and_shares_are_fractions(row):
+    answers = [[a for a, _ in row]]
+    conf = np.array([[s for _, s in row]])
+    assert voting.filtered_vote(answers, conf, 100.0).tolist() == [_weighted_reference(answers[0], conf[0])]
+    share = voting.vote_share(voting.answer_ids(answers), conf)[0]
+    totals = {}
+    for a, s in row:
+        if a is not None and a.strip():
+            totals[a.strip()] = totals.get(a.strip(), 0.0) + (0.0 if math.isnan(s) else s)
+    expected = max(totals.values()) / sum(totals.values()) if totals and sum(totals.values()) > 0 else 0.0
+    assert share == expected

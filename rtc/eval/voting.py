@@ -1,4 +1,5 @@
-"""Answer aggregation over N candidate solutions per problem: majority, weighted and best-of-N.
+"""Answer aggregation over N candidate solutions per problem: majority, weighted, best-of-N, and DeepConf's
+confidence-weighted vote, confidence filtering and vote share.
 
 Host-side numpy. Each rule works on whatever candidate columns it is given, so the same function
 gives the rule "@k" when the caller passes k of the N columns (`rtc.analysis.scaling` does this for
@@ -9,6 +10,8 @@ scaling curves). Answers are compared after `normalize`; rules on answers go thr
 from collections.abc import Sequence
 
 import numpy as np
+
+from rtc.errors import ConfigError
 
 NO_ANSWER = -1
 
@@ -118,3 +121,65 @@ def weighted_vote(answers: Sequence[Sequence[str | None]], scores: np.ndarray) -
     if ids.shape != scores.shape:
         raise ValueError(f"answers {ids.shape} and scores {scores.shape} must have the same shape")
     return weighted_vote_ids(ids, scores)
+
+
+def confidence_weighted_vote(answers: Sequence[Sequence[str | None]], confidence: np.ndarray) -> np.ndarray:
+    """i32[P]: DeepConf's confidence-weighted majority vote (Fu et al. 2025, "Deep Think with Confidence"):
+    each answer gets `V(a) = sum of C_t` over its traces, with `confidence: f[P, N]` the trace
+    confidence (e.g. the lowest group confidence, `rtc.sampling.confidence`, always >= 0); the top
+    answer's most confident trace is returned. Ties and NaN as in `weighted_vote`."""
+    return weighted_vote(answers, confidence)
+
+
+def top_confidence_mask(confidence: np.ndarray, eta: float) -> np.ndarray:
+    """bool[P, k]: per problem, the `ceil(eta% of k)` traces of highest `confidence: f[P, k]` (at least
+    one): DeepConf's confidence filtering (Fu et al. 2025, sec. 3.1; eta = 10: DeepConf-low, 90:
+    DeepConf-high). Ties keep the earlier trace; NaN ranks last."""
+    if not 0.0 < eta <= 100.0:
+        raise ConfigError(f"eta is the percentage of traces kept, in (0, 100], got {eta}")
+    confidence = np.asarray(confidence, np.float64)
+    k = confidence.shape[1]
+    keep = max(1, int(np.ceil(eta * k / 100.0 - 1e-9)))
+    order = np.argsort(-np.nan_to_num(confidence, nan=-np.inf), axis=1, kind="stable")  # i[P, k]
+    mask = np.zeros(confidence.shape, bool)
+    np.put_along_axis(mask, order[:, :keep], True, axis=1)
+    return mask
+
+
+def filtered_vote_ids(
+    ids: np.ndarray, confidence: np.ndarray, eta: float, weighted: bool = True
+) -> np.ndarray:
+    """i32[P]: `filtered_vote` on answer ids `ids: i32[P, k]` (-1 = no answer)."""
+    ids = np.asarray(ids)
+    if ids.shape[1] == 0:
+        return np.zeros(len(ids), np.int32)
+    kept = np.where(top_confidence_mask(confidence, eta), ids, NO_ANSWER)
+    if weighted:
+        return weighted_vote_ids(kept, confidence)
+    return majority_vote_ids(kept)
+
+
+def filtered_vote(
+    answers: Sequence[Sequence[str | None]], confidence: np.ndarray, eta: float, weighted: bool = True
+) -> np.ndarray:
+    """i32[P]: the vote among the top `eta`% most confident traces only (`top_confidence_mask`), weighted
+    by confidence (DeepConf's default) or one vote each (Fu et al. 2025, sec. 3.1)."""
+    confidence = np.asarray(confidence, np.float64)
+    ids = answer_ids(answers)
+    if ids.shape != confidence.shape:
+        raise ValueError(f"answers {ids.shape} and confidence {confidence.shape} must have the same shape")
+    return filtered_vote_ids(ids, confidence, eta, weighted)
+
+
+def vote_share(ids: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """f64[P]: the leading answer's share of the vote, `beta = V(a_top) / sum_a V(a)` over the answered
+    candidates of `ids: i32[P, k]` (-1 = no answer) with `weights: f[P, k]` (ones for majority): the
+    consensus that adaptive sampling stops at (Fu et al. 2025, sec. 3.2). 0 with no answer."""
+    ids = np.asarray(ids)
+    weights = np.nan_to_num(np.asarray(weights, np.float64), nan=0.0)
+    if ids.shape[1] == 0:
+        return np.zeros(len(ids))
+    has_answer = ids != NO_ANSWER
+    totals = np.where(has_answer, _per_answer_totals(ids, weights), 0.0)  # f64[P, k]
+    all_votes = np.sum(np.where(has_answer, weights, 0.0), axis=1)
+    return np.where(all_votes > 0, totals.max(axis=1) / np.where(all_votes > 0, all_votes, 1.0), 0.0)

@@ -6,6 +6,11 @@ the sampler never imports the network. Prompts are right-padded to a length buck
 lengths reuse one compiled program; each row then writes its own cache slot (`cache["index"]`).
 `prefill`, `init_decode_state` and `decode_step` are shared with the token beam search
 (`beam_search.py`) and the step-level search (`rtc.search.expand`).
+
+With `SamplerConfig.confidence_k > 0` every step also records DeepConf's token confidence (Fu et al. 2025,
+`rtc.sampling.confidence`) and stops a row early, inside the loop, once its sliding-window confidence
+falls below that row's threshold (`stop_threshold: f32[B]`); off by default, so the loop is unchanged.
+A row that stopped early still holds its slot until the whole batch is done.
 """
 
 import dataclasses
@@ -17,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rtc.parallel import mesh as mesh_lib
+from rtc.sampling import confidence as confidence_lib
 from rtc.sampling.budget import ThinkingBudget
 from rtc.sampling.rules import SamplingRule
 from rtc.errors import ConfigError
@@ -35,6 +41,10 @@ class SampleOutput:
     forced: jax.Array  # bool[B, N]: the token was forced by the reasoning budget, not sampled
     lengths: jax.Array  # i32[B], emitted tokens including the stop token
     thinking_tokens: jax.Array  # i32[B], tokens emitted between <think> and </think>
+    # With confidence tracking (`SamplerConfig.confidence_k > 0`), else None:
+    confidences: jax.Array | None = None  # f32[B, N]: each emitted token's DeepConf confidence; 0 after
+    stopped: jax.Array | None = None  # bool[B]: ended by the online confidence stop, not a stop token
+    trace: confidence_lib.TraceConfidence | None = None  # f32[B] per-trace confidences
 
 
 @flax.struct.dataclass
@@ -52,6 +62,10 @@ class DecodeState:
     force_ptr: jax.Array  # i32[B]
     cache: dict
     rng: jax.Array
+    # With confidence tracking (`SamplerConfig.confidence_k > 0`), else None:
+    confidences: jax.Array | None = None  # f32[B, N]
+    stopped: jax.Array | None = None  # bool[B]: stopped early by low confidence
+    stop_threshold: jax.Array | None = None  # f32[B]: -inf never stops
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +84,17 @@ class SamplerConfig:
     # a row can have reached: 0.82x the decode time at 4 phases (bench/decode_ideas.py), at the cost
     # of compiling the decode step once per phase.
     cache_phases: int = 1
+    # DeepConf (Fu et al. 2025): > 0 records each token's confidence from its top-k log-probs (DeepConf
+    # uses k = 20) and applies the online stop threshold; 0 (default) tracks nothing and never stops early.
+    confidence_k: int = 0
+    confidence_window: int = 16  # tokens in the sliding window of the group confidence
+
+    def __post_init__(self):
+        if self.confidence_k < 0 or self.confidence_window < 1:
+            raise ConfigError(
+                f"confidence_k must be >= 0 and confidence_window >= 1, got {self.confidence_k}, "
+                f"{self.confidence_window}"
+            )
 
 
 def _force(state: DecodeState, sampled: jax.Array, cfg: SamplerConfig) -> tuple[jax.Array, ...]:
@@ -123,6 +148,13 @@ def decode_step(
         thought = thought + (live & thinking & (token != cfg.budget.think_end_id))
         thinking = (thinking | (token == cfg.budget.think_start_id)) & (token != cfg.budget.think_end_id)
     done = state.done | jnp.isin(token, jnp.array(cfg.stop_ids + cfg.pause_ids, jnp.int32))
+    confidences, stopped = state.confidences, state.stopped
+    if cfg.confidence_k:
+        c = confidence_lib.token_confidence(logp, cfg.confidence_k)  # f32[B]
+        confidences = confidences.at[:, state.step].set(jnp.where(live, c, 0.0))
+        window, full = confidence_lib.current_window(confidences, state.step, cfg.confidence_window)
+        weak = live & ~done & confidence_lib.stop_decision(window, full, state.stop_threshold)
+        stopped, done = stopped | weak, done | weak
     if stream is not None:
         jax.debug.callback(stream, state.step, jnp.where(live, token, cfg.pad_id), live, ordered=False)
 
@@ -146,6 +178,9 @@ def decode_step(
         force_ptr=jnp.where(live, force_ptr, state.force_ptr),
         cache=cache,
         rng=rng,
+        confidences=confidences,
+        stopped=stopped,
+        stop_threshold=state.stop_threshold,
     )
 
 
@@ -211,15 +246,27 @@ def init_decode_state(
     thought: jax.Array | None = None,
     force_mode: jax.Array | None = None,
     force_ptr: jax.Array | None = None,
+    stop_threshold: jax.Array | None = None,
 ) -> DecodeState:
     """The state before `decode_step`'s first call: step 0, `N = cfg.max_new_tokens` empty slots per row.
 
     next_logits: f32[B, V]; cache: B rows. A row resuming earlier decoding (a search step) passes its
     budget state: `thinking: bool[B]`, `thought`, `force_mode`, `force_ptr: i32[B]` (default False / 0);
-    `done: bool[B]` rows (default none) emit nothing.
+    `done: bool[B]` rows (default none) emit nothing. With confidence tracking, `stop_threshold: f32[B]`
+    is each row's DeepConf threshold (default -inf: never stop early); without, it must be None.
     """
     b, n = next_logits.shape[0], cfg.max_new_tokens
     zeros_b = jnp.zeros((b,), jnp.int32)
+    confidences = stopped = None
+    if cfg.confidence_k:
+        confidences, stopped = jnp.zeros((b, n), jnp.float32), jnp.zeros((b,), bool)
+        stop_threshold = (
+            jnp.full((b,), -jnp.inf, jnp.float32)
+            if stop_threshold is None
+            else jnp.broadcast_to(jnp.asarray(stop_threshold, jnp.float32), (b,))
+        )
+    elif stop_threshold is not None:
+        raise ConfigError("a stop_threshold needs confidence tracking: set SamplerConfig.confidence_k > 0")
     return DecodeState(
         step=jnp.int32(0),
         next_logits=next_logits,
@@ -234,6 +281,9 @@ def init_decode_state(
         force_ptr=zeros_b if force_ptr is None else force_ptr,
         cache=cache,
         rng=rng,
+        confidences=confidences,
+        stopped=stopped,
+        stop_threshold=stop_threshold,
     )
 
 
@@ -247,12 +297,14 @@ def sample_rows(
     stream: Callable | None,
     cache_dtype,
     batch_sharding: jax.sharding.Sharding | None,
+    stop_threshold: jax.Array | None = None,
 ) -> SampleOutput:
     """The sampler, traceable inside a caller's `jax.jit` (`sample` is it compiled on its own).
 
     prompt_tokens: i32[B, P] right-padded; prompt_lengths: i32[B] (>= 1). `batch_sharding` (e.g. rows
     over the mesh's `data` axis) pins the KV cache to it; with the prompts placed the same way, sharding
-    propagation keeps every `[B, ...]` array split by rows.
+    propagation keeps every `[B, ...]` array split by rows. `stop_threshold: f32[B]` (with
+    `cfg.confidence_k > 0`): each row's DeepConf online threshold (`init_decode_state`).
     """
     p = prompt_tokens.shape[1]
     ends = phase_ends(cfg.max_new_tokens, cfg.cache_phases)
@@ -260,7 +312,7 @@ def sample_rows(
         model, params, prompt_tokens, prompt_lengths, p + ends[0], cache_dtype, batch_sharding
     )
     thinking = prompt_opens_thinking(prompt_tokens, prompt_lengths, cfg.budget)
-    state = init_decode_state(next_logits, cache, rng, cfg, thinking=thinking)
+    state = init_decode_state(next_logits, cache, rng, cfg, thinking=thinking, stop_threshold=stop_threshold)
     for i, end in enumerate(ends):
         if i:
             state = state.replace(cache=constrain(model.grow_cache(state.cache, p + end), batch_sharding))
@@ -275,6 +327,11 @@ def sample_rows(
         forced=state.forced,
         lengths=state.lengths,
         thinking_tokens=state.thought,
+        confidences=state.confidences,
+        stopped=state.stopped,
+        trace=None
+        if state.confidences is None
+        else confidence_lib.trace_confidence(state.confidences, state.lengths, cfg.confidence_window),
     )
 
 
@@ -321,15 +378,21 @@ def generate(
     stream: Callable | None = None,
     cache_dtype=jnp.float32,
     batch_sharding: jax.sharding.Sharding | None = None,
+    stop_threshold=None,
 ) -> SampleOutput:
     """Pads `prompts` (token lists) to a bucket and samples `cfg.max_new_tokens` after each.
 
     With `batch_sharding` the rows are split over devices (their number must divide the batch).
     A new `stream` function is a new static argument: pass the same function to avoid recompiling.
+    `stop_threshold: f[B]` (with `cfg.confidence_k > 0`): each row's DeepConf online stop threshold.
     """
     tokens, lengths = pad_prompts(prompts, cfg.pad_id, cfg.max_new_tokens, model.max_seq_len)
     if batch_sharding is not None:
         tokens, lengths = jax.device_put((tokens, lengths), batch_sharding)
+    if stop_threshold is not None:
+        stop_threshold = np.asarray(stop_threshold, np.float32)
+        if batch_sharding is not None:
+            stop_threshold = jax.device_put(stop_threshold, batch_sharding)
     return sample(
         model,
         params,
@@ -340,6 +403,7 @@ def generate(
         stream=stream,
         cache_dtype=jnp.dtype(cache_dtype),
         batch_sharding=batch_sharding,
+        stop_threshold=stop_threshold,
     )
 
 

@@ -10,6 +10,18 @@ Strategies (Snell et al. 2024, "Scaling LLM Test-Time Compute Optimally...", sec
 - `mcts`: Monte Carlo tree search over steps (`rtc.search.mcts`): n / m simulations per tree, each
     expanding a leaf into M steps and rolling every child out; `trees` root-parallel trees per problem.
 A step ends at the delimiter token (a newline) or after `step_tokens` tokens; a path ends at a stop id.
+
+Confidence strategies (Fu et al. 2025, "Deep Think with Confidence"; `rtc.sampling.confidence`) need no
+verifier: they sample whole completions (depth 1, `step_tokens` new tokens) with the sampler's token
+confidence on, and vote by the trace confidence (the lowest sliding-window group confidence):
+- `confidence_weighted`: N samples, a confidence-weighted majority vote (among the top `eta`% most
+    confident traces when `eta` is set).
+- `deepconf_low` / `deepconf_high`: DeepConf online. `n_init` warm-up traces per problem set the stop
+    threshold (the `100 - eta` percentile of their lowest group confidences; eta 10 / 90 unless set);
+    the other N - n_init traces stop inside the compiled loop once their window confidence falls below
+    it; the finished traces at or above the threshold vote, weighted by confidence.
+- `consensus`: adaptive sampling: rounds of `round_size` traces per problem until the leading answer's
+    confidence-weighted vote share reaches `tau` or N traces are spent.
 """
 
 import dataclasses
@@ -19,7 +31,11 @@ from rtc.rewards.reward_model import AGGREGATIONS
 from rtc.sampling.budget import ThinkingBudget
 from rtc.sampling.rules import SamplingRule
 
-STRATEGIES = ("best_of_n", "beam", "dvts", "mcts")
+TREE_STRATEGIES = ("beam", "dvts", "mcts")
+CONFIDENCE_STRATEGIES = ("confidence_weighted", "deepconf_low", "deepconf_high", "consensus")
+STRATEGIES = ("best_of_n", *TREE_STRATEGIES, *CONFIDENCE_STRATEGIES)
+# The DeepConf presets' eta: the percentage of warm-up traces above the stop threshold (Fu et al. 2025).
+DEEPCONF_ETA = {"deepconf_low": 10.0, "deepconf_high": 90.0}
 VERIFIER_KINDS = ("prm", "orm")
 
 # reasoning_effort -> (N, beam width M, depth in steps, fraction of the thinking budget), per strategy
@@ -40,6 +56,10 @@ class SearchConfig:
     candidate before it is scored for pruning (Snell et al. 2024 sec. 5.1), then discarded;
     aggregation: how step scores make a path score (last / min / product / mean); verifier_kind:
     `prm` scores every step delimiter, `orm` the last token of every step.
+    Confidence strategies: confidence_k: top-k log-probs of the token confidence; window: tokens of the
+    group confidence's sliding window; eta: percentage of traces kept (None: the strategy's preset, all
+    traces for confidence_weighted and consensus); n_init: DeepConf's warm-up traces (0: max(2, N / 4));
+    tau: the vote share that ends consensus sampling; round_size: traces per problem per consensus round.
     """
 
     strategy: str
@@ -57,13 +77,21 @@ class SearchConfig:
     verifier_kind: str = "prm"
     trees: int = 1  # mcts: independent trees per problem (root parallelism)
     exploration: float = 1.0  # mcts: the UCT constant c
+    confidence_k: int = 20
+    window: int = 16
+    eta: float | None = None
+    n_init: int = 0
+    tau: float = 0.95
+    round_size: int = 4
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"unknown search strategy {self.strategy!r}; known: {list(STRATEGIES)}")
         if self.n < 1 or self.m < 1 or self.depth < 1 or self.step_tokens < 1:
             raise ConfigError(f"n, m, depth and step_tokens must be >= 1, got {self}")
-        if self.strategy != "best_of_n" and self.n % self.m:
+        if self.strategy in CONFIDENCE_STRATEGIES:
+            self._check_confidence()
+        if self.strategy in TREE_STRATEGIES and self.n % self.m:
             raise ConfigError(
                 f"N={self.n} branches is not divisible by beam width M={self.m}: {self.strategy} keeps "
                 f"N/M beams and expands each M times; choose N a multiple of M"
@@ -77,27 +105,59 @@ class SearchConfig:
         if self.lookahead < 0:
             raise ConfigError(f"lookahead must be >= 0, got {self.lookahead}")
         limit = None if self.budget is None else self.budget.max_thinking_tokens
-        if self.strategy != "best_of_n" and limit is not None and limit < self.step_tokens:
+        if self.split_steps and limit is not None and limit < self.step_tokens:
             raise ConfigError(
                 f"thinking budget of {limit} tokens is below one search step ({self.step_tokens} tokens): "
                 f"the search could not score a single thinking step; raise budget_tokens to at least "
                 f"step_tokens, lower step_tokens, or use best_of_n"
             )
 
+    def _check_confidence(self):
+        if self.m != 1 or self.depth != 1 or self.lookahead or self.trees != 1:
+            raise ConfigError(
+                f"{self.strategy} samples whole completions: m, depth and trees must be 1 and lookahead 0 "
+                f"(set the completion length with step_tokens), got m={self.m}, depth={self.depth}, "
+                f"trees={self.trees}, lookahead={self.lookahead}"
+            )
+        if self.confidence_k < 1 or self.window < 1:
+            raise ConfigError(f"confidence_k and window must be >= 1, got {self.confidence_k}, {self.window}")
+        if self.eta is not None and not 0.0 < self.eta <= 100.0:
+            raise ConfigError(f"eta is the percentage of traces kept, in (0, 100], got {self.eta}")
+        if not 0.0 < self.tau <= 1.0:
+            raise ConfigError(f"tau is a vote share, in (0, 1], got {self.tau}")
+        if self.n_init < 0 or self.warmup_traces > self.n:
+            raise ConfigError(f"n_init={self.n_init} warm-up traces: need 0 <= n_init <= N={self.n}")
+        if self.strategy == "consensus" and (self.round_size < 1 or self.n % self.round_size):
+            raise ConfigError(
+                f"consensus draws rounds of round_size={self.round_size} traces up to N={self.n}: "
+                f"choose N a multiple of round_size"
+            )
+
     @property
     def group_size(self) -> int:
         """Rows that compete with each other when pruning (1: nothing is pruned)."""
-        return {"best_of_n": 1, "beam": self.n, "dvts": self.m, "mcts": 1}[self.strategy]
+        return {"beam": self.n, "dvts": self.m}.get(self.strategy, 1)
 
     @property
     def keep(self) -> int:
         """Candidates a group keeps each step; each is copied `group_size // keep` times."""
-        return {"best_of_n": 1, "beam": self.n // self.m, "dvts": 1, "mcts": 1}[self.strategy]
+        return {"beam": self.n // self.m}.get(self.strategy, 1)
 
     @property
     def split_steps(self) -> bool:
-        """Steps end at the delimiter (best-of-N samples whole completions as one step)."""
-        return self.strategy != "best_of_n"
+        """Steps end at the delimiter (best-of-N and the confidence strategies sample whole completions as
+        one step)."""
+        return self.strategy in TREE_STRATEGIES
+
+    @property
+    def kept_percent(self) -> float:
+        """eta: the percentage of traces kept by confidence (the DeepConf preset's unless set)."""
+        return self.eta if self.eta is not None else DEEPCONF_ETA.get(self.strategy, 100.0)
+
+    @property
+    def warmup_traces(self) -> int:
+        """DeepConf's N_init: warm-up traces per problem that set the online stop threshold."""
+        return self.n_init or min(self.n, max(2, self.n // 4))
 
     @property
     def candidates(self) -> int:
@@ -125,14 +185,14 @@ def from_effort(
     budget = fields.pop("budget", None)
     if budget is not None and max_thinking_tokens is not None:
         limit = max(1, int(e["thinking_fraction"] * max_thinking_tokens))
-        if strategy != "best_of_n":
+        if strategy in TREE_STRATEGIES:
             limit = max(limit, fields.get("step_tokens", 1))
         budget = dataclasses.replace(budget, max_thinking_tokens=limit)
     return SearchConfig(
         strategy=strategy,
         n=e["n"],
-        m=e["m"] if strategy != "best_of_n" else 1,
-        depth=max(1, round(e["depth_fraction"] * max_depth)),
+        m=e["m"] if strategy in TREE_STRATEGIES else 1,
+        depth=1 if strategy in CONFIDENCE_STRATEGIES else max(1, round(e["depth_fraction"] * max_depth)),
         budget=budget,
         **fields,
     )
