@@ -6,8 +6,9 @@ it has finished, then reads its `metrics.jsonl` and `traces.jsonl` (sample compl
 logged step) and writes DIR/aha.md (self-correction, repetition, accuracy and length over training, the
 accuracy of traces that self-correct against those that do not, and example traces from the start and
 the end of training) and DIR/aha.png (the same curves). `--summarize_only` reads an existing run.
-A trace self-corrects when a step recomputes an earlier step's expression or opens with a cue such as
-"Wait" (`rtc.eval.traces`).
+A trace self-corrects when it changes its mind: a step recomputes an earlier step's expression and gets
+another value, or a cue such as "Wait" is followed by a different value that does not build on the one
+before it; a repeated step is not a correction (`rtc.eval.traces`).
 """
 
 import argparse

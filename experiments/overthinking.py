@@ -75,7 +75,10 @@ def evaluate_setting(
         "thinking_tokens": float(np.mean(thinking)),
         "completion_tokens": float(np.mean(lengths)),
         "repetition_rate": traces.repetition_rate(texts),
-        "self_correction_rate": traces.self_correction_rate(texts),
+        # budget forcing's cue is the sampler's text, not the model retracting a step
+        "self_correction_rate": traces.self_correction_rate(
+            texts, injected=(c.eval.cue,) if c.eval.min_thinking_tokens else ()
+        ),
         "answered": float(np.mean([extract_answer(t) is not None for t in texts])),
         "example": texts[0],
     }

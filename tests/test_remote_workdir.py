@@ -155,7 +155,7 @@ def test_config_round_trip(bucket):
 def test_traces_rewritten_whole(bucket):
     path = epath.Path(RUN, traces.TRACES_FILE)
     traces.truncate_samples(path, 0)  # no file yet: nothing to do
-    traces.append_samples(path, 1, ["<think>1+1=2\n1+1=2\n</think>"], ["q1"], [True])
+    traces.append_samples(path, 1, ["<think>1+1=3\n1+1=2\n</think>"], ["q1"], [True])
     traces.append_samples(str(path), 2, ["a", "b"], ["q2", "q3"], [False, True])
     assert [(r["step"], r["question"], r["correct"]) for r in traces.read_samples(path)] == [
         (1, "q1", True),

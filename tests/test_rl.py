@@ -216,16 +216,31 @@ def test_shrunk_run_logs_metrics_and_resumes_exactly(tmp_path, data_dir, sft_run
 
 def test_self_correction_on_hand_examples():
     assert not traces.self_corrects("<think>8*4=32\n37+32=69\n</think><answer>69</answer>")
+    # a revision: the same expression computed again with another value
     assert traces.self_corrects("<think>8*4=31\n8*4=32\n37+32=69\n</think><answer>69</answer>")
+    # a repeated step with the same value is repetition, not correction
+    assert not traces.self_corrects("<think>8*4=32\n8*4=32\n37+32=69\n</think><answer>69</answer>")
+    # a retraction followed by a different value, in the cue's step or the next one
     assert traces.self_corrects("<think>8*4=31\nWait, 8*4=32\n</think><answer>32</answer>")
-    assert traces.self_correction_rate(["<think>1+1=2\n1+1=2\n</think>", "<think>1+1=2\n</think>"]) == 0.5
+    assert traces.self_corrects("<think>37+31=68\nActually, no.\n37+32=69\n</think><answer>69</answer>")
+    # a cue that changes nothing is not a correction
+    assert not traces.self_corrects("<think>8*4=32\nWait, 8*4=32\n</think><answer>32</answer>")
+    # nor is a cue followed by a step that continues from the value before it
+    assert not traces.self_corrects("<think>8*4=32\nWait,\n32+1=33\n</think><answer>33</answer>")
+    # budget forcing's injected "Wait," is not the model retracting; a revision after it still counts
+    forced = "<think>37+31=68\nWait, 37+32=69\n</think><answer>69</answer>"
+    assert traces.self_corrects(forced) and not traces.self_corrects(forced, injected=("Wait,",))
+    assert traces.self_corrects("<think>8*4=31\nWait, 8*4=32\n</think>", injected=("Wait,",))
+    assert (
+        traces.self_correction_rate(["<think>1+1=3\n1+1=2\n</think>", "<think>1+1=2\n1+1=2\n</think>"]) == 0.5
+    )
     assert traces.repetition_rate(["<think>a\na\na\n</think>", "<think>a\nb\n</think>"]) == 0.5
 
 
 def test_trace_samples_round_trip_and_truncate_at_a_resumed_step(tmp_path):
     path = tmp_path / traces.TRACES_FILE
     traces.truncate_samples(path, 0)  # no file yet: nothing to do
-    traces.append_samples(path, 1, ["<think>1+1=2\n1+1=2\n</think>"], ["q1"], [True])
+    traces.append_samples(path, 1, ["<think>1+1=3\n1+1=2\n</think>"], ["q1"], [True])
     traces.append_samples(path, 2, ["<think>a\na\na\n</think>", "x"], ["q2", "q3"], [False, False])
     traces.append_samples(path, 3, ["y"], ["q4"], [False])
     samples = traces.read_samples(path)
@@ -235,7 +250,7 @@ def test_trace_samples_round_trip_and_truncate_at_a_resumed_step(tmp_path):
     traces.truncate_samples(path, 1)  # resumed from the checkpoint of step 1
     traces.append_samples(path, 2, ["again"], ["q2"], [True])
     assert [(r["step"], r["completion"]) for r in traces.read_samples(path)] == [
-        (1, "<think>1+1=2\n1+1=2\n</think>"),
+        (1, "<think>1+1=3\n1+1=2\n</think>"),
         (2, "again"),
     ]
 
