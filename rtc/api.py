@@ -10,7 +10,8 @@
 `generate` runs every text (times `n` samples) as one batch through the compiled sampler
 (`rtc.sampling.sampler`): prompts are padded to a length bucket and the batch to a power of two, so
 calls of similar size reuse one program. `search` runs the compiled search (`rtc.search.runner`:
-best-of-N, PRM beam search, DVTS, MCTS) or samples and takes the majority vote (`rtc.eval.voting`).
+best-of-N, PRM beam search, DVTS, MCTS), samples and takes the majority vote (`rtc.eval.voting`), or runs
+a verifier-free confidence strategy (DeepConf, Fu et al. 2025: `rtc.search.config`).
 """
 
 import dataclasses
@@ -34,11 +35,11 @@ from rtc.sampling.budget import ThinkingBudget, thinking_limit
 from rtc.sampling.rules import SamplingRule
 from rtc.sampling.stream import StreamPrinter
 from rtc.search import runner
-from rtc.search.config import SearchConfig
+from rtc.search.config import CONFIDENCE_STRATEGIES, SearchConfig
 
 DEFAULT_MAX_NEW_TOKENS = 256
 DEFAULT_STEP_TOKENS = 16
-SEARCH_STRATEGIES = ("best_of_n", "beam", "dvts", "mcts", "majority")
+SEARCH_STRATEGIES = ("best_of_n", "beam", "dvts", "mcts", "majority", *CONFIDENCE_STRATEGIES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,8 +83,9 @@ class Generation:
 class SearchResult:
     """One text's search: every candidate with its score, and the chosen one (`best`).
 
-    `scores`: the verifier's path scores (majority: each candidate's share of the votes); a
-    duplicate candidate (a copy another branch also holds) is marked in `duplicate`.
+    `scores`: the verifier's path scores (majority: each candidate's share of the votes; confidence
+    strategies: each trace's confidence, its lowest sliding-window group confidence); a duplicate
+    candidate (a copy another branch also holds) is marked in `duplicate`.
     """
 
     prompt: str
@@ -281,12 +283,18 @@ class Reasoner:
         temperature: float = 1.0,
         reasoning_effort: str | None = None,
         budget_tokens: int | None = None,
+        eta: float | None = None,
+        tau: float = 0.95,
         seed: int = 0,
     ) -> list[SearchResult] | SearchResult:
         """A `SearchResult` per text (one for a single string): `n` candidates, their scores, the choice.
 
         `strategy`: best_of_n, beam, dvts, mcts (`rtc.search`, scored by `verifier`: an ORM/PRM run's
-        workdir or a `Verifier`) or majority (sample `n`, take the most frequent answer; no verifier).
+        workdir or a `Verifier`), majority (sample `n`, take the most frequent answer; no verifier), or,
+        with no verifier, confidence_weighted / deepconf_low / deepconf_high / consensus (Fu et al. 2025:
+        votes weighted by trace confidence, keeping the top `eta`% of traces; DeepConf stops weak traces
+        while they are generated; consensus draws rounds of 4 until the leading answer holds a `tau`
+        share of the vote, and returns only the traces it drew; a trace stopped early is unfinished).
         A path is at most `max_new_tokens` tokens, in steps of `step_tokens` (a step also ends at a
         newline); `beam_width` is the beam width M of beam / DVTS / MCTS (default: min(4, n), 2 for
         MCTS). The thinking budget works as in `generate`.
@@ -301,6 +309,12 @@ class Reasoner:
             if verifier is not None:
                 raise ConfigError("majority voting uses no verifier; for verifier scores use best_of_n")
             results = self._majority(prompts, new_tokens, budget, n, temperature, seed)
+        elif strategy in CONFIDENCE_STRATEGIES:
+            if verifier is not None:
+                raise ConfigError(f"{strategy} votes by the model's own confidence: it uses no verifier")
+            knobs = dict(eta=eta, tau=tau, round_size=min(4, n))
+            cfg = self._search_config(strategy, n, 1, 0, new_tokens, temperature, budget, None, knobs)
+            results = self._tree_search(prompts, cfg, None, seed)
         else:
             if verifier is None:
                 raise ConfigError(
@@ -315,45 +329,49 @@ class Reasoner:
         results = [dataclasses.replace(r, prompt=text) for r, text in zip(results, texts)]
         return results[0] if single else results
 
-    def _search_config(self, strategy, n, m, step_tokens, new_tokens, temperature, budget, verifier):
+    def _search_config(
+        self, strategy, n, m, step_tokens, new_tokens, temperature, budget, verifier, knobs=None
+    ):
+        whole = strategy == "best_of_n" or strategy in CONFIDENCE_STRATEGIES  # one step: the whole path
         if m is None:
-            m = 1 if strategy == "best_of_n" else (2 if strategy == "mcts" else min(4, n))
+            m = 1 if whole else (2 if strategy == "mcts" else min(4, n))
+        if verifier is not None:
+            knobs = dict(aggregation=verifier.aggregation, verifier_kind=verifier.kind)
         return SearchConfig(
             strategy=strategy,
             n=n,
             m=m,
-            depth=max(1, new_tokens // step_tokens) if strategy != "best_of_n" else 1,
-            step_tokens=step_tokens if strategy != "best_of_n" else new_tokens,
+            depth=1 if whole else max(1, new_tokens // step_tokens),
+            step_tokens=new_tokens if whole else step_tokens,
             stop_ids=self.stop_ids,
             delimiter_id=self.tokenizer.step_id,
             pad_id=self.tokenizer.pad_id,
             rule=SamplingRule(temperature=temperature),
             budget=budget,
-            aggregation=verifier.aggregation,
-            verifier_kind=verifier.kind,
+            **(knobs or {}),
         )
 
-    def _tree_search(self, prompts, cfg: SearchConfig, verifier: Verifier, seed: int) -> list[SearchResult]:
-        """The compiled search over every prompt at once (the problem count padded to a power of two)."""
+    def _tree_search(
+        self, prompts, cfg: SearchConfig, verifier: Verifier | None, seed: int
+    ) -> list[SearchResult]:
+        """The compiled search over every prompt at once (the problem count padded to a power of two);
+        with no verifier, a confidence strategy voting on the answers read from the completions."""
         rows = prompts + [prompts[0]] * (_batch_bucket(len(prompts)) - len(prompts))
+        scorer = (verifier.model, verifier.params) if verifier is not None else (None, None)
+        answer_of = lambda ids: extract_answer(self.tokenizer.decode(ids))  # noqa: E731
         out = runner.run(
-            self.model, self.params, verifier.model, verifier.params, rows, jax.random.key(seed), cfg
+            self.model, self.params, *scorer, rows, jax.random.key(seed), cfg, answer_of=answer_of
         )
         results = []
         for b, branches in enumerate(out.completions()[: len(prompts)]):
+            k = int(out.drawn[b].sum()) if isinstance(out, runner.ConfidenceResult) else len(branches)
             candidates = tuple(
                 _parse(self.tokenizer, ids, out.thinking_tokens[b, i], cfg.stop_ids)
-                for i, ids in enumerate(branches)
+                for i, ids in enumerate(branches[:k])  # consensus: the drawn traces come first
             )
-            results.append(
-                SearchResult(
-                    prompt="",
-                    candidates=candidates,
-                    scores=tuple(float(s) for s in out.scores[b]),
-                    duplicate=tuple(bool(d) for d in out.duplicate[b]),
-                    best=int(out.best[b]),
-                )
-            )
+            scores = tuple(float(s) for s in out.scores[b, :k])
+            duplicate = tuple(bool(d) for d in out.duplicate[b, :k])
+            results.append(SearchResult("", candidates, scores, duplicate, int(out.best[b])))
         return results
 
     def _majority(self, prompts, new_tokens, budget, n, temperature, seed) -> list[SearchResult]:

@@ -172,3 +172,20 @@ def test_bad_input_is_a_clear_error(thinker):
         thinker.search("Compute 1+1.", strategy="beam")
     with pytest.raises(ConfigError, match="unknown search strategy 'greedy'"):
         thinker.search("Compute 1+1.", strategy="greedy")
+
+
+def test_confidence_strategies_vote_by_trace_confidence_without_a_verifier(thinker):
+    r = thinker.search("Compute 7+2.", strategy="confidence_weighted", n=8, max_new_tokens=48, seed=1)
+    assert len(r.candidates) == 8 and all(s > 0 for s in r.scores)  # C = -mean top-k log-prob > 0
+    totals = {}  # the confidence-weighted vote, by hand: each finished answer's summed confidence
+    for c, s in zip(r.candidates, r.scores):
+        if c.finished and c.answer is not None:
+            totals[c.answer] = totals.get(c.answer, 0.0) + s
+    assert totals and r.answer == max(totals, key=totals.get)
+    # consensus with tau = 0.01: the first round of 4 traces already agrees, so only 4 of 8 are drawn
+    c = thinker.search(QUESTIONS, strategy="consensus", n=8, tau=0.01, max_new_tokens=48, seed=1)
+    assert [len(x.candidates) for x in c] == [4, 4] and [x.prompt for x in c] == QUESTIONS
+    d = thinker.search("Compute 3+5.", strategy="deepconf_low", n=8, max_new_tokens=48, seed=1)
+    assert len(d.candidates) == 8 and d.answer == d.chosen.answer
+    with pytest.raises(ConfigError, match="deepconf_high votes by the model's own confidence"):
+        thinker.search("Compute 1+1.", strategy="deepconf_high", verifier="runs/prm")

@@ -114,3 +114,28 @@ def test_reasoning_effort_sets_one_budget(run, data_dir, tmp_path, reward_model_
     assert list(outputs["curves"]["curves"]["majority"]) == [2]
     # low effort searches half the depth (2 of 4 steps): N x 2 steps x step_tokens at most per problem
     assert outputs["searches"]["beam"][2]["generated_tokens"] <= 2 * 2 * config.search.step_tokens
+
+
+def test_confidence_strategies_run_beside_the_others(data_dir, tmp_path, reward_model_runs):
+    """The verifier-free confidence strategies through the same path: curves against the tokens they
+    generate, no verifier tokens, consensus rounds of `round_size` traces up to N."""
+    config = with_runs(tiny_config(data_dir), reward_model_runs)
+    config.search.update(strategies=("best_of_n", "deepconf_low", "consensus"), tau=0.5)
+    outputs = experiment.run(config, str(tmp_path))
+    curves = outputs["curves"]["curves"]
+    assert {"deepconf_low", "consensus", "majority"} <= set(curves)
+    path_tokens = config.search.depth * config.search.step_tokens  # one whole completion at most
+    for strategy, by_n in outputs["searches"].items():
+        assert sorted(by_n) == [2, 4], strategy
+        for n, point in by_n.items():
+            assert point["verifier_tokens"] == 0 and 0 < point["generated_tokens"] <= n * path_tokens
+            assert point["stopped"] <= point["traces"] <= n
+            assert outputs["curves"]["compute"][strategy][n] == point["generated_tokens"]
+    # deepconf_low at N=2: both traces are the warm-up (n_init = max(2, N/4)), so none is stopped
+    low = outputs["searches"]["deepconf_low"][2]
+    assert (low["traces"], low["stopped"]) == (2.0, 0.0)
+    # consensus draws rounds of round_size=2 traces: 2 at N=2, 2 or 4 per problem at N=4
+    assert outputs["searches"]["consensus"][2]["traces"] == 2.0
+    assert 2.0 <= outputs["searches"]["consensus"][4]["traces"] <= 4.0
+    assert "| consensus |" in (tmp_path / "scaling.md").read_text()
+    assert (tmp_path / "scaling.png").stat().st_size > 10_000

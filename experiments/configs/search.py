@@ -14,6 +14,11 @@ scaling.md, compute_optimal.md and search_results.json. Fields on top of the PRM
   large-N best-of-N run the sampling curves are drawn from, step shape (`step_tokens` x `depth`),
   beam width M, lookahead, MCTS trees and exploration, `reasoning_effort` (low / medium / high:
   N, M, depth and thinking budget together, overriding the budgets) and `budget_tokens` (thinking cap).
+  The verifier-free confidence strategies (Fu et al. 2025, "Deep Think with Confidence") can be added to
+  `strategies`: `confidence_weighted`, `deepconf_low`, `deepconf_high`, `consensus`, e.g.
+  `--config.search.strategies="('best_of_n','beam','deepconf_low','consensus')"`; they sample whole
+  completions of `depth x step_tokens` tokens and take the knobs `eta`, `window`, `tau`, `n_init`,
+  `confidence_k`, `round_size`. Their curves are drawn beside the others, against the tokens they generate.
 `:tiny` shrinks everything to check a setup in seconds.
 """
 
@@ -44,6 +49,14 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
             verifier_kind="prm",
             mcts_trees=1,
             mcts_exploration=1.0,
+            # confidence strategies: percentage of traces kept by confidence (None: the strategy's preset,
+            # 10 for deepconf_low, 90 for deepconf_high, all traces for confidence_weighted and consensus)
+            eta=placeholder(float),
+            window=16,  # tokens in the sliding window of the group confidence
+            tau=0.95,  # consensus: the confidence-weighted vote share that stops drawing traces
+            n_init=0,  # deepconf_*: warm-up traces per problem that set the stop threshold (0: max(2, N/4))
+            confidence_k=20,  # top-k log-probs of the token confidence
+            round_size=4,  # consensus: traces per problem per round (at most N; N a multiple of it)
             reasoning_effort=placeholder(str),
             budget_tokens=placeholder(int),
             num_draws=100,
@@ -66,5 +79,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
             bootstrap=20,
             difficulty_samples=2,
             difficulty_bins=2,
+            window=4,
+            round_size=2,
         )
     return c

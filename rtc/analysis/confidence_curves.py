@@ -61,11 +61,13 @@ def point(per_problem: np.ndarray, tokens: float, seconds: float, resamples: int
 
 
 def table(points: Mapping[str, Mapping[int, dict]], reference: str = "majority") -> str:
-    """Markdown: one row per (method, N): tokens per problem, tokens as a share of `reference` at the same
-    N, accuracy with its interval, wall-clock seconds and, where given, the share of traces stopped early."""
+    """Markdown: one row per (method, N): traces drawn and tokens per problem, tokens as a share of
+    `reference` at the same N, accuracy with its interval, wall-clock seconds and, where given, the share of
+    traces stopped early."""
     lines = [
-        "| method | N | tokens / problem | tokens vs majority | accuracy | 95% interval | seconds | stopped |",
-        "|---|---|---|---|---|---|---|---|",
+        "| method | N | traces / problem | tokens / problem | tokens vs majority | accuracy | 95% interval "
+        "| seconds | stopped |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for method, by_n in points.items():
         for n, p in sorted(by_n.items()):
@@ -74,7 +76,7 @@ def table(points: Mapping[str, Mapping[int, dict]], reference: str = "majority")
             mean, low, high = p["accuracy"]
             stopped = f"{p['stopped']:.2f}" if "stopped" in p else "-"
             lines.append(
-                f"| {method} | {n} | {p['tokens']:.1f} | {share} | {mean:.3f} | [{low:.3f}, {high:.3f}] | "
+                f"| {method} | {n} | {p.get('traces', n):.1f} | {p['tokens']:.1f} | {share} | {mean:.3f} | [{low:.3f}, {high:.3f}] | "
                 f"{p['seconds']:.1f} | {stopped} |"
             )
     return "\n".join(lines)

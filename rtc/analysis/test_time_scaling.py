@@ -4,7 +4,10 @@
    majority@k, weighted@k and pass@k (unbiased estimator), with bootstrap intervals, and the oracle
    curve `1 - (1 - p)^N` of the seed (Brown et al. 2024; Snell et al. 2024).
 2. Beam search, DVTS and MCTS run at each budget N (generations per problem, Snell et al.'s unit of
-   compute); each also reports generated and verifier tokens and FLOPs per problem.
+   compute); each also reports generated and verifier tokens and FLOPs per problem. So do the
+   verifier-free confidence strategies (Fu et al. 2025, "Deep Think with Confidence": confidence-weighted
+   voting, DeepConf online early stopping, adaptive sampling until consensus), whose tokens per problem
+   fall below N whole samples when traces stop early or consensus comes first.
 3. Compute-optimal selection (Snell et al. 2024): problems are binned by predicted difficulty (the
    PRM's mean score over a few samples: no ground truth), the best strategy per bin and budget is
    fitted on one half of the problems and evaluated on the other (two-fold), and compared with
@@ -39,10 +42,10 @@ from rtc.sampling.rules import SamplingRule
 from rtc.analysis import by_difficulty, compute_optimal, scaling
 from rtc.eval import voting
 from rtc.search import runner
-from rtc.search.config import EFFORT, SearchConfig, from_effort
+from rtc.search.config import CONFIDENCE_STRATEGIES, EFFORT, SearchConfig, from_effort
 
 RESULTS_FILE = "search_results.json"
-SEARCH_STRATEGIES = ("beam", "dvts", "mcts")
+SEARCH_STRATEGIES = ("beam", "dvts", "mcts", *CONFIDENCE_STRATEGIES)
 
 
 def load_models(config, workdir: epath.Path):
@@ -81,8 +84,9 @@ def search_config(config, tokenizer, strategy: str, n: int) -> SearchConfig:
     s = config.search
     limit = thinking_limit(s.depth * s.step_tokens, budget_tokens=s.budget_tokens)
     budget = ThinkingBudget(tokenizer.think_start_id, tokenizer.think_end_id, max_thinking_tokens=limit)
+    confidence = strategy in CONFIDENCE_STRATEGIES  # whole completions as one step of depth x step_tokens
     fields = dict(
-        step_tokens=s.step_tokens,
+        step_tokens=s.depth * s.step_tokens if confidence else s.step_tokens,
         stop_ids=tuple(tokenizer.stop_ids),
         delimiter_id=tokenizer.step_id,
         pad_id=tokenizer.pad_id,
@@ -90,6 +94,8 @@ def search_config(config, tokenizer, strategy: str, n: int) -> SearchConfig:
         aggregation=s.aggregation,
         verifier_kind=s.verifier_kind,
     )
+    if confidence:
+        fields |= confidence_fields(s, EFFORT[s.reasoning_effort]["n"] if s.reasoning_effort else n)
     if s.reasoning_effort:  # N, M, depth and thinking (a share of the path's tokens) from one knob
         thinking = limit if limit is not None else s.depth * s.step_tokens
         return from_effort(s.reasoning_effort, strategy, s.depth, thinking, budget=budget, **fields)
@@ -98,25 +104,48 @@ def search_config(config, tokenizer, strategy: str, n: int) -> SearchConfig:
         extra = dict(trees=s.mcts_trees, exploration=s.mcts_exploration)
     elif strategy in ("beam", "dvts"):
         extra = dict(lookahead=s.lookahead)
+    if confidence:
+        return SearchConfig(strategy=strategy, n=n, m=1, depth=1, budget=budget, **fields)
     m = 1 if strategy == "best_of_n" else min(s.beam_width, n)
     return SearchConfig(strategy=strategy, n=n, m=m, depth=s.depth, budget=budget, **fields, **extra)
 
 
+def confidence_fields(s, n: int) -> dict:
+    """The confidence strategies' knobs of `config.search` (a consensus round is at most N traces)."""
+    return dict(
+        confidence_k=s.confidence_k,
+        window=s.window,
+        eta=s.eta,
+        n_init=s.n_init,
+        tau=s.tau,
+        round_size=min(s.round_size, n),
+    )
+
+
 def search_all(models, prompts, cfg: SearchConfig, batch_problems: int, rng, mesh) -> runner.SearchResult:
-    """Searches `prompts` in batches of `batch_problems` (the last padded, so one program serves all)."""
+    """Searches `prompts` in batches of `batch_problems` (the last padded, so one program serves all).
+    The confidence strategies read each completion's answer and return a `runner.ConfidenceResult`."""
     tokenizer, policy, params, verifier, vparams = models
+    answer_of = lambda ids: extract_answer(tokenizer.decode(ids))  # noqa: E731
     parts = []
     for start in range(0, len(prompts), batch_problems):
         chunk = prompts[start : start + batch_problems]
         real = len(chunk)
         chunk = chunk + [chunk[0]] * (batch_problems - real)
-        out = runner.run(policy, params, verifier, vparams, chunk, jax.random.fold_in(rng, start), cfg, mesh)
+        rng_chunk = jax.random.fold_in(rng, start)
+        out = runner.run(policy, params, verifier, vparams, chunk, rng_chunk, cfg, mesh, answer_of=answer_of)
         parts.append({k: v[:real] if np.ndim(v) else v for k, v in out.__dict__.items()})
-    merged = {
-        k: np.concatenate([p[k] for p in parts]) if np.ndim(parts[0][k]) else max(p[k] for p in parts)
-        for k in parts[0]
-    }
-    return runner.SearchResult(**merged)
+    return type(out)(**{k: merge([p[k] for p in parts], total=k == "seconds") for k in parts[0]})
+
+
+def merge(parts: list, total: bool = False):
+    """One field of the batches' results: lists and arrays joined along problems; a scalar the largest
+    (steps), or the sum when `total` (seconds)."""
+    if isinstance(parts[0], list):
+        return [row for part in parts for row in part]
+    if np.ndim(parts[0]):
+        return np.concatenate(parts)
+    return sum(parts) if total else max(parts)
 
 
 def grade(result: runner.SearchResult, tokenizer, task, records) -> tuple[np.ndarray, list[list[str | None]]]:
@@ -145,6 +174,18 @@ def strategy_point(result, correct, answers) -> dict:
     }
 
 
+def confidence_point(result) -> dict:
+    """A confidence strategy's traces drawn and stopped early per problem, and its sampler seconds (rows
+    that stopped early keep their slot until the call ends, so seconds fall slower than tokens)."""
+    if not isinstance(result, runner.ConfidenceResult):
+        return {}
+    return {
+        "traces": float(result.drawn.sum(axis=1).mean()),
+        "stopped": float(result.stopped.sum(axis=1).mean()),
+        "seconds": float(result.seconds),
+    }
+
+
 def summary(values: np.ndarray, rng, resamples: int) -> list[float]:
     return [float(values.mean()), *scaling.bootstrap_interval(values, resamples, rng=rng)]
 
@@ -169,6 +210,7 @@ def search_budgets(config, models, prompts, records, task, budgets, rng, np_rng,
                 "generated_tokens": float(point["generated_tokens"].mean()),
                 "verifier_tokens": float(point["verifier_tokens"].mean()),
                 "flops": float(point["flops"].mean()),
+                **confidence_point(out),
             }
             logging.info(
                 "%s N=%d: accuracy %.3f, %.0f tokens/problem",
@@ -241,7 +283,8 @@ def prepare(config, workdir: epath.Path, mesh) -> tuple:
     s = config.search
     unknown = set(s.strategies) - {"best_of_n", *SEARCH_STRATEGIES}
     if unknown:
-        raise ConfigError(f"unknown search.strategies {sorted(unknown)}; known: best_of_n, beam, dvts, mcts")
+        known = ", ".join(["best_of_n", *SEARCH_STRATEGIES])
+        raise ConfigError(f"unknown search.strategies {sorted(unknown)}; known: {known}")
     # reasoning_effort names one budget for every strategy; otherwise each runs at every N of `budgets`
     budgets = [EFFORT[s.reasoning_effort]["n"]] if s.reasoning_effort else list(s.budgets)
     tokenizer, policy, params, verifier, vparams = load_models(config, workdir)
