@@ -1,11 +1,12 @@
-"""GRPO vs PPO (seed 23.3) and cold start vs RL from scratch (DeepSeek-R1), in one command.
+"""GRPO vs PPO (seed 23.3), dynamic sampling on and off, and cold start vs RL from scratch (DeepSeek-R1).
 
 Usage:  python -m experiments.rl_runs --workdir=DIR [--steps=60] [--scratch_steps=20] [--only=grpo,ppo]
 Runs, each into DIR/NAME (a stopped run resumes; a finished one is only evaluated again):
-  sft      the quickstart SFT (600 steps): the cold start and the KL reference;
-  grpo     SFT then GRPO (`experiments/configs/grpo.py`);
-  ppo      SFT then PPO with a critic (`grpo.py:ppo`), same model, data and budget;
-  scratch  GRPO from random weights (`grpo.py:scratch`): no cold start;
+  sft          the quickstart SFT (600 steps): the cold start and the KL reference;
+  grpo         SFT then GRPO (`experiments/configs/grpo.py`: DAPO dynamic sampling, prompts of levels 2-4);
+  grpo_static  the same without dynamic sampling (zero-variance groups masked, never replaced);
+  ppo          SFT then PPO with a critic (`grpo.py:ppo`), same model, data, sampling and budget;
+  scratch      GRPO from random weights (`grpo.py:scratch`): no cold start;
 then writes DIR/rl_table.md (held-out accuracy, reward, KL, clipping, entropy, trained-state memory, peak
 RSS, s/step) and DIR/rl_curves.png (training curves) with `experiments/summarize_rl.py`.
 Measured results and runtimes: experiments/README.md ("Reinforcement learning on arithmetic").
@@ -27,6 +28,13 @@ def commands(workdir: Path, steps: int, scratch_steps: int) -> dict[str, list[st
     return {
         "sft": [*main, f"--config={CONFIGS / 'quickstart.py'}", f"--workdir={sft}"],
         "grpo": [*main, f"--config={CONFIGS / 'grpo.py'}", f"--workdir={workdir / 'grpo'}", *rl],
+        "grpo_static": [
+            *main,
+            f"--config={CONFIGS / 'grpo.py'}",
+            f"--workdir={workdir / 'grpo_static'}",
+            *rl,
+            "--config.rl.dynamic_sampling=False",
+        ],
         "ppo": [*main, f"--config={CONFIGS / 'grpo.py'}:ppo", f"--workdir={workdir / 'ppo'}", *rl],
         "scratch": [
             *main,
@@ -44,7 +52,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--scratch_steps", type=int, default=20, help="RL steps of the run without cold start"
     )
-    parser.add_argument("--only", default="sft,grpo,ppo,scratch", help="comma-separated runs to do")
+    parser.add_argument(
+        "--only", default="sft,grpo,grpo_static,ppo,scratch", help="comma-separated runs to do"
+    )
     args = parser.parse_args(argv)
     workdir = Path(args.workdir)
     wanted = args.only.split(",")

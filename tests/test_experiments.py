@@ -130,8 +130,9 @@ def test_rl_runs_commands_share_the_cold_start_and_budget(tmp_path):
     from experiments import rl_runs
 
     cmds = rl_runs.commands(tmp_path, 60, 20)
-    assert list(cmds) == ["sft", "grpo", "ppo", "scratch"]
-    for name in ("grpo", "ppo"):
+    assert list(cmds) == ["sft", "grpo", "grpo_static", "ppo", "scratch"]
+    assert "--config.rl.dynamic_sampling=False" in cmds["grpo_static"]
+    for name in ("grpo", "grpo_static", "ppo"):
         assert f"--config.policy_workdir={tmp_path / 'sft'}" in cmds[name]
         assert "--config.rl.num_steps=60" in cmds[name]
     assert cmds["ppo"][3].endswith("grpo.py:ppo") and cmds["scratch"][3].endswith("grpo.py:scratch")

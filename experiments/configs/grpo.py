@@ -43,10 +43,12 @@ def rl_block() -> ml_collections.ConfigDict:
         # DAPO dynamic sampling: each round draws `oversample` x prompts_per_step prompts; rounds repeat
         # until prompts_per_step groups with differing rewards are found (or max_rounds); the update
         # trains on those (any shortfall filled with masked zero-variance groups)
-        level_weights="",  # e.g. "2:1,3:2,4:1": draw prompts by level (arithmetic); "": all problems
-        dynamic_sampling=False,
+        # prompts by level, where the cold-started policy's pass@8 far exceeds its pass@1 (level 1 is
+        # solved, level 5 out of reach); "": every problem (the task's own mix)
+        level_weights="2:1,3:1,4:1",
+        dynamic_sampling=True,
         oversample=2,
-        max_rounds=1,
+        max_rounds=3,
         overlong_filter=False,  # DAPO: completions cut by max_new_tokens get no loss
         logprob_parity=True,  # log max |sampler log p - learner log p| (free with mu > 1)
         process_supervision=False,  # advantages from a PRM's step rewards (rewards.prm_workdir)
@@ -81,6 +83,8 @@ def get_config(arg: str = ""):
     if "scratch" in parts:
         c.sft.num_steps = 0
         c.rl.learning_rate = 1e-3
+        # a random policy's groups are all wrong: rounds of dynamic sampling would find nothing to keep
+        c.rl.update(dynamic_sampling=False, level_weights="")
     if "tiny" in parts:
         common.shrink(c)
         c.sft.update(num_steps=2, checkpoint_every=2)

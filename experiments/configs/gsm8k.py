@@ -56,6 +56,7 @@ def real_data(arg: str, name: str, seq_len: int, context: int, new_tokens: int, 
     tiny = "tiny" in parts
     if "grpo" in parts:
         c = grpo.get_config("tiny" if tiny else "")
+        c.rl.level_weights = ""  # the problems have no difficulty levels
         if not tiny:
             c.rl.update(prompts_per_step=8, group_size=8)
     elif "search" in parts:

@@ -155,7 +155,10 @@ def device_draw(source: Source, draw: Callable) -> Callable:
 
     def one_round(state, batch: Rollouts, host: dict):
         state, key = learner.split_rng(state)
-        out, total = draw(state["params"]["policy"], batch.prompts, batch.lengths, key, source.gold(batch))
+        policy = state["params"]["policy"]
+        out, total, per_fn = draw(policy, batch.prompts, batch.lengths, key, source.gold(batch))
+        for k, v in per_fn.items():
+            host.setdefault(f"reward/{k}", []).append(float(v.mean()))
         return state, out, total, source.decode(out)
 
     return one_round

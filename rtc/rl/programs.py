@@ -138,14 +138,14 @@ def make_fused_step(
 
 
 def make_draw(model, sampler_cfg, reward: DeviceReward, rows):
-    """`draw(params, prompts, prompt_lengths, key, gold) -> (rollout, rewards f32[B])`: one round of dynamic
-    sampling with on-device rewards (sample and score in one program, no update)."""
+    """`draw(params, prompts, prompt_lengths, key, gold) -> (rollout, rewards f32[B], per-function rewards)`:
+    one round of dynamic sampling with on-device rewards (sample and score in one program, no update)."""
 
     def draw(params, prompts, prompt_lengths, key, gold):
         out = sampler.sample_rows(
             model, params, prompts, prompt_lengths, key, sampler_cfg, None, jnp.float32, rows
         )
-        return out, reward(out.tokens, out.lengths, gold)[0]
+        return (out, *reward(out.tokens, out.lengths, gold))
 
     return jax.jit(draw)
 
