@@ -1,18 +1,4 @@
-"""The Python API: load a reasoning model from anywhere, generate with a thinking budget, search with a verifier.
-
-    import rtc
-
-    reasoner = rtc.load("runs/quickstart")            # a run's workdir, a checkpoint folder or a hub id
-    out = reasoner.generate(["Compute 7+2."], budget_tokens=32)
-    print(out[0].thinking, out[0].answer, out[0].thinking_tokens)
-    best = reasoner.search(["Compute 7+2."], verifier="runs/prm", strategy="beam", n=8)
-
-`generate` runs every text (times `n` samples) as one batch through the compiled sampler
-(`rtc.sampling.sampler`): prompts are padded to a length bucket and the batch to a power of two, so
-calls of similar size reuse one program. `search` runs the compiled search (`rtc.search.runner`:
-best-of-N, PRM beam search, DVTS, MCTS), samples and takes the majority vote (`rtc.eval.voting`), or runs
-a verifier-free confidence strategy (DeepConf, Fu et al. 2025: `rtc.search.config`).
-"""
+"""`Reasoner`: a loaded model that generates with a thinking budget and searches with a verifier."""
 
 import dataclasses
 import math
@@ -22,14 +8,10 @@ from typing import Callable, Sequence
 import jax
 import numpy as np
 
-from rtc import recipes
 from rtc.data.answers import extract_answer
 from rtc.data.format import prompt_tokens
 from rtc.errors import ConfigError
 from rtc.eval import voting
-from rtc.pretrained.checkpoint import load_pretrained
-from rtc.pretrained.export import export
-from rtc.rewards import training as rm_training
 from rtc.sampling import sampler as sampler_lib
 from rtc.sampling.budget import ThinkingBudget, thinking_limit
 from rtc.sampling.rules import SamplingRule
@@ -37,87 +19,11 @@ from rtc.sampling.stream import StreamPrinter
 from rtc.search import runner
 from rtc.search.config import CONFIDENCE_STRATEGIES, SearchConfig
 
+from rtc.api.results import Generation, Sample, SearchResult, Verifier, _parse, load_verifier
+
 DEFAULT_MAX_NEW_TOKENS = 256
 DEFAULT_STEP_TOKENS = 16
 SEARCH_STRATEGIES = ("best_of_n", "beam", "dvts", "mcts", "majority", *CONFIDENCE_STRATEGIES)
-
-
-@dataclasses.dataclass(frozen=True)
-class Sample:
-    """One completion: its text, the thinking trace and answer read out of it, and its token counts.
-
-    `thinking_tokens` are the tokens between `<think>` and `</think>` (what a budget caps);
-    `answer_tokens` those after `</think>` (all of them when there is no thinking block).
-    """
-
-    text: str
-    thinking: str
-    answer: str | None
-    thinking_tokens: int
-    answer_tokens: int
-    tokens: tuple[int, ...]
-    finished: bool  # ended with a stop token (else it ran out of max_new_tokens)
-
-    @property
-    def num_tokens(self) -> int:
-        return len(self.tokens)
-
-
-@dataclasses.dataclass(frozen=True)
-class Generation:
-    """The `n` samples of one text; `.text`, `.thinking`, `.answer` and the counts are the first's."""
-
-    prompt: str
-    samples: tuple[Sample, ...]
-
-    text = property(lambda self: self.samples[0].text)
-    thinking = property(lambda self: self.samples[0].thinking)
-    answer = property(lambda self: self.samples[0].answer)
-    thinking_tokens = property(lambda self: self.samples[0].thinking_tokens)
-    answer_tokens = property(lambda self: self.samples[0].answer_tokens)
-    num_tokens = property(lambda self: self.samples[0].num_tokens)
-    finished = property(lambda self: self.samples[0].finished)
-
-
-@dataclasses.dataclass(frozen=True)
-class SearchResult:
-    """One text's search: every candidate with its score, and the chosen one (`best`).
-
-    `scores`: the verifier's path scores (majority: each candidate's share of the votes; confidence
-    strategies: each trace's confidence, its lowest sliding-window group confidence); a duplicate
-    candidate (a copy another branch also holds) is marked in `duplicate`.
-    """
-
-    prompt: str
-    candidates: tuple[Sample, ...]
-    scores: tuple[float, ...]
-    duplicate: tuple[bool, ...]
-    best: int
-
-    @property
-    def chosen(self) -> Sample:
-        return self.candidates[self.best]
-
-    answer = property(lambda self: self.chosen.answer)
-    thinking = property(lambda self: self.chosen.thinking)
-    text = property(lambda self: self.chosen.text)
-
-
-@dataclasses.dataclass(frozen=True)
-class Verifier:
-    """A trained ORM or PRM (`rtc.rewards`): its model with the scalar head, params, and how it scores."""
-
-    model: object
-    params: dict
-    kind: str  # "orm" or "prm"
-    aggregation: str  # how step scores make a path score (last / min / product / mean)
-
-
-def load_verifier(workdir: str | Path, step: int | None = None) -> Verifier:
-    """The reward model of a finished ORM/PRM run in `workdir` (default: its latest checkpoint)."""
-    model, params = rm_training.load_reward_model(workdir, step)
-    description = rm_training.load_description(workdir)
-    return Verifier(model, params, description["kind"], description["aggregation"])
 
 
 class _Relay:
@@ -132,25 +38,6 @@ class _Relay:
 
     def flush(self) -> None:
         pass
-
-
-def _parse(tokenizer, ids: list[int], thinking_tokens: int, stop_ids: Sequence[int]) -> Sample:
-    """The sample of one row's emitted tokens `ids` (up to and including its stop token)."""
-    start, end = tokenizer.think_start_id, tokenizer.think_end_id
-    opened = ids.index(start) + 1 if start in ids else (0 if thinking_tokens else None)
-    closed = ids.index(end) if end in ids else len(ids)
-    thinking = "" if opened is None else tokenizer.decode(ids[opened:closed])
-    after = ids[closed + 1 :] if end in ids else ([] if opened is not None else ids)
-    text = tokenizer.decode(ids)
-    return Sample(
-        text=text,
-        thinking=thinking,
-        answer=extract_answer(text),
-        thinking_tokens=int(thinking_tokens),
-        answer_tokens=len(after),
-        tokens=tuple(ids),
-        finished=bool(ids) and ids[-1] in stop_ids,
-    )
 
 
 def _batch_bucket(rows: int) -> int:
@@ -395,66 +282,3 @@ class Reasoner:
             SearchResult("", tuple(group), tuple(map(float, share[p])), (False,) * n, int(best[p]))
             for p, group in enumerate(groups)
         ]
-
-
-def _is_workdir(path: Path) -> bool:
-    return path.is_dir() and (path / recipes.CONFIG_FILE).is_file() and (path / "checkpoints").is_dir()
-
-
-def _download(hub_id: str) -> Path:
-    """The local snapshot of a Hugging Face hub model `owner/name`."""
-    from huggingface_hub import snapshot_download
-
-    try:
-        return Path(snapshot_download(repo_id=hub_id))
-    except Exception as error:  # offline, unknown repo, gated: the hub raises many kinds
-        raise ConfigError(
-            f"{hub_id} is not a local path, and downloading it from the Hugging Face Hub failed: "
-            f"{type(error).__name__}: {error}"
-        ) from error
-
-
-def load(source: str | Path, *, step: int | None = None) -> Reasoner:
-    """A `Reasoner` from any of:
-
-    - an rtc run's workdir, local or a URL such as `gs://bucket/run` (SFT, GRPO, PPO: its trained
-      policy; ORM / PRM: the policy it judged), at checkpoint `step` (default the latest);
-    - a pretrained checkpoint: a Hugging Face folder (config.json + safetensors, e.g. one written by
-      the `export` mode) or a llama2.c `.bin` with its tokenizer beside it;
-    - a Hugging Face hub id (`owner/name`), fetched with `huggingface_hub.snapshot_download`.
-    """
-    path = Path(source).expanduser()
-    if "://" in str(source) or _is_workdir(path):  # a URL (gs://, s3://) is a workdir: recipes reads it
-        run = str(source) if "://" in str(source) else path
-        config = recipes.read_config(run)
-        if config.mode in ("orm", "prm"):
-            run = config.policy_workdir or f"{str(run).rstrip('/')}/policy"
-        config, tokenizer, model, params = recipes.load_run(run, step)
-        return Reasoner(model, params, tokenizer, config, str(source))
-    if step is not None:
-        raise ConfigError(f"step={step} applies to an rtc run's workdir; {source} is a checkpoint")
-    if path.is_dir() and (path / recipes.CONFIG_FILE).is_file() and "mode" in recipes.read_config(path):
-        raise ConfigError(f"{source} is an rtc run without checkpoints: it has not trained yet")
-    if not path.exists():
-        if path.is_absolute() or str(source).count("/") != 1:
-            raise ConfigError(f"{source} does not exist (nor is it a hub id of the form owner/name)")
-        path = _download(str(source))
-    tokenizer, model, params = load_pretrained(path)
-    return Reasoner(model, params, tokenizer, None, str(source))
-
-
-def export_run(config, workdir: str | Path) -> Path:
-    """CLI mode `export`: the run in `workdir` (its checkpoint `config.step`, default the latest) as a
-    Hugging Face folder in `config.out_dir` (default WORKDIR/hf), tokenizer included."""
-    out_dir = str(config.out_dir or f"{str(workdir).rstrip('/')}/hf")
-    if "://" in out_dir:  # the safetensors writer and transformers read local folders
-        raise ConfigError(f"export writes a local folder; {out_dir} is remote: set --config.out_dir=DIR")
-    out_dir = Path(out_dir).expanduser()
-    _, tokenizer, model, params = recipes.load_run(workdir, config.step)
-    export(
-        out_dir, model.config, params, tokenizer, dtype=config.dtype, max_shard_bytes=config.max_shard_bytes
-    )
-    print(
-        f"exported {workdir} ({model.config.num_params / 1e6:.2f}M parameters, {config.dtype}) to {out_dir}"
-    )
-    return out_dir
