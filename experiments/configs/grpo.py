@@ -5,7 +5,10 @@ Command:   python -m rtc.main --config=experiments/configs/grpo.py --workdir=/tm
            (no cold start), `pretrained` start from llama2.c's stories260K (any checkpoint:
            `--config.pretrained=DIR`), `tiny` shrinks everything to check a setup in seconds)
 Hardware:  2 CPU cores.
-Runtime and result: experiments/README.md, "GRPO vs PPO" and "Cold start vs scratch" (measured).
+Runtime and result: experiments/README.md, "Reinforcement learning on arithmetic" and "Dynamic sampling and a
+           level-weighted prompt mix": from the quickstart's SFT run, 60 steps took 21 s/step (21 min plus
+           the evaluation) with other jobs on the 2 cores; sampled held-out accuracy 35.0% -> 37.3%, greedy
+           unchanged at 37.7%.
 
 The policy starts from `policy_workdir` (a finished SFT run) if set, else from a cold start of `sft.num_steps`
 SFT steps into WORKDIR/sft, else (`sft.num_steps=0`) from `pretrained` or random weights.
