@@ -204,9 +204,10 @@ def test_shrunk_run_logs_metrics_and_resumes_exactly(tmp_path, data_dir, sft_run
     resumed = [m for m in read_metrics(tmp_path / "resumed") if m.get("step") == 4 and "train/loss" in m][0]
     for key in ("train/loss", "train/reward_mean", "train/grad_norm", "train/kl"):
         assert resumed[key] == whole[key], key
-    # sample traces at every step (trace_every=1), one per prompt; the resumed run's file reads the same
+    # sample traces at every step (trace_every=1), one per prompt for the first trace_samples=4 prompts drawn
+    # (a round of dynamic sampling draws 2 x 2); the resumed run's file reads the same
     samples = traces.read_samples(tmp_path / "whole" / traces.TRACES_FILE)
-    assert [r["step"] for r in samples] == [1, 1, 2, 2, 3, 3, 4, 4]
+    assert [r["step"] for r in samples] == [step for step in (1, 2, 3, 4) for _ in range(4)]
     assert set(samples[0]) == {"step", "question", "completion", "correct", "self_corrects", "thrashes"}
     resumed_samples = traces.read_samples(tmp_path / "resumed" / traces.TRACES_FILE)
     assert [(r["step"], r["completion"]) for r in resumed_samples] == [
