@@ -42,6 +42,9 @@ class ModelConfig:
     rope_low_freq_factor: float = 1.0  # llama3 scaling only
     rope_high_freq_factor: float = 4.0  # llama3 scaling only
     rope_original_max_len: int = 8192  # llama3 scaling: the context the model was pretrained at
+    # Decoding only: 0 keeps one dense KV cache row per sequence; > 0 pages the cache in pages of this many
+    # slots, so a prompt's samples and a search's branches share their prefix (`rtc.model.paged_cache`).
+    kv_page_size: int = 0
 
     def __post_init__(self):
         if self.num_heads % self.num_kv_heads:
@@ -52,6 +55,8 @@ class ModelConfig:
             raise ConfigError(f"head_dim={self.head_dim} must be even for rotary positions")
         if self.activation not in ACTIVATIONS:
             raise ConfigError(f"activation={self.activation!r} is not one of {ACTIVATIONS}")
+        if self.kv_page_size < 0:
+            raise ConfigError(f"kv_page_size must be >= 0 (0: a dense cache), got {self.kv_page_size}")
         if self.rope_scaling not in ROPE_SCALINGS:
             raise ConfigError(f"rope_scaling={self.rope_scaling!r} is not one of {ROPE_SCALINGS}")
 

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 
 from rtc.errors import ConfigError
 from rtc.parallel.logical import constrain
-from rtc.model import kv_cache
+from rtc.model import kv_cache, paged_cache
 from rtc.model.config import ModelConfig
 
 _init = nn.initializers.normal(stddev=0.02)
@@ -118,7 +118,7 @@ class Block(nn.Module):
     config: ModelConfig
 
     @nn.compact
-    def __call__(self, x, positions, mask, layer_cache, cache_index):
+    def __call__(self, x, positions, mask, layer_cache, cache_index, plan=None):
         c = self.config
         e, h, hkv, d, f = c.embed_dim, c.num_heads, c.num_kv_heads, c.head_dim, c.mlp_dim
         dtype = jnp.dtype(c.dtype)
@@ -144,7 +144,14 @@ class Block(nn.Module):
         inv_freq = rope_frequencies(c) if c.rope_scaling else None
         q = apply_rope(q, positions, c.rope_theta, inv_freq)
         k = apply_rope(k, positions, c.rope_theta, inv_freq)
-        if layer_cache is not None:
+        if plan is not None:  # paged: write through the plan, read through the page table
+            layer_cache = {
+                "k": paged_cache.write(layer_cache["k"], k, plan),
+                "v": paged_cache.write(layer_cache["v"], v, plan),
+            }
+            k = paged_cache.gather(layer_cache["k"], plan.pages).astype(dtype)
+            v = paged_cache.gather(layer_cache["v"], plan.pages).astype(dtype)
+        elif layer_cache is not None:
             layer_cache = {
                 "k": kv_cache.write(layer_cache["k"], k, cache_index),
                 "v": kv_cache.write(layer_cache["v"], v, cache_index),
@@ -180,10 +187,12 @@ class Transformer(nn.Module):
             x = x * jnp.asarray(c.embed_scale, dtype)
         mask = _attention_mask(positions, cache)
         index = None if cache is None else cache["index"]
+        paged = cache is not None and paged_cache.is_paged(cache)
+        plan = paged_cache.plan_write(cache, tokens.shape[1]) if paged else None
         new_layers = []
         for i in range(c.num_layers):
             layer_cache = None if cache is None else cache["layers"][i]
-            x, layer_cache = Block(c, name=f"layer_{i}")(x, positions, mask, layer_cache, index)
+            x, layer_cache = Block(c, name=f"layer_{i}")(x, positions, mask, layer_cache, index, plan)
             new_layers.append(layer_cache)
         final_norm = self.param("final_norm", _norm_init(c), (c.embed_dim,))
         x = rms_norm(x, final_norm, c.norm_eps, c.norm_offset)
@@ -197,7 +206,9 @@ class Transformer(nn.Module):
             b_value = self.param("value_bias", nn.initializers.zeros, ())
             values = (jnp.einsum("bte,e->bt", x, w_value.astype(dtype)) + b_value).astype(jnp.float32)
         new_cache = None
-        if cache is not None:
+        if paged:
+            new_cache = paged_cache.after_write(cache, new_layers, plan, tokens.shape[1])
+        elif cache is not None:
             new_cache = {"layers": new_layers, "index": cache["index"] + tokens.shape[1]}
         logits = constrain(logits, ("batch", "length", "vocab"))  # [B, T, V]
         return logits.astype(jnp.float32), values, new_cache
@@ -214,7 +225,7 @@ def _attention_mask(positions: jax.Array, cache) -> jax.Array:
         causal = jnp.arange(t)[:, None] >= jnp.arange(t)[None, :]  # [T, T]
         segments = jnp.cumsum(positions == 0, axis=1)  # [B, T]
         return causal[None] & (segments[:, :, None] == segments[:, None, :])
-    s = cache["layers"][0]["k"].shape[2]
+    s = kv_cache.num_slots(cache)
     query_slots = cache["index"][:, None] + jnp.arange(t)[None, :]  # [B, T]
     return jnp.arange(s)[None, None, :] <= query_slots[:, :, None]
 
@@ -239,8 +250,16 @@ class Model:
         """`(params, i32[B, T], i32[B, T], cache | None) -> (f32[B, T, V], f32[B, T] | None, cache | None)`."""
         return Transformer(self.config).apply({"params": params}, tokens, positions, cache)
 
-    def init_cache(self, batch_size: int, max_len: int, dtype=jnp.float32) -> dict:
-        return kv_cache.init_cache(self.config, batch_size, max_len, dtype)
+    def init_cache(
+        self, batch_size: int, max_len: int, dtype=jnp.float32, num_pages: int | None = None
+    ) -> dict:
+        return kv_cache.init_cache(self.config, batch_size, max_len, dtype, num_pages)
+
+    def pool_pages(self, unique_rows: int, prompt_len: int, rows: int, new_tokens: int) -> int | None:
+        """Pages a paged cache needs for `unique_rows` prompts forked into `rows` rows that each write
+        `new_tokens` more (`paged_cache.pool_pages`); None for a dense cache."""
+        ps = self.config.kv_page_size
+        return paged_cache.pool_pages(unique_rows, prompt_len, rows, new_tokens, ps) if ps else None
 
     def grow_cache(self, cache: dict, max_len: int) -> dict:
         if max_len > self.config.max_seq_len:

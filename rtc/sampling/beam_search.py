@@ -183,13 +183,16 @@ def _beam_search(
     b, p = prompt_tokens.shape
     k, n = cfg.num_beams, cfg.max_new_tokens
     ends = phase_ends(n, cfg.cache_phases)
-    next_logits, cache = prefill(model, params, prompt_tokens, prompt_lengths, p + ends[0], cache_dtype)
+    num_pages = model.pool_pages(b, p, b * k, n)
+    next_logits, cache = prefill(
+        model, params, prompt_tokens, prompt_lengths, p + ends[0], cache_dtype, num_pages=num_pages
+    )
     v = next_logits.shape[-1]
     if v < cfg.num_candidates:
         raise ConfigError(
             f"beam search keeps {cfg.num_candidates} candidates a step, more than the {v} tokens"
         )
-    cache = jax.tree.map(lambda x: jnp.repeat(x, k, axis=0), cache)  # [B*K, ...], row b*K + k
+    cache = reorder(cache, jnp.repeat(jnp.arange(b), k))  # [B*K, ...], row b*K + k (paged: shared pages)
     # Only beam 0 is live at first (HF's -1e9 on the others), so the K beams start distinct.
     running_scores = jnp.broadcast_to(jnp.where(jnp.arange(k) == 0, 0.0, LOW), (b, k)).astype(jnp.float32)
     pads = jnp.full((b, k, n), cfg.pad_id, jnp.int32)

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rtc.model import kv_cache
 from rtc.parallel import mesh as mesh_lib
 from rtc.sampling import confidence as confidence_lib
 from rtc.sampling.budget import ThinkingBudget
@@ -209,6 +210,19 @@ def constrain(tree, sharding: jax.sharding.Sharding | None):
     return tree if sharding is None else jax.lax.with_sharding_constraint(tree, sharding)
 
 
+def constrain_cache(cache: dict, sharding: jax.sharding.Sharding | None) -> dict:
+    """`cache` with its row leaves constrained to `sharding` (a paged cache's pool is left to the compiler)."""
+    rows, rest = kv_cache.split_rows(cache)
+    return kv_cache.join(constrain(rows, sharding), rest)
+
+
+def fork(next_logits: jax.Array | None, cache: dict, rows: jax.Array) -> tuple[jax.Array | None, dict]:
+    """Row `r` continues from prefilled row `rows[r]` (`rows: i32[R]`): copies for a dense cache, shared
+    pages for a paged one."""
+    logits = None if next_logits is None else jnp.take(next_logits, rows, axis=0)
+    return logits, kv_cache.reorder(cache, rows)
+
+
 def prefill(
     model,
     params,
@@ -217,16 +231,18 @@ def prefill(
     cache_len: int,
     cache_dtype,
     cache_sharding: jax.sharding.Sharding | None = None,
+    num_pages: int | None = None,
 ) -> tuple[jax.Array | None, dict]:
     """Reads right-padded prompts into a fresh KV cache in one parallel forward pass.
 
     prompt_tokens: i32[B, P]; prompt_lengths: i32[B] (>= 1); the cache holds `cache_len` (>= P) slots of
-    `cache_dtype`, constrained to `cache_sharding` if given. Returns (f32[B, V] logits after each prompt's
-    last token, None for a model without them (a head-only verifier); cache whose `index: i32[B]` is each
-    row's next slot, its prompt length).
+    `cache_dtype`, its rows constrained to `cache_sharding` if given; a paged cache's pool has `num_pages`
+    pages (`Model.pool_pages`). Returns (f32[B, V] logits after each prompt's last token, None for a model
+    without them (a head-only verifier); cache whose `index: i32[B]` is each row's next slot, its prompt
+    length).
     """
     b, p = prompt_tokens.shape
-    cache = constrain(model.init_cache(b, cache_len, cache_dtype), cache_sharding)
+    cache = constrain_cache(model.init_cache(b, cache_len, cache_dtype, num_pages), cache_sharding)
     positions = jnp.broadcast_to(jnp.arange(p, dtype=jnp.int32), (b, p))
     logits, _, cache = model.apply(params, prompt_tokens, positions, cache)
     cache = {**cache, "index": prompt_lengths.astype(jnp.int32)}
@@ -298,24 +314,42 @@ def sample_rows(
     cache_dtype,
     batch_sharding: jax.sharding.Sharding | None,
     stop_threshold: jax.Array | None = None,
+    group: int = 1,
 ) -> SampleOutput:
     """The sampler, traceable inside a caller's `jax.jit` (`sample` is it compiled on its own).
 
     prompt_tokens: i32[B, P] right-padded; prompt_lengths: i32[B] (>= 1). `batch_sharding` (e.g. rows
     over the mesh's `data` axis) pins the KV cache to it; with the prompts placed the same way, sharding
     propagation keeps every `[B, ...]` array split by rows. `stop_threshold: f32[B]` (with
-    `cfg.confidence_k > 0`): each row's DeepConf online threshold (`init_decode_state`).
+    `cfg.confidence_k > 0`): each row's DeepConf online threshold (`init_decode_state`). `group` (static):
+    rows come in runs of `group` copies of one prompt (GRPO's G samples); each prompt is then prefilled once
+    and its samples share its cache pages (paged) or copies of its rows (dense).
     """
-    p = prompt_tokens.shape[1]
+    b, p = prompt_tokens.shape
     ends = phase_ends(cfg.max_new_tokens, cfg.cache_phases)
+    unique = b // group if _can_share(b, group, p, batch_sharding) else b
+    step = b // unique
+    num_pages = model.pool_pages(unique, p, b, cfg.max_new_tokens)
     next_logits, cache = prefill(
-        model, params, prompt_tokens, prompt_lengths, p + ends[0], cache_dtype, batch_sharding
+        model,
+        params,
+        prompt_tokens[::step],
+        prompt_lengths[::step],
+        p + ends[0],
+        cache_dtype,
+        batch_sharding,
+        num_pages,
     )
+    if step > 1:  # one prefill per prompt; its samples continue from it
+        next_logits, cache = fork(next_logits, cache, jnp.arange(b) // step)
+        cache = constrain_cache(cache, batch_sharding)
     thinking = prompt_opens_thinking(prompt_tokens, prompt_lengths, cfg.budget)
     state = init_decode_state(next_logits, cache, rng, cfg, thinking=thinking, stop_threshold=stop_threshold)
     for i, end in enumerate(ends):
         if i:
-            state = state.replace(cache=constrain(model.grow_cache(state.cache, p + end), batch_sharding))
+            state = state.replace(
+                cache=constrain_cache(model.grow_cache(state.cache, p + end), batch_sharding)
+            )
         state = jax.lax.while_loop(
             lambda s, end=end: (s.step < end) & ~jnp.all(s.done),
             lambda s: decode_step(model, params, cfg, stream, s),
@@ -335,7 +369,22 @@ def sample_rows(
     )
 
 
-sample = jax.jit(sample_rows, static_argnames=("model", "cfg", "stream", "cache_dtype", "batch_sharding"))
+def _can_share(b: int, group: int, p: int, sharding: jax.sharding.Sharding | None) -> bool:
+    """Whether `b / group` prefilled rows divide as the sharded batch does (else every row is prefilled)."""
+    if group <= 1 or b % group:
+        return False
+    if sharding is None:
+        return True
+    try:
+        sharding.shard_shape((b // group, p))
+    except ValueError:
+        return False
+    return True
+
+
+sample = jax.jit(
+    sample_rows, static_argnames=("model", "cfg", "stream", "cache_dtype", "batch_sharding", "group")
+)
 
 
 def bucket_length(length: int, buckets: Sequence[int] = PROMPT_BUCKETS) -> int:

@@ -16,6 +16,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
+from rtc.model import kv_cache
 from rtc.sampling import sampler as sampler_lib
 from rtc.search import scores as scores_lib
 from rtc.search.config import SearchConfig
@@ -35,6 +36,33 @@ class SearchState:
     thought: jax.Array  # i32[R]: thinking tokens so far
     force_mode: jax.Array  # i32[R]
     force_ptr: jax.Array  # i32[R]
+
+
+def split_pools(state: SearchState) -> tuple[SearchState, tuple]:
+    """(the state with only the `[R, ...]` leaves of its caches, the rest): a paged cache's page pool is
+    shared by every row, so gathers, scatters and row shardings leave it out (`join_pools` puts it back)."""
+    cache, rest = kv_cache.split_rows(state.cache)
+    verifier_cache, verifier_rest = kv_cache.split_rows(state.verifier_cache)
+    return state.replace(cache=cache, verifier_cache=verifier_cache), (rest, verifier_rest)
+
+
+def join_pools(state: SearchState, pools: tuple) -> SearchState:
+    """Inverse of `split_pools`."""
+    rest, verifier_rest = pools
+    return state.replace(
+        cache=kv_cache.join(state.cache, rest),
+        verifier_cache=kv_cache.join(state.verifier_cache, verifier_rest),
+    )
+
+
+def pin_pools(pools: tuple, held: SearchState | None) -> tuple:
+    """`pools` (`split_pools`) with the pages of `held`'s rows (split) pinned: a state joined to them never
+    writes into pages those rows name. None unpins."""
+    rest, verifier_rest = pools
+    return (
+        kv_cache.pin(rest, None if held is None else held.cache),
+        kv_cache.pin(verifier_rest, None if held is None else held.verifier_cache),
+    )
 
 
 def step_sampler_config(cfg: SearchConfig) -> sampler_lib.SamplerConfig:
@@ -60,28 +88,44 @@ def init_state(
     cfg: SearchConfig,
     cache_dtype,
     branches: int | None = None,
+    spare_rows: int = 0,
 ) -> SearchState:
     """The root of every problem's search, copied to `branches` (default `cfg.n`) rows: `R = B * n`.
 
     prompt_tokens: i32[B, P] right-padded; prompt_lengths: i32[B]. `verifier` None: no verifier cache.
+    A paged cache's pool also holds the pages of `spare_rows` more rows made from these (MCTS rollouts).
     """
     b, p = prompt_tokens.shape
     k = cfg.n if branches is None else branches
     # one step of slack: a finished or paused row still writes (unread) keys at its index, and the
     # verifier writes a whole step's S positions; without it those writes could clamp onto real slots
     cache_len = min(p + cfg.max_path_tokens + cfg.step_tokens, policy.max_seq_len)
+    r = b * k
+    new_tokens = cache_len - p
     next_logits, cache = sampler_lib.prefill(
-        policy, params, prompt_tokens, prompt_lengths, cache_len, cache_dtype
+        policy,
+        params,
+        prompt_tokens,
+        prompt_lengths,
+        cache_len,
+        cache_dtype,
+        num_pages=policy.pool_pages(b, p, r + spare_rows, new_tokens),
     )
     verifier_cache = None
     if verifier is not None:
         _, verifier_cache = sampler_lib.prefill(
-            verifier, verifier_params, prompt_tokens, prompt_lengths, cache_len, cache_dtype
+            verifier,
+            verifier_params,
+            prompt_tokens,
+            prompt_lengths,
+            cache_len,
+            cache_dtype,
+            num_pages=verifier.pool_pages(b, p, r + spare_rows, new_tokens),
         )
     thinking = sampler_lib.prompt_opens_thinking(prompt_tokens, prompt_lengths, cfg.budget)
     rows = jnp.repeat(jnp.arange(b), k)  # [R]: each problem's branches are contiguous
     copy = lambda tree: jax.tree.map(lambda x: jnp.take(x, rows, axis=0), tree)
-    r = b * k
+    fork = lambda c: None if c is None else kv_cache.reorder(c, rows)  # paged: branches share the prompt
     zeros = jnp.zeros((r,), jnp.int32)
     return SearchState(
         tokens=jnp.full((r, cfg.max_path_tokens), cfg.pad_id, jnp.int32),
@@ -89,8 +133,8 @@ def init_state(
         finished=jnp.zeros((r,), bool),
         duplicate=jnp.zeros((r,), bool),
         next_logits=copy(next_logits),
-        cache=copy(cache),
-        verifier_cache=copy(verifier_cache),
+        cache=fork(cache),
+        verifier_cache=fork(verifier_cache),
         scores=scores_lib.empty(r),
         thinking=copy(thinking),
         thought=zeros,

@@ -33,7 +33,7 @@ from jax.random import fold_in
 from rtc.search import expand as expand_lib
 from rtc.search import scores as scores_lib
 from rtc.search.config import SearchConfig
-from rtc.search.tree_search import SearchOutput, pin_rows
+from rtc.search.tree_search import SearchOutput, pin_rows, pin_state
 
 ROOT = 0
 
@@ -106,11 +106,17 @@ def expand(models, pool, tree: Tree, leaf, expanding, slot, rng, cfg: SearchConf
     """
     b, m = leaf.shape[0], cfg.m
     rows = jnp.arange(b)
-    leaf_state = jax.tree.map(lambda x: by_tree(x, b)[rows, leaf], pool)  # [B, ...]
+    nodes, pools = expand_lib.split_pools(pool)  # a paged cache's pool is shared, not a row
+    leaf_state = jax.tree.map(lambda x: by_tree(x, b)[rows, leaf], nodes)  # [B, ...]
     children = pin_rows(jax.tree.map(lambda x: jnp.repeat(x, m, axis=0), leaf_state), mesh)  # [B * M]
     live = jnp.repeat(expanding, m)
+    # paged: the children never write into a page some node names
+    children = expand_lib.join_pools(children, expand_lib.pin_pools(pools, nodes))
     children, step_lengths = expand_lib.expand(*models, children, rng, cfg, live=live)
-    pool = write_rows(pool, children, slot, b)
+    children, pools = expand_lib.split_pools(children)
+    nodes = write_rows(nodes, children, slot, b)
+    pool = expand_lib.join_pools(nodes, expand_lib.pin_pools(pools, None))
+    children = expand_lib.join_pools(children, expand_lib.pin_pools(pools, nodes))
     child_ids = slot + jnp.arange(m)[None, :]  # [1, M]
     tree = dataclasses.replace(
         tree,
@@ -206,6 +212,9 @@ def simulation(sim, carry, models, rng, cfg: SearchConfig, mesh):
     tree, finals, scores, spent = evaluate(
         models, children, tree, leaf, expanding, slot, fold_in(key, 1), cfg
     )
+    # the rollouts wrote only pages no node names; the nodes go on with the pool as the rollouts left it
+    _, pools = expand_lib.split_pools(finals)
+    pool = expand_lib.join_pools(expand_lib.split_pools(pool)[0], expand_lib.pin_pools(pools, None))
     # the M rollout scores, or a terminal leaf's own score once more
     tree = backward(
         tree, leaf, jnp.where(expanding, float(m), 1.0), jnp.where(expanding, scores.sum(1), leaf_score)
@@ -257,8 +266,10 @@ def _search_mcts(
     prompt_lengths = jnp.repeat(prompt_lengths, trees, axis=0)
     b, nodes, simulations = prompt_tokens.shape[0], 1 + cfg.n, cfg.n // cfg.m
     models = (policy, params, verifier, verifier_params)
-    pool = expand_lib.init_state(*models, prompt_tokens, prompt_lengths, cfg, cache_dtype, branches=nodes)
-    pool = pin_rows(pool, mesh)  # [B * nodes] rows, every node starting as a copy of the root
+    pool = expand_lib.init_state(
+        *models, prompt_tokens, prompt_lengths, cfg, cache_dtype, branches=nodes, spare_rows=b * cfg.m
+    )
+    pool = pin_state(pool, mesh)  # [B * nodes] rows, every node starting as a copy of the root
     zeros_b = jnp.zeros((b,), jnp.int32)
     verified0 = prompt_lengths.astype(jnp.int32) if verifier is not None else zeros_b
     carry = (pool, init_tree(b, nodes, cfg.m), empty_candidates(b * cfg.n, cfg), zeros_b, verified0)

@@ -28,6 +28,7 @@ from rtc.sampling.rules import SamplingRule
 from rtc.sampling.sampler import constrain
 from rtc.search import scores as scores_lib
 from rtc.search.config import SearchConfig
+from rtc.search import expand as expand_lib
 from rtc.search.expand import SearchState, expand, init_state
 
 DATA_AXIS = "data"
@@ -57,6 +58,14 @@ def row_sharding(mesh) -> NamedSharding | None:
 def pin_rows(tree, mesh):
     """`tree` with every `[R, ...]` leaf constrained to split by rows over the mesh (as is without one)."""
     return constrain(tree, row_sharding(mesh))
+
+
+def pin_state(state: SearchState, mesh) -> SearchState:
+    """`pin_rows` for a search state: a paged cache's shared page pool is left to the compiler."""
+    if mesh is None:
+        return state
+    state, pools = expand_lib.split_pools(state)
+    return expand_lib.join_pools(pin_rows(state, mesh), pools)
 
 
 def local_block(rows: int, group: int, mesh) -> int | None:
@@ -155,12 +164,13 @@ def prune(state: SearchState, score: jax.Array, cfg: SearchConfig, mesh, placeme
     duplicate = jnp.where(settled, state.duplicate, state.finished[rows] & (jnp.arange(r) % copies > 0))
     rows = jnp.where(settled, jnp.arange(r), rows)
     block = None if placement == "global" else local_block(r, g, mesh)
+    state, pools = expand_lib.split_pools(state)  # paged caches: survivors share pages, none is copied
     if block is None and placement == "auto" and (r // mesh.shape[DATA_AXIS]) % copies == 0:
         # a group spans devices: exchange only the survivors (a settled group keeps its own rows)
         state = exchange_survivors(state, rows[::copies], copies, mesh, keep=settled)
     else:
         state = gather_rows(state, rows, block, mesh)
-    return state.replace(duplicate=duplicate)
+    return expand_lib.join_pools(state, pools).replace(duplicate=duplicate)
 
 
 def lookahead_scores(policy, params, verifier, verifier_params, state, rng, cfg: SearchConfig):
@@ -194,7 +204,7 @@ def _search(
     """prompt_tokens: i32[B, P] right-padded; prompt_lengths: i32[B]. `verifier` None: scores stay 0."""
     b = prompt_tokens.shape[0]
     k = cfg.n
-    state = pin_rows(
+    state = pin_state(
         init_state(
             policy, params, verifier, verifier_params, prompt_tokens, prompt_lengths, cfg, cache_dtype
         ),
