@@ -70,3 +70,19 @@ def test_cli_prints_a_table(capsys):
         assert row in out
     assert memory.main(["--mesh", "data=3", "--devices", "8"]) == 2
     assert "has 3 devices but 8 are used" in capsys.readouterr().err
+
+
+def test_kv_cache_bytes_by_hand():
+    c = model_config("test-tiny")  # 2 layers, 2 kv heads of 16: 2 * 2 * 16 * 4 = 256 bytes a slot and layer
+    assert memory.kv_bytes(c, rows=4, prompt_len=8, new_tokens=8) == 4 * 16 * 2 * 256
+    # paged, pages of 4: the prompt's 2 pages once, each row 8 / 4 + 1 pages; plus one layer's gathered rows
+    assert memory.kv_bytes(c, 4, 8, 8, page_size=4) == (2 + 4 * 3) * 4 * 2 * 256 + 4 * 16 * 256
+    budget = memory.kv_bytes(c, 10, 8, 8, page_size=4)
+    assert memory.largest_rows(c, budget, 8, 8, page_size=4) == 10
+    assert memory.largest_rows(c, budget - 1, 8, 8, page_size=4) == 9
+
+
+def test_decode_table_reports_the_largest_branch_count(capsys):
+    assert memory.main(["--preset", "1b", "--branches", "16", "--prompt", "2048", "--page-size", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "largest N on v5e (16 GiB)" in out and "KV cache dense / paged at N=16" in out

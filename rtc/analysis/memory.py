@@ -2,6 +2,11 @@
 
     python -m rtc.analysis.memory --preset 1b --mesh data=-1,fsdp=8 --devices 8 --batch 64 --seq 1024
 
+    python -m rtc.analysis.memory --preset 1b --branches 16 --prompt 2048 --new 256 --page-size 16 --chip v5e
+
+The second form is decoding: params plus the KV cache of N branches of one prompt (sampling or search),
+dense against paged (`rtc.model.paged_cache`), and the largest N that fits the chip.
+
 Params and optimizer state are measured, not modelled: the train state is built with `jax.eval_shape`
 (nothing allocated), sharded by `rules.py` over a device-free `AbstractMesh`, and each leaf counts
 the bytes of one shard (`NamedSharding.shard_shape`). Gradients are taken to be sharded like the
@@ -17,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rtc.errors import ConfigError
+from rtc.model import paged_cache
 from rtc.model.config import PRESETS, ModelConfig, model_config
 from rtc.model.transformer import Model, init_params
 from rtc.parallel import config_mesh, rules as rules_lib
@@ -129,6 +135,59 @@ def memory_per_chip(
     )
 
 
+def kv_bytes(
+    c: ModelConfig, rows: int, prompt_len: int, new_tokens: int, page_size: int = 0, dtype=jnp.float32
+) -> int:
+    """Bytes of the KV cache of `rows` branches of one `prompt_len`-token prompt, each writing `new_tokens`.
+
+    Dense: every row holds its copy of the prompt. Paged (`page_size > 0`): the pool the sampler and the
+    search allocate (`paged_cache.pool_pages`: the prompt's pages once, each row's own pages plus one), plus
+    one layer's keys and values read through the page tables (the reference attention gathers them).
+    """
+    itemsize = np.dtype(dtype).itemsize
+    per_slot_layer = 2 * c.num_kv_heads * c.head_dim * itemsize  # keys and values of one slot, one layer
+    if not page_size:
+        return rows * (prompt_len + new_tokens) * c.num_layers * per_slot_layer
+    pages = paged_cache.pool_pages(1, prompt_len, rows, new_tokens, page_size)
+    slots = paged_cache.pages_per_row(prompt_len + new_tokens, page_size) * page_size
+    return pages * page_size * c.num_layers * per_slot_layer + rows * slots * per_slot_layer
+
+
+def largest_rows(
+    c: ModelConfig, budget: int, prompt_len: int, new_tokens: int, page_size: int = 0, dtype=jnp.float32
+) -> int:
+    """The most branches whose KV cache fits `budget` bytes (0 if not even one)."""
+    low, high = 0, 1
+    while kv_bytes(c, high, prompt_len, new_tokens, page_size, dtype) <= budget:
+        low, high = high, high * 2
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (
+            (mid, high)
+            if kv_bytes(c, mid, prompt_len, new_tokens, page_size, dtype) <= budget
+            else (low, mid)
+        )
+    return low
+
+
+def format_decode_table(
+    c: ModelConfig, branches: int, prompt_len: int, new_tokens: int, page_size: int, chip: str
+) -> str:
+    """Params and KV cache of `branches` branches, dense and paged, and the largest N whose params and cache
+    fit `chip` (decoding temporaries, a few rows of logits, left out)."""
+    leaves = jax.tree.leaves(train_state_shapes(c)["params"])
+    params = sum(x.size * np.dtype(x.dtype).itemsize for x in leaves)
+    hbm = HBM_GIB[chip] * GIB
+    lines = [f"{'':<34}{'dense':>12}{'paged':>12}"]
+    dense, paged = (kv_bytes(c, branches, prompt_len, new_tokens, ps) for ps in (0, page_size))
+    lines.append(f"{f'KV cache, N={branches}':<34}{dense / GIB:>8.3f} GiB{paged / GIB:>8.3f} GiB")
+    lines.append(f"{'params (f32)':<34}{params / GIB:>8.3f} GiB{params / GIB:>8.3f} GiB")
+    largest = [largest_rows(c, hbm - params, prompt_len, new_tokens, ps) for ps in (0, page_size)]
+    lines.append(f"{f'largest N on {chip} ({HBM_GIB[chip]} GiB)':<34}{largest[0]:>12}{largest[1]:>12}")
+    lines.append(f"KV cache dense / paged at N={branches}: {dense / paged:.2f}x")
+    return "\n".join(lines)
+
+
 def format_table(memory: Memory, num_devices: int, compiled: bool = False) -> str:
     """Per chip and summed over chips, in GiB, then whether it fits each TPU generation's HBM."""
     rows = [
@@ -157,7 +216,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seq", type=int, default=1024, help="tokens per row")
     parser.add_argument("--dtype", default="", help="activation dtype (default: the preset's)")
     parser.add_argument("--compiled", action="store_true", help="activations from XLA:CPU's compiled step")
+    parser.add_argument("--branches", type=int, default=0, help="decoding: N branches of one prompt (> 0)")
+    parser.add_argument("--prompt", type=int, default=2048, help="decoding: prompt tokens")
+    parser.add_argument("--new", type=int, default=256, help="decoding: new tokens per branch")
+    parser.add_argument("--page-size", type=int, default=16, help="decoding: slots per KV page")
+    parser.add_argument("--chip", default="v5e", help=f"decoding: one of {', '.join(HBM_GIB)}")
     args = parser.parse_args(argv)
+    if args.branches:
+        if args.chip not in HBM_GIB or args.page_size < 1:
+            print(f"rtc: --chip must be one of {list(HBM_GIB)} and --page-size >= 1", file=sys.stderr)
+            return 2
+        c = model_config(args.preset)
+        print(
+            f"{args.preset} ({c.num_params / 1e6:,.0f}M params) decoding N={args.branches} branches of a "
+            f"{args.prompt}-token prompt, {args.new} new tokens each, f32 KV cache, pages of {args.page_size}"
+        )
+        print(format_decode_table(c, args.branches, args.prompt, args.new, args.page_size, args.chip))
+        return 0
     try:
         overrides = {"dtype": args.dtype} if args.dtype else {}
         c = model_config(args.preset, **overrides)

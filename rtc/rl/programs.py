@@ -119,7 +119,7 @@ def make_fused_step(
         state, key = learner.split_rng(state)
         policy = state["params"]["policy"]
         out = sampler.sample_rows(
-            parts.model, policy, prompts, prompt_lengths, key, sampler_cfg, None, jnp.float32, rows
+            parts.model, policy, prompts, prompt_lengths, key, sampler_cfg, None, jnp.float32, rows, group=g
         )
         rewards, per_fn = reward(out.tokens, out.lengths, gold)
         p = num_groups or rewards.shape[0] // g
@@ -137,24 +137,32 @@ def make_fused_step(
     return jax.jit(step, donate_argnums=0, in_shardings=(state_sharding, rows, rows, rows))
 
 
-def make_draw(model, sampler_cfg, reward: DeviceReward, rows):
+def make_draw(model, sampler_cfg, reward: DeviceReward, rows, group: int = 1):
     """`draw(params, prompts, prompt_lengths, key, gold) -> (rollout, rewards f32[B], per-function rewards)`:
-    one round of dynamic sampling with on-device rewards (sample and score in one program, no update)."""
+    one round of dynamic sampling with on-device rewards (sample and score in one program, no update).
+    Rows come in runs of `group` samples of one prompt, prefilled once."""
 
     def draw(params, prompts, prompt_lengths, key, gold):
         out = sampler.sample_rows(
-            model, params, prompts, prompt_lengths, key, sampler_cfg, None, jnp.float32, rows
+            model, params, prompts, prompt_lengths, key, sampler_cfg, None, jnp.float32, rows, group=group
         )
         return (out, *reward(out.tokens, out.lengths, gold))
 
     return jax.jit(draw)
 
 
-def make_rollout(model, sampler_cfg, rows):
-    """`rollout(params, prompts, prompt_lengths, key) -> SampleOutput` (the compiled sampler)."""
+def make_rollout(model, sampler_cfg, rows, group: int = 1):
+    """`rollout(params, prompts, prompt_lengths, key) -> SampleOutput` (the compiled sampler); rows come in
+    runs of `group` samples of one prompt, prefilled once."""
     cache_dtype = jnp.dtype(jnp.float32)
     return functools.partial(
-        sampler.sample, model, cfg=sampler_cfg, stream=None, cache_dtype=cache_dtype, batch_sharding=rows
+        sampler.sample,
+        model,
+        cfg=sampler_cfg,
+        stream=None,
+        cache_dtype=cache_dtype,
+        batch_sharding=rows,
+        group=group,
     )
 
 

@@ -172,14 +172,18 @@ def make_step(
             )
             sample_and_learn = draws.fused(source, fused)
         else:
-            draw = draws.device_draw(source, programs.make_draw(model, sampler_cfg, reward, rows))
+            draw = draws.device_draw(
+                source, programs.make_draw(model, sampler_cfg, reward, rows, r.group_size)
+            )
             learn = programs.make_learn_step(parts, (state_sharding, rows))
             sample_and_learn = draws.rounds(source, draw, learn, None)
     else:
         reward_fns = rule.make_reward_fns(task, r.max_new_tokens, config.rewards.overlong_cache)
         spec = rule.RewardSpec(weights, config.rewards.on_error)
         spec.check(list(reward_fns))
-        draw = draws.host_draw(source, programs.make_rollout(model, sampler_cfg, rows), reward_fns, spec)
+        draw = draws.host_draw(
+            source, programs.make_rollout(model, sampler_cfg, rows, r.group_size), reward_fns, spec
+        )
         learn = programs.make_learn_step(parts, (state_sharding, rows), step_reward_fn)
         sample_and_learn = draws.rounds(source, draw, learn, prm_params)
 
