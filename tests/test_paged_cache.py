@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from rtc.errors import ConfigError
-from rtc.model import Model, model_config, paged_cache
+from rtc.model import Model, model_config, paged_attention, paged_cache
 from rtc.sampling import beam_search, sampler
 from rtc.sampling.rules import SamplingRule
 from rtc.search import runner
@@ -36,7 +36,7 @@ def write(cache, values):
 
 def keys(cache):
     """f32[B, W * ps]: every row's slots read through its page table."""
-    return np.asarray(paged_cache.gather(cache["layers"][0]["k"], cache["pages"]))[:, 0, :, 0]
+    return np.asarray(paged_attention.gather(cache["layers"][0]["k"], cache["pages"]))[:, 0, :, 0]
 
 
 def test_fork_shares_full_pages_and_copies_the_partial_one_by_hand():
@@ -200,3 +200,24 @@ def test_pool_bound_at_sixteen_branches_of_a_long_prompt():
 def test_bad_page_size_is_named():
     with pytest.raises(ConfigError, match="kv_page_size"):
         model_config("test-tiny", kv_page_size=-1)
+
+
+def test_shared_prefix_attention_equals_attention_over_whole_rows():
+    """Two runs of three rows; each run shares a 2-page prefix (one of 7 slots: its last page partial)."""
+    ps, hkv, d, h, t = PS, 2, 8, 4, 2
+    keys_ = jax.random.split(jax.random.key(0), 3)
+    pool_k, pool_v = (jax.random.normal(k, (20, hkv, ps, d)) for k in keys_[:2])
+    q = jax.random.normal(keys_[2], (6, h, t, d))
+    prefix_pages = jnp.array([[0, 1], [2, 3]])  # run 0: slots 0-7 full; run 1: 7 slots, page 3 partial
+    lengths = jnp.array([8, 7])
+    own = jnp.array([[4, 5], [6, 7], [8, 9], [10, 11], [12, 13], [14, 15]])
+    pages = jnp.concatenate([jnp.repeat(prefix_pages, 3, axis=0), own, jnp.full((6, 1), -1)], axis=1)
+    # run 1's rows own a copy of the partial page 3 (copy-on-write), at column 1
+    pages = pages.at[3:, 1].set(jnp.array([16, 17, 18]))
+    index = jnp.repeat(lengths, 3) + jnp.array([3, 5, 6, 1, 4, 8])
+    query_slots = index[:, None] + jnp.arange(t)[None, :]
+    prefix = paged_attention.share_prefix(prefix_pages, lengths, 8, ps)
+    assert prefix["prefix_len"].tolist() == [8, 4]  # full pages only: run 1's partial page is each row's own
+    want = paged_attention.attend(q, pool_k, pool_v, pages, query_slots)
+    got = paged_attention.attend(q, pool_k, pool_v, pages, query_slots, prefix)
+    np.testing.assert_allclose(got, want, atol=1e-5)

@@ -70,6 +70,13 @@ def reorder(cache: dict, rows: jax.Array) -> dict:
     return jax.tree.map(lambda x: jnp.take(x, rows, axis=0), cache)
 
 
+def share_prefix(cache: dict, prompt_len: int) -> dict:
+    """A freshly prefilled cache whose prompts (`prompt_len` the padded width) rows forked from it will
+    share: a paged cache then reads each prompt once per run of rows (`paged_cache.share_prefix`); a dense
+    cache is returned as is."""
+    return paged_cache.share_prefix(cache, prompt_len) if paged_cache.is_paged(cache) else cache
+
+
 def num_slots(cache: dict) -> int:
     """Slots per row."""
     return paged_cache.num_slots(cache) if paged_cache.is_paged(cache) else cache["layers"][0]["k"].shape[2]

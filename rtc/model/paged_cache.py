@@ -14,8 +14,8 @@ a fresh page from the free list, or a copy of a shared one (copy-on-write, as vL
 for the partly filled last block), except that when every row naming a shared page writes into it the
 first of them keeps it. All of it is static-shape array code inside the caller's compiled program.
 
-Attention reads a row's keys through its page table (`gather`: the plain `jnp` reference, used on every
-backend here; Pallas's TPU `ragged_paged_attention` kernel is the drop-in for it on TPU).
+Attention reads a row's keys through its page table, and a prefix shared by a run of rows once for the
+run (`rtc.model.paged_attention`).
 """
 
 import math
@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from rtc.errors import ConfigError
+from rtc.model import paged_attention
 
 
 def pages_per_row(max_len: int, page_size: int) -> int:
@@ -172,26 +173,32 @@ def write(pool: jax.Array, new: jax.Array, plan: WritePlan) -> jax.Array:
     return pool.at[plan.page_ids, :, plan.offsets].set(values, mode="drop")
 
 
-def gather(pool: jax.Array, pages: jax.Array) -> jax.Array:
-    """`[B, Hkv, W * ps, D]`: each row's slots read through its page table (unallocated pages read page 0;
-    the attention mask never reaches them)."""
-    b, w = pages.shape
-    rows = jnp.take(pool, jnp.maximum(pages, 0), axis=0)  # [B, W, Hkv, ps, D]
-    _, _, hkv, ps, d = rows.shape
-    return rows.transpose(0, 2, 1, 3, 4).reshape(b, hkv, w * ps, d)
-
-
 def after_write(cache: dict, layers: list, plan: WritePlan, t: int) -> dict:
     """The cache once every layer wrote: the plan's table, `index + t`, the peak updated."""
     used = jnp.sum(refcounts(plan.pages, num_pages(cache)) + cache["pinned"] > 0)
     return {
+        **cache,
         "layers": layers,
         "pages": plan.pages,
         "index": cache["index"] + t,
         "peak": jnp.maximum(cache["peak"], used),
         "overflow": cache["overflow"] | plan.overflow,
-        "pinned": cache["pinned"],
     }
+
+
+def share_prefix(cache: dict, prompt_len: int) -> dict:
+    """The cache of U prefilled prompts (`prompt_len` the padded width) with their full pages marked as a
+    prefix that rows forked from them read once per run (`paged_attention`); fork them into runs of rows
+    (`reorder` with `rows = arange(B) // (B / U)`) and keep every later reorder within its run."""
+    return {
+        **cache,
+        **paged_attention.share_prefix(cache["pages"], cache["index"], prompt_len, page_size(cache)),
+    }
+
+
+def prefix(cache: dict) -> dict | None:
+    """The shared prefix (`share_prefix`), or None."""
+    return {k: cache[k] for k in ("prefix_pages", "prefix_len")} if "prefix_pages" in cache else None
 
 
 def pin(rest: dict, held: jax.Array | None) -> dict:

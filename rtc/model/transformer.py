@@ -19,7 +19,7 @@ import jax.numpy as jnp
 
 from rtc.errors import ConfigError
 from rtc.parallel.logical import constrain
-from rtc.model import kv_cache, paged_cache
+from rtc.model import kv_cache, paged_attention, paged_cache
 from rtc.model.config import ModelConfig
 
 _init = nn.initializers.normal(stddev=0.02)
@@ -118,7 +118,7 @@ class Block(nn.Module):
     config: ModelConfig
 
     @nn.compact
-    def __call__(self, x, positions, mask, layer_cache, cache_index, plan=None):
+    def __call__(self, x, positions, mask, layer_cache, cache_index, paged=None):
         c = self.config
         e, h, hkv, d, f = c.embed_dim, c.num_heads, c.num_kv_heads, c.head_dim, c.mlp_dim
         dtype = jnp.dtype(c.dtype)
@@ -144,20 +144,28 @@ class Block(nn.Module):
         inv_freq = rope_frequencies(c) if c.rope_scaling else None
         q = apply_rope(q, positions, c.rope_theta, inv_freq)
         k = apply_rope(k, positions, c.rope_theta, inv_freq)
-        if plan is not None:  # paged: write through the plan, read through the page table
+        if paged is not None:  # write through the plan, read through the page tables
+            plan, query_slots, prefix = paged
             layer_cache = {
                 "k": paged_cache.write(layer_cache["k"], k, plan),
                 "v": paged_cache.write(layer_cache["v"], v, plan),
             }
-            k = paged_cache.gather(layer_cache["k"], plan.pages).astype(dtype)
-            v = paged_cache.gather(layer_cache["v"], plan.pages).astype(dtype)
-        elif layer_cache is not None:
-            layer_cache = {
-                "k": kv_cache.write(layer_cache["k"], k, cache_index),
-                "v": kv_cache.write(layer_cache["v"], v, cache_index),
-            }
-            k, v = layer_cache["k"].astype(dtype), layer_cache["v"].astype(dtype)
-        out = attention(q, k, v, mask)  # [B, H, T, D]
+            out = paged_attention.attend(
+                q,
+                layer_cache["k"].astype(dtype),
+                layer_cache["v"].astype(dtype),
+                plan.pages,
+                query_slots,
+                prefix,
+            )
+        else:
+            if layer_cache is not None:
+                layer_cache = {
+                    "k": kv_cache.write(layer_cache["k"], k, cache_index),
+                    "v": kv_cache.write(layer_cache["v"], v, cache_index),
+                }
+                k, v = layer_cache["k"].astype(dtype), layer_cache["v"].astype(dtype)
+            out = attention(q, k, v, mask)  # [B, H, T, D]
         x = x + dense(
             out.transpose(0, 2, 1, 3).reshape(*x.shape[:2], h * d), w_o.reshape(h * d, e).astype(dtype)
         )
@@ -187,12 +195,15 @@ class Transformer(nn.Module):
             x = x * jnp.asarray(c.embed_scale, dtype)
         mask = _attention_mask(positions, cache)
         index = None if cache is None else cache["index"]
-        paged = cache is not None and paged_cache.is_paged(cache)
-        plan = paged_cache.plan_write(cache, tokens.shape[1]) if paged else None
+        paged = None
+        if cache is not None and paged_cache.is_paged(cache):  # pages decided once for every layer
+            plan = paged_cache.plan_write(cache, tokens.shape[1])
+            query_slots = index[:, None] + jnp.arange(tokens.shape[1])[None, :]  # [B, T]
+            paged, mask = (plan, query_slots, paged_cache.prefix(cache)), None
         new_layers = []
         for i in range(c.num_layers):
             layer_cache = None if cache is None else cache["layers"][i]
-            x, layer_cache = Block(c, name=f"layer_{i}")(x, positions, mask, layer_cache, index, plan)
+            x, layer_cache = Block(c, name=f"layer_{i}")(x, positions, mask, layer_cache, index, paged)
             new_layers.append(layer_cache)
         final_norm = self.param("final_norm", _norm_init(c), (c.embed_dim,))
         x = rms_norm(x, final_norm, c.norm_eps, c.norm_offset)
@@ -206,8 +217,8 @@ class Transformer(nn.Module):
             b_value = self.param("value_bias", nn.initializers.zeros, ())
             values = (jnp.einsum("bte,e->bt", x, w_value.astype(dtype)) + b_value).astype(jnp.float32)
         new_cache = None
-        if paged:
-            new_cache = paged_cache.after_write(cache, new_layers, plan, tokens.shape[1])
+        if paged is not None:
+            new_cache = paged_cache.after_write(cache, new_layers, paged[0], tokens.shape[1])
         elif cache is not None:
             new_cache = {"layers": new_layers, "index": cache["index"] + tokens.shape[1]}
         logits = constrain(logits, ("batch", "length", "vocab"))  # [B, T, V]

@@ -46,6 +46,9 @@ class SampleOutput:
     confidences: jax.Array | None = None  # f32[B, N]: each emitted token's DeepConf confidence; 0 after
     stopped: jax.Array | None = None  # bool[B]: ended by the online confidence stop, not a stop token
     trace: confidence_lib.TraceConfidence | None = None  # f32[B] per-trace confidences
+    # With a paged KV cache (`ModelConfig.kv_page_size > 0`), else None: i32[2], the most pages in use at
+    # once and the pages in the pool
+    kv_pages: jax.Array | None = None
 
 
 @flax.struct.dataclass
@@ -237,7 +240,8 @@ def prefill(
 
     prompt_tokens: i32[B, P]; prompt_lengths: i32[B] (>= 1); the cache holds `cache_len` (>= P) slots of
     `cache_dtype`, its rows constrained to `cache_sharding` if given; a paged cache's pool has `num_pages`
-    pages (`Model.pool_pages`). Returns (f32[B, V] logits after each prompt's last token, None for a model
+    pages (`Model.pool_pages`), and rows forked from a prompt must stay in runs (`kv_cache.share_prefix`).
+    Returns (f32[B, V] logits after each prompt's last token, None for a model
     without them (a head-only verifier); cache whose `index: i32[B]` is each row's next slot, its prompt
     length).
     """
@@ -245,7 +249,8 @@ def prefill(
     cache = constrain_cache(model.init_cache(b, cache_len, cache_dtype, num_pages), cache_sharding)
     positions = jnp.broadcast_to(jnp.arange(p, dtype=jnp.int32), (b, p))
     logits, _, cache = model.apply(params, prompt_tokens, positions, cache)
-    cache = {**cache, "index": prompt_lengths.astype(jnp.int32)}
+    # rows forked from these later read each prompt once per run of rows (paged; nothing for dense)
+    cache = kv_cache.share_prefix({**cache, "index": prompt_lengths.astype(jnp.int32)}, p)
     if logits is None:
         return None, cache
     next_logits = jnp.take_along_axis(logits, (prompt_lengths - 1)[:, None, None], axis=1)[:, 0]
@@ -366,7 +371,15 @@ def sample_rows(
         trace=None
         if state.confidences is None
         else confidence_lib.trace_confidence(state.confidences, state.lengths, cfg.confidence_window),
+        kv_pages=_kv_pages(state.cache),
     )
+
+
+def _kv_pages(cache: dict) -> jax.Array | None:
+    """i32[2]: a paged cache's peak pages in use and pool size; None for a dense cache."""
+    if "peak" not in cache:
+        return None
+    return jnp.stack([cache["peak"], jnp.int32(cache["layers"][0]["k"].shape[0])])
 
 
 def _can_share(b: int, group: int, p: int, sharding: jax.sharding.Sharding | None) -> bool:
