@@ -46,7 +46,9 @@ def test_fork_shares_full_pages_and_copies_the_partial_one_by_hand():
     assert int(paged_cache.pages_in_use(cache)) == 2
     cache, plan = write(cache, np.array([[10], [20], [30]]))  # each writes slot 6, in shared page 1
     # every row naming page 1 writes into it: row 0 keeps it, rows 1 and 2 get copies (pages 2, 3)
-    np.testing.assert_array_equal(np.asarray(cache["pages"]), [[0, 1, -1, -1], [0, 2, -1, -1], [0, 3, -1, -1]])
+    np.testing.assert_array_equal(
+        np.asarray(cache["pages"]), [[0, 1, -1, -1], [0, 2, -1, -1], [0, 3, -1, -1]]
+    )
     np.testing.assert_array_equal(np.asarray(plan.copy_src)[:2], [1, 1])
     np.testing.assert_array_equal(np.asarray(plan.copy_dst)[:2], [2, 3])
     got = keys(cache)[:, :7]

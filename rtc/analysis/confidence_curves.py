@@ -2,8 +2,9 @@
 Confidence"): offline rules by subsampling one large-N run, and points measured by separate runs.
 
 A point is `(mean accuracy, interval low, interval high)` over problems with its tokens per problem and
-wall-clock seconds; the offline rules (majority, confidence-weighted, top-eta% filtered) see k of the N
-samples, averaged over random k-subsets (`rtc.analysis.scaling`). Host-side numpy.
+wall-clock seconds (and, where counted, forward FLOPs per problem: `trace_flops`); the offline rules
+(majority, confidence-weighted, top-eta% filtered) see k of the N samples, averaged over random k-subsets
+(`rtc.analysis.scaling`). Host-side numpy.
 """
 
 from collections.abc import Mapping, Sequence
@@ -49,15 +50,30 @@ def offline_curves(
     }
 
 
-def point(per_problem: np.ndarray, tokens: float, seconds: float, resamples: int, rng) -> dict:
-    """One curve point: mean accuracy with its bootstrap 95% interval over problems, tokens, seconds."""
+def trace_flops(config, prompt, generated) -> np.ndarray:
+    """f64[...]: forward FLOPs of traces that each prefill their own `prompt` tokens and then generate
+    `generated` more (`config`: a `ModelConfig`). Token t of the T = prompt + generated attends to t keys, and
+    `flops_per_token(context)` (PaLM, App. B) is linear in the context, so the sum over t = 1..T is exactly
+    T x flops_per_token((T + 1) / 2). Real tokens only: prompt padding is not counted."""
+    total = np.asarray(prompt, np.float64) + np.asarray(generated, np.float64)
+    return total * config.flops_per_token((total + 1.0) / 2.0)
+
+
+def point(
+    per_problem: np.ndarray, tokens: float, seconds: float, resamples: int, rng, flops: float | None = None
+) -> dict:
+    """One curve point: mean accuracy with its bootstrap 95% interval over problems, tokens, seconds and,
+    when given, forward FLOPs per problem."""
     per_problem = np.asarray(per_problem, np.float64)
     low, high = scaling.bootstrap_interval(per_problem, resamples, rng=rng)
-    return {
+    p = {
         "accuracy": (float(per_problem.mean()), low, high),
         "tokens": float(tokens),
         "seconds": float(seconds),
     }
+    if flops is not None:
+        p["flops"] = float(flops)
+    return p
 
 
 def table(points: Mapping[str, Mapping[int, dict]], reference: str = "majority") -> str:
@@ -87,3 +103,73 @@ def plot(points: Mapping[str, Mapping[int, dict]], path, title: str) -> None:
     curves = {m: {n: p["accuracy"] for n, p in by_n.items()} for m, by_n in points.items()}
     compute = {m: {n: p["tokens"] for n, p in by_n.items()} for m, by_n in points.items()}
     scaling.plot_curves(curves, compute, path, title)
+
+
+def best_within(points: Mapping[str, Mapping[int, dict]], flops: float) -> tuple[str, int, dict] | None:
+    """`(method, N, point)` of the most accurate point that spends at most `flops` per problem (ties: the
+    cheaper one); None when every point costs more."""
+    within = [(m, n, p) for m, by_n in points.items() for n, p in by_n.items() if p["flops"] <= flops]
+    return max(within, key=lambda x: (x[2]["accuracy"][0], -x[2]["flops"]), default=None)
+
+
+def flops_table(points: Mapping[str, Mapping[int, dict]]) -> str:
+    """Markdown: one row per (method, N): traces and tokens per problem, forward FLOPs per problem, accuracy
+    with its interval."""
+    lines = [
+        "| method | N | traces / problem | tokens / problem | GFLOPs / problem | accuracy | 95% interval |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for method, by_n in points.items():
+        for n, p in sorted(by_n.items()):
+            mean, low, high = p["accuracy"]
+            lines.append(
+                f"| {method} | {n} | {p.get('traces', n):.1f} | {p['tokens']:.1f} | {p['flops'] / 1e9:.3f} "
+                f"| {mean:.3f} | [{low:.3f}, {high:.3f}] |"
+            )
+    return "\n".join(lines)
+
+
+def equal_flops_table(points: Mapping[str, Mapping[int, dict]]) -> str:
+    """Markdown: every point of another model (methods not named after the first method's model, e.g.
+    "cpu-medium greedy" beside "cpu-small majority") against the most accurate point of the first model
+    that spends at most its FLOPs (`best_within`)."""
+    first = next(iter(points)).split(" ")[0]
+    ours = {m: by_n for m, by_n in points.items() if m.startswith(first + " ")}
+    lines = [
+        f"| other model | GFLOPs | accuracy | best {first} point within its FLOPs | GFLOPs | accuracy |",
+        "|---|---|---|---|---|---|",
+    ]
+    for method, by_n in points.items():
+        for n, p in sorted(by_n.items()) if method not in ours else ():
+            best = best_within(ours, p["flops"])
+            mine = "none | - | -"
+            if best:
+                mine = f"{best[0]} N={best[1]} | {best[2]['flops'] / 1e9:.3f} | {best[2]['accuracy'][0]:.3f}"
+            lines.append(f"| {method} N={n} | {p['flops'] / 1e9:.3f} | {p['accuracy'][0]:.3f} | {mine} |")
+    return "\n".join(lines)
+
+
+def plot_flops(points: Mapping[str, Mapping[int, dict]], path, title: str) -> None:
+    """A PNG of accuracy against forward FLOPs per problem (log x), each method's interval shaded (a method
+    of one point: a marker with an error bar)."""
+    # The Figure API draws with Agg without pyplot, so plotting never switches a caller's backend.
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4.5), dpi=120)
+    ax = fig.add_subplot()
+    for method, by_n in points.items():
+        ns = sorted(by_n)
+        x = np.array([by_n[n]["flops"] for n in ns])
+        mean, low, high = np.array([by_n[n]["accuracy"] for n in ns]).T
+        if len(ns) == 1:
+            ax.errorbar(x, mean, yerr=[mean - low, high - mean], marker="s", ms=7, capsize=4, label=method)
+            continue
+        (line,) = ax.plot(x, mean, marker="o", ms=3, label=method)
+        ax.fill_between(x, low, high, color=line.get_color(), alpha=0.12)
+    ax.set_xscale("log")
+    ax.set_xlabel("forward FLOPs per problem")
+    ax.set_ylabel("accuracy")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.savefig(path, format="png", bbox_inches="tight")

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 
 from rtc.errors import ConfigError
 from rtc.model.kv_cache import reorder
-from rtc.sampling.sampler import pad_prompts, phase_ends, prefill
+from rtc.sampling.sampler import pad_prompts, phase_ends, pool_pages, prefill
 
 # HF's "very low score" for unused beams and excluded candidates; the same constant keeps ties identical.
 LOW = -1.0e9
@@ -183,7 +183,7 @@ def _beam_search(
     b, p = prompt_tokens.shape
     k, n = cfg.num_beams, cfg.max_new_tokens
     ends = phase_ends(n, cfg.cache_phases)
-    num_pages = model.pool_pages(b, p, b * k, n)
+    num_pages = pool_pages(model, b, p, b * k, n)
     next_logits, cache = prefill(
         model, params, prompt_tokens, prompt_lengths, p + ends[0], cache_dtype, num_pages=num_pages
     )

@@ -213,6 +213,12 @@ def constrain(tree, sharding: jax.sharding.Sharding | None):
     return tree if sharding is None else jax.lax.with_sharding_constraint(tree, sharding)
 
 
+def pool_pages(model, unique_rows: int, prompt_len: int, rows: int, new_tokens: int) -> int | None:
+    """`model.pool_pages(...)` (pages a paged cache needs), or None for a model without pages."""
+    pages = getattr(model, "pool_pages", None)
+    return None if pages is None else pages(unique_rows, prompt_len, rows, new_tokens)
+
+
 def constrain_cache(cache: dict, sharding: jax.sharding.Sharding | None) -> dict:
     """`cache` with its row leaves constrained to `sharding` (a paged cache's pool is left to the compiler)."""
     rows, rest = kv_cache.split_rows(cache)
@@ -246,7 +252,12 @@ def prefill(
     length).
     """
     b, p = prompt_tokens.shape
-    cache = constrain_cache(model.init_cache(b, cache_len, cache_dtype, num_pages), cache_sharding)
+    cache = (
+        model.init_cache(b, cache_len, cache_dtype)
+        if num_pages is None
+        else model.init_cache(b, cache_len, cache_dtype, num_pages)
+    )
+    cache = constrain_cache(cache, cache_sharding)
     positions = jnp.broadcast_to(jnp.arange(p, dtype=jnp.int32), (b, p))
     logits, _, cache = model.apply(params, prompt_tokens, positions, cache)
     # rows forked from these later read each prompt once per run of rows (paged; nothing for dense)
@@ -334,7 +345,7 @@ def sample_rows(
     ends = phase_ends(cfg.max_new_tokens, cfg.cache_phases)
     unique = b // group if _can_share(b, group, p, batch_sharding) else b
     step = b // unique
-    num_pages = model.pool_pages(unique, p, b, cfg.max_new_tokens)
+    num_pages = pool_pages(model, unique, p, b, cfg.max_new_tokens)
     next_logits, cache = prefill(
         model,
         params,

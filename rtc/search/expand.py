@@ -109,7 +109,7 @@ def init_state(
         prompt_lengths,
         cache_len,
         cache_dtype,
-        num_pages=policy.pool_pages(b, p, r + spare_rows, new_tokens),
+        num_pages=sampler_lib.pool_pages(policy, b, p, r + spare_rows, new_tokens),
     )
     verifier_cache = None
     if verifier is not None:
@@ -120,7 +120,7 @@ def init_state(
             prompt_lengths,
             cache_len,
             cache_dtype,
-            num_pages=verifier.pool_pages(b, p, r + spare_rows, new_tokens),
+            num_pages=sampler_lib.pool_pages(verifier, b, p, r + spare_rows, new_tokens),
         )
     thinking = sampler_lib.prompt_opens_thinking(prompt_tokens, prompt_lengths, cfg.budget)
     rows = jnp.repeat(jnp.arange(b), k)  # [R]: each problem's branches are contiguous
