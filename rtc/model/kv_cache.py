@@ -77,6 +77,28 @@ def share_prefix(cache: dict, prompt_len: int) -> dict:
     return paged_cache.share_prefix(cache, prompt_len) if paged_cache.is_paged(cache) else cache
 
 
+def refill(cache: dict, take: jax.Array, prompt_cache: dict, source: jax.Array) -> dict:
+    """Rows `take: bool[B]` restarted from rows `source: i32[B]` of `prompt_cache` (same slots): a paged
+    cache points them at the prompt's pages again; a dense one copies the prompt's rows in."""
+    where = lambda new, old: jnp.where(take.reshape(-1, *(1,) * (old.ndim - 1)), new, old)
+    index = where(prompt_cache["index"][source], cache["index"])
+    if paged_cache.is_paged(cache):
+        return {**cache, "pages": where(prompt_cache["pages"][source], cache["pages"]), "index": index}
+    layers = [
+        {name: where(prompt[name][source], layer[name]) for name in ("k", "v")}
+        for layer, prompt in zip(cache["layers"], prompt_cache["layers"])
+    ]
+    return {"layers": layers, "index": index}
+
+
+def pin_rows(cache: dict, held: dict) -> dict:
+    """`cache` never writing into the pages `held`'s rows name (paged; a dense cache as is)."""
+    if not paged_cache.is_paged(cache):
+        return cache
+    rows, rest = paged_cache.split_rows(cache)
+    return {**paged_cache.pin(rest, held["pages"]), **rows}
+
+
 def num_slots(cache: dict) -> int:
     """Slots per row."""
     return paged_cache.num_slots(cache) if paged_cache.is_paged(cache) else cache["layers"][0]["k"].shape[2]

@@ -70,6 +70,8 @@ class DecodeState:
     confidences: jax.Array | None = None  # f32[B, N]
     stopped: jax.Array | None = None  # bool[B]: stopped early by low confidence
     stop_threshold: jax.Array | None = None  # f32[B]: -inf never stops
+    # Per-row keys (slot refill: randomness per sample, not per slot), else None: one key splits per step
+    row_keys: jax.Array | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,8 +138,13 @@ def decode_step(
     model, params, cfg: SamplerConfig, stream: Callable | None, state: DecodeState
 ) -> DecodeState:
     """One token for every row: choose (sample or force), record, then feed it to the model."""
-    rng, key = jax.random.split(state.rng)
-    sampled = cfg.rule.get_next_tokens(state.next_logits, key)
+    if state.row_keys is None:
+        rng, key = jax.random.split(state.rng)
+        sampled = cfg.rule.get_next_tokens(state.next_logits, key)
+    else:
+        rng = state.rng
+        draw = lambda logits, key: cfg.rule.get_next_tokens(logits[None], key)[0]
+        sampled = jax.vmap(draw)(state.next_logits, state.row_keys)
     token, was_forced, force_mode, force_ptr = _force(state, sampled, cfg)
     scale = 1.0 if cfg.rule.greedy else 1.0 / cfg.rule.temperature
     logp = jax.nn.log_softmax(state.next_logits * scale, axis=-1)
@@ -185,6 +192,7 @@ def decode_step(
         confidences=confidences,
         stopped=stopped,
         stop_threshold=state.stop_threshold,
+        row_keys=state.row_keys,
     )
 
 

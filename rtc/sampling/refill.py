@@ -1,0 +1,172 @@
+"""Slot refill: N samples per prompt through fewer slots, a finished sample's slot starting the next one
+inside the same compiled loop.
+
+Each of U prompts owns R slots (rows `u * R .. u * R + R - 1`, a run, so a paged cache's shared prefix stays
+valid) and N >= R samples to draw. A slot decodes one sample; when it ends (a stop id, DeepConf's online
+stop, or `max_new_tokens`) its tokens are already in the output row of its sample id, and the slot takes
+the prompt's next pending sample: next-token logits and budget state reset to the prompt's, its cache row
+to the prompt's (paged: the prompt's page table, no prefill and no copy, the prompt's pages pinned for the
+loop's life; dense: the prompt's cache row copied in). Rows that finish early no longer idle until the
+longest sample of their batch ends, as they do in `sampler.sample`.
+
+Randomness is per sample: sample `s` draws its token `i` with `fold_in(fold_in(rng, s), i)`, so a sample's
+tokens do not depend on which slot ran it or when; refill equals every sample in its own slot (tested).
+Reports slot occupancy: live slot-steps over slots x steps.
+"""
+
+import dataclasses
+from typing import Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from rtc.errors import ConfigError
+from rtc.model import kv_cache
+from rtc.sampling import sampler as sampler_lib
+from rtc.sampling.sampler import DecodeState, SamplerConfig
+
+
+@flax.struct.dataclass
+class RefillOutput:
+    tokens: jax.Array  # i32[U * N, T]: sample `u * N + i` is prompt u's i-th; pad after each end
+    logprobs: jax.Array  # f32[U * N, T]
+    lengths: jax.Array  # i32[U * N]
+    thinking_tokens: jax.Array  # i32[U * N]
+    steps: jax.Array  # i32[]: decode steps the loop ran
+    occupancy: jax.Array  # f32[]: live slot-steps / (slots x steps)
+
+
+@flax.struct.dataclass
+class RefillState:
+    dec: DecodeState  # U * R slots, one-column token buffers
+    sample: jax.Array  # i32[B]: the sample each slot runs, -1 idle
+    column: jax.Array  # i32[B]: tokens that sample has emitted
+    pending: jax.Array  # i32[U]: each prompt's next sample index
+    out: RefillOutput
+
+
+def _keys(rng: jax.Array, sample: jax.Array, column: jax.Array) -> jax.Array:
+    """Per-row keys: sample `s`'s token `i` draws with `fold_in(fold_in(rng, s), i)`."""
+    return jax.vmap(lambda s, c: jax.random.fold_in(jax.random.fold_in(rng, s), c))(sample, column)
+
+
+def _reset(dec: DecodeState, take: jax.Array, prompt: dict, source: jax.Array) -> DecodeState:
+    """`dec` with rows `take: bool[B]` starting afresh from prompt rows `source: i32[B]`."""
+    return dec.replace(
+        next_logits=jnp.where(take[:, None], prompt["logits"][source], dec.next_logits),
+        done=dec.done & ~take,
+        thinking=jnp.where(take, prompt["thinking"][source], dec.thinking),
+        thought=jnp.where(take, 0, dec.thought),
+        force_mode=jnp.where(take, 0, dec.force_mode),
+        force_ptr=jnp.where(take, 0, dec.force_ptr),
+        lengths=jnp.where(take, 0, dec.lengths),
+        stopped=None if dec.stopped is None else dec.stopped & ~take,
+        cache=kv_cache.refill(dec.cache, take, prompt["cache"], source),
+    )
+
+
+def _step(
+    model, params, cfg: SamplerConfig, max_new: int, rng, prompt: dict, samples: int, state: RefillState
+):
+    dec, sample, column, out = state.dec, state.sample, state.column, state.out
+    b, u = sample.shape[0], state.pending.shape[0]
+    runs, total = b // u, u * samples
+    live = ~dec.done
+    keys = _keys(rng, jnp.maximum(sample, 0), column)
+    dec = sampler_lib.decode_step(model, params, cfg, None, dec.replace(step=jnp.int32(0), row_keys=keys))
+    ids = jnp.where(live, sample, total)  # a row not live writes nothing (dropped)
+    tokens = out.tokens.at[ids, column].set(dec.tokens[:, 0], mode="drop")
+    logprobs = out.logprobs.at[ids, column].set(dec.logprobs[:, 0], mode="drop")
+    column = column + live
+    done = dec.done | (column >= max_new)
+    ended = done & (sample >= 0)
+    ended_ids = jnp.where(ended, sample, total)
+    lengths = out.lengths.at[ended_ids].set(column, mode="drop")
+    thought = out.thinking_tokens.at[ended_ids].set(dec.thought, mode="drop")
+    sample = jnp.where(ended, -1, sample)
+    # refill: each prompt's idle slots take its next pending samples, in slot order
+    idle = (sample < 0).reshape(u, runs)
+    new = state.pending[:, None] + jnp.cumsum(idle, axis=1) - 1  # [U, R]
+    take = idle & (new < samples)
+    sample = jnp.where(take, jnp.arange(u)[:, None] * samples + new, sample.reshape(u, runs)).reshape(b)
+    take = take.reshape(b)
+    dec = dec.replace(done=done)
+    dec = jax.lax.cond(
+        jnp.any(take), lambda d: _reset(d, take, prompt, jnp.arange(b) // runs), lambda d: d, dec
+    )
+    out = out.replace(
+        tokens=tokens,
+        logprobs=logprobs,
+        lengths=lengths,
+        thinking_tokens=thought,
+        steps=out.steps + 1,
+        occupancy=out.occupancy + jnp.sum(live),
+    )
+    return RefillState(
+        dec=dec,
+        sample=sample,
+        column=jnp.where(take, 0, column),
+        pending=state.pending + jnp.sum(take.reshape(u, runs), axis=1),
+        out=out,
+    )
+
+
+def sample_refill_rows(
+    model,
+    params,
+    prompt_tokens: jax.Array,
+    prompt_lengths: jax.Array,
+    rng: jax.Array,
+    cfg: SamplerConfig,
+    samples: int,
+    slots: int,
+    cache_dtype=jnp.float32,
+) -> RefillOutput:
+    """`samples` completions of each of U prompts (`prompt_tokens: i32[U, P]` right-padded,
+    `prompt_lengths: i32[U]`) through `slots` slots per prompt; traceable (`sample_refill` is it jitted)."""
+    if not 1 <= slots <= samples:
+        raise ConfigError(f"slots must be in 1..samples, got slots={slots}, samples={samples}")
+    if cfg.confidence_k or cfg.cache_phases != 1:
+        raise ConfigError("slot refill takes neither confidence tracking nor cache phases")
+    u, p = prompt_tokens.shape
+    b, t = u * slots, cfg.max_new_tokens
+    logits, prompt_cache = sampler_lib.prefill(
+        model, params, prompt_tokens, prompt_lengths, p + t, cache_dtype,
+        num_pages=sampler_lib.pool_pages(model, u, p, b, t),
+    )  # fmt: skip
+    source = jnp.arange(b) // slots
+    thinking = sampler_lib.prompt_opens_thinking(prompt_tokens, prompt_lengths, cfg.budget)
+    _, cache = sampler_lib.fork(None, prompt_cache, source)
+    cache = kv_cache.pin_rows(cache, prompt_cache)  # the prompt's pages outlive every sample of it
+    one = dataclasses.replace(cfg, max_new_tokens=1)  # a step's buffers: one token per slot
+    dec = sampler_lib.init_decode_state(logits[source], cache, rng, one, thinking=thinking[source])
+    dec = dec.replace(row_keys=_keys(rng, jnp.zeros((b,), jnp.int32), jnp.zeros((b,), jnp.int32)))
+    total = u * samples
+    prompt = {"logits": logits, "thinking": thinking, "cache": prompt_cache}
+    state = RefillState(
+        dec=dec,
+        sample=(jnp.arange(u)[:, None] * samples + jnp.arange(slots)[None, :]).reshape(b),
+        column=jnp.zeros((b,), jnp.int32),
+        pending=jnp.full((u,), slots, jnp.int32),
+        out=RefillOutput(
+            tokens=jnp.full((total, t), cfg.pad_id, jnp.int32),
+            logprobs=jnp.zeros((total, t), jnp.float32),
+            lengths=jnp.zeros((total,), jnp.int32),
+            thinking_tokens=jnp.zeros((total,), jnp.int32),
+            steps=jnp.int32(0),
+            occupancy=jnp.float32(0.0),
+        ),
+    )
+    state = jax.lax.while_loop(
+        lambda s: jnp.any(s.sample >= 0),
+        lambda s: _step(model, params, one, t, rng, prompt, samples, s),
+        state,
+    )
+    out = state.out
+    return out.replace(occupancy=out.occupancy / jnp.maximum(out.steps * b, 1))
+
+
+sample_refill: Callable = jax.jit(
+    sample_refill_rows, static_argnames=("model", "cfg", "samples", "slots", "cache_dtype")
+)
