@@ -5,7 +5,7 @@ Prints, for the same inputs and keys (and asserts the outputs are equal):
   1. the sampler drawing N=16 samples of one 1,024-token prompt, 256 new tokens each: KV cache bytes
      allocated (dense: 16 copies of the prompt; paged: the pool, prompt pages once) and at their peak use,
      and tokens/s (paged: one prefill per prompt, then shared pages);
-  2. PRM beam search (Snell et al. 2024) at N=16, M=4 over a 1,024-token prompt and at the demo shape
+  2. PRM beam search (Snell et al. 2024) at N=16, M=4, 8 steps over a 1,024-token prompt and at the demo shape
      (prompt 32): seconds per search, dense and paged (a prune moves page-table entries, not cache rows);
   3. best-of-32 through 8 slots per problem on answers of mixed length: the plain sampler in waves (each
      waits for its longest answer) against slot refill (`rtc.sampling.refill`): finished samples per second.
@@ -191,7 +191,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="prompt 256, 64 new tokens, 2 search steps")
     args = parser.parse_args(argv)
-    prompt, new, steps = (256, 64, 2) if args.quick else (1024, 256, 4)
+    prompt, new, steps = (256, 64, 2) if args.quick else (1024, 256, 8)
     policy, params, verifier, vparams = build_models("cpu-small")
     longer = lambda m: Model(dataclasses.replace(m.config, max_seq_len=2048))
     models = (longer(policy), params, longer(verifier), vparams)

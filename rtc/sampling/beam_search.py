@@ -31,7 +31,8 @@ import jax.numpy as jnp
 
 from rtc.errors import ConfigError
 from rtc.model.kv_cache import reorder
-from rtc.sampling.sampler import pad_prompts, phase_ends, pool_pages, prefill
+from rtc.sampling.prefill import pool_pages, prefill
+from rtc.sampling.sampler import pad_prompts, phase_ends
 
 # HF's "very low score" for unused beams and excluded candidates; the same constant keeps ties identical.
 LOW = -1.0e9

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 
 from rtc.errors import ConfigError
 from rtc.model import kv_cache
+from rtc.sampling import prefill as prefill_lib
 from rtc.sampling import sampler as sampler_lib
 from rtc.sampling.sampler import DecodeState, SamplerConfig
 
@@ -131,13 +132,13 @@ def sample_refill_rows(
         raise ConfigError("slot refill takes neither confidence tracking nor cache phases")
     u, p = prompt_tokens.shape
     b, t = u * slots, cfg.max_new_tokens
-    logits, prompt_cache = sampler_lib.prefill(
+    logits, prompt_cache = prefill_lib.prefill(
         model, params, prompt_tokens, prompt_lengths, p + t, cache_dtype,
-        num_pages=sampler_lib.pool_pages(model, u, p, b, t),
+        num_pages=prefill_lib.pool_pages(model, u, p, b, t),
     )  # fmt: skip
     source = jnp.arange(b) // slots
     thinking = sampler_lib.prompt_opens_thinking(prompt_tokens, prompt_lengths, cfg.budget)
-    _, cache = sampler_lib.fork(None, prompt_cache, source)
+    _, cache = prefill_lib.fork(None, prompt_cache, source)
     cache = kv_cache.pin_rows(cache, prompt_cache)  # the prompt's pages outlive every sample of it
     one = dataclasses.replace(cfg, max_new_tokens=1)  # a step's buffers: one token per slot
     dec = sampler_lib.init_decode_state(logits[source], cache, rng, one, thinking=thinking[source])

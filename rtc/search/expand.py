@@ -3,7 +3,7 @@
 Search state: arrays with a leading flattened `[R = B * K]` axis (problems x branches), problem-major.
 Each branch holds its path (the completion so far), the policy's KV cache and next-token logits, the
 verifier's KV cache and its running step scores. Prompts are prefilled once per problem
-(`sampler.prefill`) and the caches copied K times.
+(`rtc.sampling.prefill`) and the caches copied K times.
 
 One step (`expand`): the compiled sampler's token step (`rtc.sampling.sampler.decode_step`) runs in a
 `lax.while_loop` until every branch has emitted the delimiter, a stop id, or `step_tokens` tokens; the
@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from rtc.model import kv_cache
+from rtc.sampling import prefill as prefill_lib
 from rtc.sampling import sampler as sampler_lib
 from rtc.search import scores as scores_lib
 from rtc.search.config import SearchConfig
@@ -102,25 +103,25 @@ def init_state(
     cache_len = min(p + cfg.max_path_tokens + cfg.step_tokens, policy.max_seq_len)
     r = b * k
     new_tokens = cache_len - p
-    next_logits, cache = sampler_lib.prefill(
+    next_logits, cache = prefill_lib.prefill(
         policy,
         params,
         prompt_tokens,
         prompt_lengths,
         cache_len,
         cache_dtype,
-        num_pages=sampler_lib.pool_pages(policy, b, p, r + spare_rows, new_tokens),
+        num_pages=prefill_lib.pool_pages(policy, b, p, r + spare_rows, new_tokens),
     )
     verifier_cache = None
     if verifier is not None:
-        _, verifier_cache = sampler_lib.prefill(
+        _, verifier_cache = prefill_lib.prefill(
             verifier,
             verifier_params,
             prompt_tokens,
             prompt_lengths,
             cache_len,
             cache_dtype,
-            num_pages=sampler_lib.pool_pages(verifier, b, p, r + spare_rows, new_tokens),
+            num_pages=prefill_lib.pool_pages(verifier, b, p, r + spare_rows, new_tokens),
         )
     thinking = sampler_lib.prompt_opens_thinking(prompt_tokens, prompt_lengths, cfg.budget)
     rows = jnp.repeat(jnp.arange(b), k)  # [R]: each problem's branches are contiguous

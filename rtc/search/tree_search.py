@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec
 
 from rtc.sampling.rules import SamplingRule
-from rtc.sampling.sampler import constrain
+from rtc.sampling.prefill import constrain
 from rtc.search import scores as scores_lib
 from rtc.search.config import SearchConfig
 from rtc.search import expand as expand_lib
