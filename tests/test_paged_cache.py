@@ -223,3 +223,19 @@ def test_shared_prefix_attention_equals_attention_over_whole_rows():
     want = paged_attention.attend(q, pool_k, pool_v, pages, query_slots)
     got = paged_attention.attend(q, pool_k, pool_v, pages, query_slots, prefix)
     np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_attention_in_the_tpu_kernel_layout_equals_the_reference():
+    from jax.experimental.pallas.ops.tpu.ragged_paged_attention import kernel
+
+    ps, hkv, d, h, t = PS, 2, 8, 4, 3
+    keys_ = jax.random.split(jax.random.key(1), 3)
+    pool_k, pool_v = (jax.random.normal(k, (12, hkv, ps, d)) for k in keys_[:2])
+    q = jax.random.normal(keys_[2], (3, h, t, d))
+    pages = jnp.array([[0, 1, 2, -1], [3, 4, 5, 6], [7, 8, -1, -1]])
+    query_slots = jnp.array([5, 12, 4])[:, None] + jnp.arange(t)[None, :]
+    want = paged_attention.attend(q, pool_k, pool_v, pages, query_slots)
+    got = paged_attention.attend_ragged(
+        q, pool_k, pool_v, pages, query_slots, kernel.ref_ragged_paged_attention
+    )
+    np.testing.assert_allclose(got, want, atol=1e-5)

@@ -93,3 +93,29 @@ def attend(
     )
     out = out + jnp.einsum("bkgts,bksd->bkgtd", p_own, v_own)
     return out.reshape(b, h, t, d)
+
+
+def attend_ragged(q, pool_k, pool_v, pages, query_slots, kernel) -> jax.Array:
+    """`attend` (no prefix) through a function with the signature of Pallas's TPU kernel
+    `jax.experimental.pallas.ops.tpu.ragged_paged_attention` (or its `ref_ragged_paged_attention`).
+
+    The kernel's layout: queries of all rows concatenated `[B * T, H, D]`, keys and values interleaved per
+    kv head in one pool `[Pg, ps, 2 * Hkv, D]`, each row's key count `query_slots[:, -1] + 1` and causal
+    masking of its T queries at the end of its keys, which is `attend`'s mask. Not used by default: JAX
+    0.10.2's TPU interpret mode cannot run the kernel on CPU, so only the layout is checked here, against
+    JAX's reference of the same signature.
+    """
+    b, h, t, d = q.shape
+    queries = q.transpose(0, 2, 1, 3).reshape(b * t, h, d)
+    kv = jnp.stack([pool_k, pool_v], axis=2)  # [Pg, Hkv, 2, ps, D]
+    kv = kv.transpose(0, 3, 1, 2, 4).reshape(pool_k.shape[0], pool_k.shape[2], -1, d)  # [Pg, ps, 2Hkv, D]
+    out = kernel(
+        queries,
+        kv,
+        (query_slots[:, -1] + 1).astype(jnp.int32),
+        jnp.maximum(pages, 0).astype(jnp.int32),
+        (jnp.arange(b + 1) * t).astype(jnp.int32),
+        jnp.array([b], jnp.int32),
+        sm_scale=float(d) ** -0.5,
+    )  # [B * T, H, D]
+    return out.reshape(b, t, h, d).transpose(0, 2, 1, 3)
