@@ -80,7 +80,8 @@ def sampler_table(models, prompt_len: int, new_tokens: int, n: int) -> list[str]
     assert np.array_equal(dense.tokens, out.tokens) and np.array_equal(each.tokens, out.tokens)
     per_slot = kv_slot_bytes(policy)
     dense_bytes = n * (prompt_len + new_tokens) * per_slot
-    peak, pool = (int(x) for x in out.kv_pages)
+    peak, pool, overflow = (int(x) for x in out.kv_pages)
+    assert not overflow
     pool_bytes, peak_bytes = pool * PAGE_SIZE * per_slot, peak * PAGE_SIZE * per_slot
     rate = lambda s: n * new_tokens / s
     return [

@@ -160,6 +160,8 @@ def test_sampler_paged_equals_dense(models, temperature):
     dense = run(policy, 1)
     assert len(set(map(tuple, sampler.completions(dense)))) > 3 or temperature == 0.0
     for out in (run(paged(policy), 1), run(paged(policy), group), run(paged(policy, 16), group)):
+        peak, pool, overflow = np.asarray(out.kv_pages).tolist()
+        assert 0 < peak <= pool and not overflow
         np.testing.assert_array_equal(out.tokens, dense.tokens)
         np.testing.assert_allclose(out.logprobs, dense.logprobs, atol=1e-5)
 

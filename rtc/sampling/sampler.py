@@ -46,8 +46,8 @@ class SampleOutput:
     confidences: jax.Array | None = None  # f32[B, N]: each emitted token's DeepConf confidence; 0 after
     stopped: jax.Array | None = None  # bool[B]: ended by the online confidence stop, not a stop token
     trace: confidence_lib.TraceConfidence | None = None  # f32[B] per-trace confidences
-    # With a paged KV cache (`ModelConfig.kv_page_size > 0`), else None: i32[2], the most pages in use at
-    # once and the pages in the pool
+    # With a paged KV cache (`ModelConfig.kv_page_size > 0`), else None: i32[3], the most pages in use at
+    # once, the pages in the pool, and 1 if the pool ever ran out (never with the pool the sampler sizes)
     kv_pages: jax.Array | None = None
 
 
@@ -335,10 +335,11 @@ def sample_rows(
 
 
 def _kv_pages(cache: dict) -> jax.Array | None:
-    """i32[2]: a paged cache's peak pages in use and pool size; None for a dense cache."""
+    """i32[3]: a paged cache's peak pages in use, pool size and overflow; None for a dense cache."""
     if "peak" not in cache:
         return None
-    return jnp.stack([cache["peak"], jnp.int32(cache["layers"][0]["k"].shape[0])])
+    pool = jnp.int32(cache["layers"][0]["k"].shape[0])
+    return jnp.stack([cache["peak"], pool, cache["overflow"].astype(jnp.int32)])
 
 
 def _can_share(b: int, group: int, p: int, sharding: jax.sharding.Sharding | None) -> bool:

@@ -206,7 +206,16 @@ def _search(
     k = cfg.n
     state = pin_state(
         init_state(
-            policy, params, verifier, verifier_params, prompt_tokens, prompt_lengths, cfg, cache_dtype
+            policy,
+            params,
+            verifier,
+            verifier_params,
+            prompt_tokens,
+            prompt_lengths,
+            cfg,
+            cache_dtype,
+            # lookahead rolls a copy of every row forward while the rows keep their pages
+            spare_rows=b * k if cfg.lookahead else 0,
         ),
         mesh,
     )
