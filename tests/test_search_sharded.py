@@ -100,3 +100,43 @@ def test_search_on_eight_devices_equals_one():
         problems = checks.pop("problems")
         assert name == "settled" or problems == int(name.split("-")[3]), name
         assert all(checks.values()), (name, checks)
+
+
+PAGED_SCRIPT = textwrap.dedent(
+    """
+    import dataclasses, json
+    import jax
+    import numpy as np
+    from rtc.model import Model, model_config
+    from rtc.parallel import mesh as mesh_lib
+    from rtc.sampling.rules import SamplingRule
+    from rtc.search import runner
+    from rtc.search.config import SearchConfig
+
+    dense = Model(model_config("test-tiny", vocab_size=12, max_seq_len=128))
+    params = dense.init_params(jax.random.key(0))
+    vdense = Model(dataclasses.replace(dense.config, scalar_head=True))
+    vparams = vdense.init_params(jax.random.key(1))
+    vparams = {**vparams, "value_head": jax.random.normal(jax.random.key(2), vparams["value_head"].shape)}
+    paged = lambda m: Model(dataclasses.replace(m.config, kv_page_size=4))
+    mesh = mesh_lib.make_mesh()
+    prompts = [[1, 6, 7, 8], [1, 9, 10, 11, 6, 7, 8], [1, 6], [1, 7, 7, 9, 10]]
+    report = {}
+    for strategy, n, m, problems in [("best_of_n", 8, 1, 2), ("beam", 16, 4, 1), ("dvts", 8, 2, 2), ("mcts", 4, 2, 4)]:
+        cfg = SearchConfig(strategy=strategy, n=n, m=m, depth=3, step_tokens=5, stop_ids=(2,), delimiter_id=3,
+                           rule=SamplingRule(temperature=1.0), trees=2 if strategy == "mcts" else 1)
+        rest = (prompts[:problems], jax.random.key(4), cfg)
+        one = runner.run(dense, params, vdense, vparams, *rest)
+        eight = runner.run(paged(dense), mesh_lib.replicate(params, mesh), paged(vdense),
+                           mesh_lib.replicate(vparams, mesh), *rest, mesh=mesh)
+        report[strategy] = bool(np.array_equal(one.tokens, eight.tokens)) and bool(
+            np.allclose(one.scores, eight.scores, atol=1e-5))
+    print(json.dumps(report))
+    """
+)
+
+
+def test_paged_search_on_eight_devices_equals_dense_on_one():
+    out = run_on_fake_devices(PAGED_SCRIPT)
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report == {"best_of_n": True, "beam": True, "dvts": True, "mcts": True}, report
