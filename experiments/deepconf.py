@@ -1,22 +1,39 @@
 """Confidence-aware test-time compute (DeepConf, Fu et al. 2025): accuracy against generated tokens.
 
-Usage:  python -m experiments.deepconf --workdir=DIR [--policy=SFT_RUN] [--problems=200]
-The quickstart's SFT policy (trained into DIR/sft first when --policy is not given) answers held-out
-arithmetic problems with every rule at N in {4, 8, 16, 32} traces per problem:
+Usage:  python -m experiments.deepconf --workdir=DIR [--policy=SFT_RUN] [--problems=200] [--task=countdown]
+The quickstart's SFT policy (trained into DIR/sft first when --policy is not given; with
+`--task=countdown` on Countdown levels 1-2) answers held-out problems of the task with every rule at N in
+{4, 8, 16, 32} traces per problem:
 - majority, confidence-weighted and top-10% / top-90% confidence-filtered votes (DeepConf offline), from
   one run of 32 traces per problem, subsampled to k of them (`rtc.analysis.confidence_curves`);
 - DeepConf-online low (eta 10%) and high (eta 90%): `max(2, N / 4)` warm-up traces set the threshold,
   the other traces stop inside the compiled sampler once their window confidence falls below it;
 - adaptive consensus: rounds of 4 traces until the confidence-weighted vote share reaches tau (0.95;
   `--taus=0.6,0.8` runs one curve per tau, named `consensus(tau=0.6)`, ...).
+Online runs need N >= 4 (below that a DeepConf run is all warm-up); offline rules take any N.
 `--methods` picks what to run (offline, deepconf_low, deepconf_high, consensus); `--merge` adds the new
-points to the ones already in --out/deepconf.json (their settings kept beside them) and redraws the
+points to the ones already in the output's .json (their settings kept beside them) and redraws the
 table and plot from all of them.
-Each point has a bootstrap 95% interval over problems, tokens per problem and the sampler's wall-clock
-time (compilation left out); the offline rules' time is the 32-trace run's, scaled by N / 32. Writes
-deepconf.md, deepconf.png and deepconf.json to --out (default experiments/results). A stopped trace still
-holds its row until the whole call is done, so wall-clock falls less than tokens (slot refill would close
-the gap).
+
+Votes: an arithmetic answer is a number and votes as its text. A Countdown answer is an expression, and
+its vote is keyed by what it claims, its exact value and the multiset of numbers it spends
+(`countdown_key`: `25+75` and `75+25` are one vote, `50+50` another), so every answer of one key is
+right or wrong together, and the task's own `is_correct` grades the vote's pick. Offline tables also
+show `majority(text)`, the vote keyed by the expression's text.
+
+Each point has a bootstrap 95% interval over problems, tokens per problem, forward FLOPs per problem and
+the sampler's wall-clock time (compilation left out; the offline rules' time is the 32-trace run's,
+scaled by N / 32). FLOPs: every trace prefills its own prompt in the sampler, so a trace costs
+(prompt + generated) tokens at `ModelConfig.flops_per_token` (`confidence_curves.trace_flops`). Writes
+deepconf.md / .png / .json (arithmetic) or deepconf_countdown.* to --out (default experiments/results).
+A stopped trace still holds its row until the whole call is done, so wall-clock falls less than tokens
+(slot refill would close the gap).
+
+`--larger_preset=cpu-medium` (test-time compute against a larger model at equal FLOPs, Snell et al. 2024):
+also trains that preset with the same SFT data and steps into DIR/sft_<preset> (unless
+`--larger_policy` is given), samples its single greedy answer and max(N) sampled traces per problem
+(a single sample and majority@N by subsampling), and writes deepconf_flops.md / .png / .json instead:
+accuracy against FLOPs for the small policy's every rule and the larger model's points.
 """
 
 import argparse
@@ -31,11 +48,14 @@ import numpy as np
 
 from experiments.overthinking import CONFIGS, load_config
 from rtc.analysis import confidence_curves
+from rtc.data import safe_eval
 from rtc.data.answers import extract_answer
 from rtc.data.format import prompt_tokens
 from rtc.data.tasks import get_task
 from rtc.data.tfds_builders import task_records
+from rtc.errors import ConfigError
 from rtc.eval import voting
+from rtc.model.config import PRESETS
 from rtc.pretrained.run_model import load_model
 from rtc.recipes import restore_params
 from rtc.sampling import settings as sampler_settings
@@ -44,11 +64,51 @@ from rtc.search.config import SearchConfig
 
 RESULTS = Path(__file__).parent / "results"
 ONLINE = ("deepconf_low", "deepconf_high", "consensus")
+# the quickstart config's task overrides per --task (as command-line flags and as config values)
+TASKS = {"arithmetic": {}, "countdown": {"name": "countdown", "levels": (1, 2)}}
 
 
-def search_config(config, tokenizer, strategy: str, n: int, args, tau: float = 0.95) -> SearchConfig:
-    """A confidence strategy at N traces, decoding as the quickstart's evaluation does."""
-    s = sampler_settings.from_block(config.eval, tokenizer, config.eval.temperature)
+def task_flags(task: str) -> list[str]:
+    """`rtc.main` flags that train the quickstart config on `task`."""
+    return [f"--config.task.{k}={v}".replace(" ", "") for k, v in TASKS[task].items()]
+
+
+def countdown_key(expression: str | None) -> str | None:
+    """A Countdown answer's vote: its exact value and the sorted numbers it spends ("25 from 1,4,25"), or
+    "unparsed: TEXT" when the safe evaluator rejects it. `is_correct` depends only on these two (numbers
+    within the given ones, value equal to the target), so all answers of one key are graded alike."""
+    if expression is None:
+        return None
+    try:
+        value = safe_eval.evaluate(expression)
+        numbers = sorted(safe_eval.numbers_used(expression))
+    except safe_eval.UnsafeExpressionError:
+        return f"unparsed: {expression}"
+    return f"{value} from {','.join(str(x) for x in numbers)}"
+
+
+class VoteKeys:
+    """Answer -> vote key (Countdown: `countdown_key`; otherwise the answer itself), remembering the first
+    answer seen under each key so a key can be graded by the task's `is_correct`."""
+
+    def __init__(self, task: str):
+        self.key_of = countdown_key if task == "countdown" else (lambda answer: answer)
+        self.answer: dict[str, str] = {}
+
+    def __call__(self, answer: str | None) -> str | None:
+        key = self.key_of(answer)
+        if key is not None:
+            self.answer.setdefault(key, answer)
+        return key
+
+
+def search_config(
+    config, tokenizer, strategy: str, n: int, args, tau: float = 0.95, temperature: float | None = None
+) -> SearchConfig:
+    """A confidence strategy at N traces, decoding as the quickstart's evaluation does (at `temperature`
+    when given: 0 is greedy)."""
+    t = config.eval.temperature if temperature is None else temperature
+    s = sampler_settings.from_block(config.eval, tokenizer, t)
     return SearchConfig(
         strategy=strategy,
         n=n,
@@ -69,9 +129,10 @@ def search_config(config, tokenizer, strategy: str, n: int, args, tau: float = 0
 
 def run_chunks(model, params, prompts, cfg, answer_of, chunk: int, seed: int) -> dict:
     """`runner.run` over `prompts` in chunks of `chunk` problems (the last padded with copies of its first,
-    so one program serves all); the per-problem results concatenated. Seconds: the mean of every chunk
-    but the first (which compiles) times the chunks (consensus still compiles a smaller bucket now and
-    then)."""
+    so one program serves all); the per-problem results concatenated, with each trace's forward FLOPs
+    (`flops`, f64[P, N], 0 for slots never drawn). Seconds: the mean of every chunk but the first (which
+    compiles) times the chunks (consensus still compiles a smaller bucket now and then)."""
+    chunk = min(chunk, len(prompts))
     parts, seconds = [], []
     for start in range(0, len(prompts), chunk):
         rows = prompts[start : start + chunk]
@@ -92,6 +153,9 @@ def run_chunks(model, params, prompts, cfg, answer_of, chunk: int, seed: int) ->
             }
         )
     merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0] if k != "answers"}
+    prompt = np.array([len(p) for p in prompts])[:, None]  # i64[P, 1]
+    flops = confidence_curves.trace_flops(model.config, prompt, merged["lengths"])  # f64[P, N]
+    merged["flops"] = np.where(merged["drawn"], flops, 0.0)
     merged["answers"] = [a for p in parts for a in p["answers"]]
     # the first call compiles: time the others, scaled to every chunk
     merged["seconds"] = float(np.mean(seconds[1:]) * len(seconds)) if len(seconds) > 1 else seconds[0]
@@ -104,7 +168,8 @@ def parse_args(argv: list[str] | None):
     parser.add_argument(
         "--policy", default="", help="a finished SFT run (default: train one into WORKDIR/sft)"
     )
-    parser.add_argument("--out", default=str(RESULTS), help="where deepconf.md / .png / .json go")
+    parser.add_argument("--task", default="arithmetic", choices=sorted(TASKS), help="the held-out task")
+    parser.add_argument("--out", default=str(RESULTS), help="where the .md / .png / .json go")
     parser.add_argument("--problems", type=int, default=200, help="held-out problems")
     parser.add_argument("--budgets", default="4,8,16,32", help="traces per problem N")
     parser.add_argument("--chunk", type=int, default=16, help="problems per sampler call")
@@ -112,11 +177,22 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--window", type=int, default=8, help="tokens in the group-confidence window")
     parser.add_argument("--taus", default="0.95", help="consensus vote shares, one curve each")
     parser.add_argument("--methods", default="offline,deepconf_low,deepconf_high,consensus")
-    parser.add_argument("--merge", action="store_true", help="add to the points in --out/deepconf.json")
+    parser.add_argument("--merge", action="store_true", help="add to the points in the output's .json")
     parser.add_argument("--note", default="", help="a line for the table's header (e.g. the machine load)")
     parser.add_argument("--round_size", type=int, default=4)
     parser.add_argument("--draws", type=int, default=50, help="random k-subsets per offline point")
     parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument(
+        "--larger_preset",
+        "--larger-preset",
+        default="",
+        help="a model preset to compare at equal FLOPs (writes deepconf_flops.*)",
+    )
+    parser.add_argument(
+        "--larger_policy",
+        default="",
+        help="its finished SFT run (default: train one into WORKDIR/sft_PRESET)",
+    )
     parser.add_argument(
         "--tiny", action="store_true", help="the quickstart's tiny variant (the tests' model)"
     )
@@ -124,7 +200,16 @@ def parse_args(argv: list[str] | None):
     unknown = set(args.methods.split(",")) - {"offline", *ONLINE}
     if unknown:
         parser.error(f"unknown --methods {sorted(unknown)}")
+    if args.larger_preset and args.larger_preset not in PRESETS:
+        parser.error(f"unknown --larger_preset {args.larger_preset!r}; known: {sorted(PRESETS)}")
     return args
+
+
+def output_stem(args) -> str:
+    """deepconf (arithmetic), deepconf_<task>, or deepconf_flops with --larger_preset."""
+    if args.larger_preset:
+        return "deepconf_flops"
+    return "deepconf" if args.task == "arithmetic" else f"deepconf_{args.task}"
 
 
 def online_runs(args) -> list[tuple[str, str, float]]:
@@ -136,13 +221,19 @@ def online_runs(args) -> list[tuple[str, str, float]]:
     return runs
 
 
-def merged_points(out_dir: Path, points: dict) -> tuple[dict, list]:
-    """`points` over those already in `out_dir/deepconf.json` (N keys back to ints), and every run's
-    settings."""
-    saved = json.loads((out_dir / "deepconf.json").read_text())
+def merged_points(path: Path, points: dict) -> tuple[dict, list]:
+    """`points` over those already in the json at `path` (N keys back to ints), and every run's settings."""
+    saved = json.loads(path.read_text())
     old = {m: {int(n): p for n, p in by_n.items()} for m, by_n in saved["points"].items()}
     runs = saved.get("runs", [saved.get("args", {})])
     return old | points, runs
+
+
+def train_policy(run_dir: str, args, preset: str = "") -> None:
+    """Trains the quickstart SFT policy on --task into `run_dir` (of `preset` when given), or resumes it."""
+    config_arg = f"--config={CONFIGS / 'quickstart.py'}" + (":tiny" if args.tiny else "")
+    flags = task_flags(args.task) + ([f"--config.model.preset={preset}"] if preset else [])
+    subprocess.run([sys.executable, "-m", "rtc.main", config_arg, f"--workdir={run_dir}", *flags], check=True)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -150,11 +241,18 @@ def main(argv: list[str] | None = None) -> dict:
     workdir, out_dir = Path(args.workdir), Path(args.out)
     workdir.mkdir(parents=True, exist_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
+    config = load_config(workdir, "tiny" if args.tiny else "")
+    config.task.update(TASKS[args.task])
+    if args.larger_preset == config.model.preset:
+        raise ConfigError(
+            f"--larger_preset={args.larger_preset} is the policy's own preset; name a larger one"
+        )
     policy_dir = args.policy or str(workdir / "sft")
     if not args.policy:  # trains the quickstart policy, or resumes it
-        config_arg = f"--config={CONFIGS / 'quickstart.py'}" + (":tiny" if args.tiny else "")
-        subprocess.run([sys.executable, "-m", "rtc.main", config_arg, f"--workdir={policy_dir}"], check=True)
-    config = load_config(workdir, "tiny" if args.tiny else "")
+        train_policy(policy_dir, args)
+    larger_dir = args.larger_policy or str(workdir / f"sft_{args.larger_preset}")
+    if args.larger_preset and not args.larger_policy:  # the same SFT data and steps
+        train_policy(larger_dir, args, args.larger_preset)
     tokenizer, model, _ = load_model(config)
     params = restore_params(policy_dir)
     records = task_records(config, "test", workdir)
@@ -163,64 +261,145 @@ def main(argv: list[str] | None = None) -> dict:
     task = get_task(config.task.name)
     budgets = [int(n) for n in args.budgets.split(",")]
     np_rng = np.random.default_rng(config.seed)
+    keys = VoteKeys(args.task)
 
-    def answer_of(ids: list[int]) -> str | None:
+    def text_of(ids: list[int]) -> str | None:
         return extract_answer(tokenizer.decode(ids))
 
-    def grade(answers) -> np.ndarray:  # bool[P, K]
+    def key_of(ids: list[int]) -> str | None:  # the online rules vote inside the runner on these
+        return keys(text_of(ids))
+
+    def grade(answers, keyed: bool = True) -> np.ndarray:  # bool[P, K]; answers: vote keys, or texts
+        def answer(a):
+            return keys.answer[a] if keyed else a
+
         return np.array(
-            [[a is not None and task.is_correct(a, r) for a in row] for row, r in zip(answers, records)]
+            [
+                [a is not None and task.is_correct(answer(a), r) for a in row]
+                for row, r in zip(answers, records)
+            ]
         )
 
     started = time.perf_counter()
 
-    def run(cfg, chunk, seed):
-        return run_chunks(model, params, prompts, cfg, answer_of, chunk, seed)
+    def run(cfg, chunk, seed, answer_of=key_of, policy=(model, params)):
+        return run_chunks(*policy, prompts, cfg, answer_of, chunk, seed)
 
-    def make(strategy, n, tau=0.95):
-        return search_config(config, tokenizer, strategy, n, args, tau)
+    def make(strategy, n, tau=0.95, temperature=None):
+        return search_config(config, tokenizer, strategy, n, args, tau, temperature)
 
     points = {}
     if "offline" in args.methods.split(","):
-        points |= offline_points(run, make, grade, budgets, args, config.seed, np_rng)
+        pool = run(
+            make("confidence_weighted", max(budgets)), chunk_for(args, max(budgets)), config.seed, text_of
+        )
+        points |= offline_points(
+            pool, grade, keys, budgets, args, np_rng, text_votes=args.task != "arithmetic"
+        )
     for name, strategy, tau in online_runs(args):
         points[name] = {}
-        for n in budgets:
-            chunk = args.chunk * 4 if strategy == "consensus" else max(1, args.chunk * 32 // n)
+        for n in [n for n in budgets if n >= 4]:
+            chunk = args.chunk * 4 if strategy == "consensus" else chunk_for(args, n)
             j = ONLINE.index(strategy)  # a seed per strategy and N, whatever else runs
             got = run(make(strategy, n, tau), chunk, config.seed + 1 + j * 100 + n)
             points[name][n] = online_point(got, grade, args, np_rng)
             p = points[name][n]
             accuracy, tokens, seconds = p["accuracy"][0], p["tokens"], p["seconds"]
             print(f"{name} N={n}: accuracy {accuracy:.3f}, {tokens:.0f} tokens, {seconds:.0f} s", flush=True)
+    name = (
+        f"{config.task.name}, {len(prompts)} held-out problems, policy {Path(policy_dir).name} "
+        f"({config.model.preset}), temperature {config.eval.temperature}"
+    )
+    if args.larger_preset:
+        small = config.model.preset
+        points = {f"{small} {m}": by_n for m, by_n in points.items()}
+        larger, about = larger_points(args, config, larger_dir, run, make, grade, budgets, np_rng)
+        points |= larger
+        name += "; " + about + "; " + flops_note(model.config, prompts, small)
+    stem = output_stem(args)
     settings = {k: v for k, v in vars(args).items() if k not in ("workdir", "policy", "out", "merge")}
     settings["minutes"] = round((time.perf_counter() - started) / 60, 1)
     runs = [settings]
     if args.merge:
-        points, runs = merged_points(out_dir, points)
+        points, runs = merged_points(out_dir / f"{stem}.json", points)
         runs = runs + [settings]
-    write(
-        out_dir,
-        points,
-        runs,
-        f"{config.task.name}, {len(prompts)} held-out problems, policy "
-        f"{Path(policy_dir).name}, temperature {config.eval.temperature}",
-    )
+    write(out_dir, stem, points, runs, name)
     return points
 
 
-def offline_points(run, make, grade, budgets, args, seed, np_rng) -> dict:
-    """One run of max(N) traces per problem: every offline rule at each N by subsampling."""
+def chunk_for(args, n: int) -> int:
+    """Problems per sampler call at N traces each: --chunk x 32 rows in all."""
+    return max(1, args.chunk * 32 // n)
+
+
+def larger_points(args, config, run_dir, run, make, grade, budgets, np_rng) -> tuple[dict, str]:
+    """The larger preset's points ({name: {N: point}}) from its SFT run in `run_dir`: its greedy answer
+    (N = 1) and majority@N over a pool of max(N) sampled traces (N = 1: one sampled answer); and a line
+    naming the model."""
+    preset = args.larger_preset
+    larger = config.copy_and_resolve_references()
+    larger.model.preset = preset
+    _, model, _ = load_model(larger)
+    policy = (model, restore_params(run_dir))
+    greedy = run(make("confidence_weighted", 1, temperature=0.0), args.chunk * 32, config.seed, policy=policy)
     big = max(budgets)
-    pool = run(make("confidence_weighted", big), max(1, args.chunk * 32 // big), seed)
-    correct = grade(pool["answers"])
-    ids = voting.answer_ids(pool["answers"])
+    pool = run(make("confidence_weighted", big), chunk_for(args, big), config.seed, policy=policy)
+    pool_flops = pool["flops"].sum(axis=1).mean() / big  # per trace
+    right = grade(greedy["answers"])[:, 0]
+    points = {
+        f"{preset} greedy": {
+            1: confidence_curves.point(
+                right,
+                greedy["lengths"].mean(),
+                greedy["seconds"],
+                args.bootstrap,
+                np_rng,
+                greedy["flops"].mean(),
+            )
+        }
+    }
+    correct, ids = grade(pool["answers"]), voting.answer_ids(pool["answers"])
+    majority = confidence_curves.offline_curves(
+        correct, ids, pool["confidence"], budgets, args.draws, np_rng, etas=()
+    )
     per_sample = float(pool["lengths"].mean())
+    points[f"{preset} majority"] = {
+        k: confidence_curves.point(
+            v, k * per_sample, pool["seconds"] * k / big, args.bootstrap, np_rng, k * pool_flops
+        )
+        for k, v in majority["majority"].items()
+    }
+    params = model.config.num_params
+    return points, f"larger model {preset} ({params / 1e6:.2f}M parameters, run {Path(run_dir).name})"
+
+
+def flops_note(model_config, prompts, preset: str) -> str:
+    """The small model's size and the mean prompt length, for the header."""
+    mean_prompt = np.mean([len(p) for p in prompts])
+    return f"{preset} {model_config.num_params / 1e6:.2f}M parameters; mean prompt {mean_prompt:.1f} tokens"
+
+
+def offline_points(pool: dict, grade, keys: VoteKeys, budgets, args, np_rng, text_votes: bool) -> dict:
+    """Every offline rule at each N from one pool of max(N) traces per problem (answers as texts), by
+    subsampling; votes keyed by `keys`, and with `text_votes` also majority by the answers' text."""
+    big = max(budgets)
+    correct = grade(pool["answers"], keyed=False)  # bool[P, big]
+    ids = voting.answer_ids([[keys(a) for a in row] for row in pool["answers"]])
+    per_sample = float(pool["lengths"].mean())
+    per_trace_flops = float(pool["flops"].sum(axis=1).mean() / big)
     offline = confidence_curves.offline_curves(correct, ids, pool["confidence"], budgets, args.draws, np_rng)
+    if text_votes:
+        text_ids = voting.answer_ids(pool["answers"])
+        by_text = confidence_curves.offline_curves(
+            correct, text_ids, pool["confidence"], budgets, args.draws, np_rng, etas=()
+        )
+        offline["majority(text)"] = by_text["majority"]
     print(f"pool: {len(correct)} problems x {big} traces, {pool['seconds']:.0f} s", flush=True)
     return {
         name: {
-            k: confidence_curves.point(v, k * per_sample, pool["seconds"] * k / big, args.bootstrap, np_rng)
+            k: confidence_curves.point(
+                v, k * per_sample, pool["seconds"] * k / big, args.bootstrap, np_rng, k * per_trace_flops
+            )
             for k, v in by_k.items()
         }
         for name, by_k in offline.items()
@@ -228,17 +407,20 @@ def offline_points(run, make, grade, budgets, args, seed, np_rng) -> dict:
 
 
 def online_point(got: dict, grade, args, np_rng) -> dict:
-    """A DeepConf-online or consensus point: the vote's accuracy, tokens, seconds, traces drawn and the
-    share of them stopped early."""
+    """A DeepConf-online or consensus point: the vote's accuracy, tokens, FLOPs, seconds, traces drawn and
+    the share of them stopped early."""
     right = grade(got["answers"])[np.arange(len(got["best"])), got["best"]]
-    p = confidence_curves.point(right, got["generated"].mean(), got["seconds"], args.bootstrap, np_rng)
+    flops = got["flops"].sum(axis=1).mean()
+    p = confidence_curves.point(right, got["generated"].mean(), got["seconds"], args.bootstrap, np_rng, flops)
     p["stopped"] = float(got["stopped"].sum() / got["drawn"].sum())
     p["traces"] = float(got["drawn"].sum(axis=1).mean())
     return p
 
 
-def write(out_dir: Path, points: dict, runs: list[dict], name: str) -> None:
-    """deepconf.md (a header per run: its settings, minutes and note), deepconf.json and deepconf.png."""
+def write(out_dir: Path, stem: str, points: dict, runs: list[dict], name: str) -> None:
+    """STEM.md (a header per run: its settings, minutes and note), STEM.json and STEM.png; with FLOPs
+    (deepconf_flops) the table and plot are against FLOPs, and each larger-model point is set against the
+    best small-model point that spends no more."""
     lines = [name + ".", ""]
     for r in runs:
         what = r.get("methods", "offline,deepconf_low,deepconf_high,consensus")
@@ -246,11 +428,25 @@ def write(out_dir: Path, points: dict, runs: list[dict], name: str) -> None:
             f"- {what}: window {r['window']}, k {r['confidence_k']}, tau {r.get('taus', r.get('tau'))}, "
             f"{r.get('minutes', '?')} min" + (f"; {r['note']}" if r.get("note") else "")
         )
-    text = "\n".join(lines) + "\n\n" + confidence_curves.table(points)
-    (out_dir / "deepconf.md").write_text(text + "\n")
-    (out_dir / "deepconf.json").write_text(json.dumps({"runs": runs, "points": points}, indent=1))
-    with (out_dir / "deepconf.png").open("wb") as png:
-        confidence_curves.plot(points, png, f"{name.split(',')[0]}: accuracy vs generated tokens")
+    flops = stem == "deepconf_flops"
+    if flops:
+        text = (
+            "\n".join(lines)
+            + "\n\n"
+            + confidence_curves.flops_table(points)
+            + "\n\n"
+            + confidence_curves.equal_flops_table(points)
+        )
+    else:
+        text = "\n".join(lines) + "\n\n" + confidence_curves.table(points)
+    (out_dir / f"{stem}.md").write_text(text + "\n")
+    (out_dir / f"{stem}.json").write_text(json.dumps({"runs": runs, "points": points}, indent=1))
+    title = name.split(",")[0]
+    with (out_dir / f"{stem}.png").open("wb") as png:
+        if flops:
+            confidence_curves.plot_flops(points, png, f"{title}: accuracy vs forward FLOPs")
+        else:
+            confidence_curves.plot(points, png, f"{title}: accuracy vs generated tokens")
     print(text)
 
 
