@@ -72,6 +72,39 @@ def test_greedy_refill_equals_the_plain_sampler(setup):
     np.testing.assert_array_equal(out.lengths.reshape(2, 4), np.repeat(plain.lengths[:, None], 4, axis=1))
 
 
+def test_online_confidence_stop_under_refill_equals_the_plain_sampler(setup):
+    """DeepConf's online stop (Fu et al. 2025) per sample: greedy, each prompt's threshold stopping some."""
+    config, params, tokens, lengths = setup
+    model = Model(config)
+    conf = dataclasses.replace(cfg(0.0), confidence_k=4, confidence_window=3)
+    free = sampler.generate(model, params, PROMPTS, jax.random.key(1), conf)
+    threshold = np.asarray(free.trace.mean) + 0.05  # above the average: some window falls below it
+    plain = sampler.generate(model, params, PROMPTS, jax.random.key(1), conf, stop_threshold=threshold)
+    assert np.asarray(plain.stopped).any(), "no trace stopped: the test would prove little"
+    out = refill.sample_refill(
+        model, params, tokens, lengths, jax.random.key(1), conf, 4, 2, stop_threshold=threshold
+    )
+    for u in range(len(PROMPTS)):
+        for i in range(4):
+            np.testing.assert_array_equal(out.tokens[u * 4 + i], plain.tokens[u])
+            np.testing.assert_allclose(out.confidences[u * 4 + i], plain.confidences[u], atol=1e-6)
+            assert bool(out.stopped[u * 4 + i]) == bool(plain.stopped[u])
+    np.testing.assert_allclose(out.trace.lowest_group[::4], plain.trace.lowest_group, atol=1e-6)
+
+
+def test_sampled_confidence_stop_does_not_depend_on_the_slot(setup):
+    config, params, tokens, lengths = setup
+    conf = dataclasses.replace(cfg(), confidence_k=4, confidence_window=3)
+    threshold = np.full((2,), 2.28, np.float32)  # near the traces' mean confidence: some stop, some not
+    run = lambda slots: refill.sample_refill(
+        Model(config), params, tokens, lengths, jax.random.key(3), conf, 8, slots, stop_threshold=threshold
+    )
+    refilled, alone = run(3), run(8)
+    assert 0 < int(np.asarray(refilled.stopped).sum()) < 16
+    for field in ("tokens", "lengths", "confidences", "stopped"):
+        np.testing.assert_array_equal(getattr(refilled, field), getattr(alone, field), err_msg=field)
+
+
 def test_bad_slot_counts_are_named(setup):
     config, params, tokens, lengths = setup
     with pytest.raises(ConfigError, match="slots"):

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 
 from rtc.errors import ConfigError
 from rtc.model import kv_cache
+from rtc.sampling import confidence as confidence_lib
 from rtc.sampling import prefill as prefill_lib
 from rtc.sampling import sampler as sampler_lib
 from rtc.sampling.sampler import DecodeState, SamplerConfig
@@ -36,6 +37,10 @@ class RefillOutput:
     thinking_tokens: jax.Array  # i32[U * N]
     steps: jax.Array  # i32[]: decode steps the loop ran
     occupancy: jax.Array  # f32[]: live slot-steps / (slots x steps)
+    # With confidence tracking (`SamplerConfig.confidence_k > 0`), else None, as `sampler.SampleOutput`:
+    confidences: jax.Array | None = None  # f32[U * N, T]
+    stopped: jax.Array | None = None  # bool[U * N]: ended by DeepConf's online stop
+    trace: confidence_lib.TraceConfidence | None = None
 
 
 @flax.struct.dataclass
@@ -68,23 +73,51 @@ def _reset(dec: DecodeState, take: jax.Array, prompt: dict, source: jax.Array) -
 
 
 def _step(
-    model, params, cfg: SamplerConfig, max_new: int, rng, prompt: dict, samples: int, state: RefillState
+    model,
+    params,
+    cfg: SamplerConfig,
+    max_new: int,
+    rng,
+    prompt: dict,
+    samples: int,
+    confidence: tuple | None,
+    state: RefillState,
 ):
+    """One token for every slot, then commit what ended and refill; `confidence`: (k, window, f32[U]
+    thresholds) or None."""
     dec, sample, column, out = state.dec, state.sample, state.column, state.out
     b, u = sample.shape[0], state.pending.shape[0]
     runs, total = b // u, u * samples
     live = ~dec.done
     keys = _keys(rng, jnp.maximum(sample, 0), column)
+    logits = dec.next_logits  # f32[B, V]: what this step draws from
     dec = sampler_lib.decode_step(model, params, cfg, None, dec.replace(step=jnp.int32(0), row_keys=keys))
     ids = jnp.where(live, sample, total)  # a row not live writes nothing (dropped)
     tokens = out.tokens.at[ids, column].set(dec.tokens[:, 0], mode="drop")
     logprobs = out.logprobs.at[ids, column].set(dec.logprobs[:, 0], mode="drop")
+    weak = jnp.zeros((b,), bool)
+    if confidence is not None:  # DeepConf's online stop, per sample (as `sampler.decode_step` does per row)
+        k, window, threshold = confidence
+        scale = 1.0 if cfg.rule.greedy else 1.0 / cfg.rule.temperature
+        c = confidence_lib.token_confidence(jax.nn.log_softmax(logits * scale, axis=-1), k)  # f32[B]
+        conf = out.confidences.at[ids, column].set(c, mode="drop")
+        rows = jnp.take(conf, jnp.maximum(sample, 0), axis=0)  # f32[B, T]: each slot's sample so far
+        current = jax.vmap(lambda row, col: confidence_lib.current_window(row[None], col, window))
+        group, full = current(rows, column)
+        weak = (
+            live
+            & ~dec.done
+            & confidence_lib.stop_decision(group[:, 0], full, threshold[jnp.arange(b) // runs])
+        )
+        out = out.replace(confidences=conf)
     column = column + live
-    done = dec.done | (column >= max_new)
+    done = dec.done | weak | (column >= max_new)
     ended = done & (sample >= 0)
     ended_ids = jnp.where(ended, sample, total)
     lengths = out.lengths.at[ended_ids].set(column, mode="drop")
     thought = out.thinking_tokens.at[ended_ids].set(dec.thought, mode="drop")
+    if confidence is not None:
+        out = out.replace(stopped=out.stopped.at[ended_ids].set(weak, mode="drop"))
     sample = jnp.where(ended, -1, sample)
     # refill: each prompt's idle slots take its next pending samples, in slot order
     idle = (sample < 0).reshape(u, runs)
@@ -123,13 +156,20 @@ def sample_refill_rows(
     samples: int,
     slots: int,
     cache_dtype=jnp.float32,
+    stop_threshold: jax.Array | None = None,
 ) -> RefillOutput:
     """`samples` completions of each of U prompts (`prompt_tokens: i32[U, P]` right-padded,
-    `prompt_lengths: i32[U]`) through `slots` slots per prompt; traceable (`sample_refill` is it jitted)."""
+    `prompt_lengths: i32[U]`) through `slots` slots per prompt; traceable (`sample_refill` is it jitted).
+
+    With `cfg.confidence_k > 0` every token's DeepConf confidence is recorded and a sample stops once its
+    window confidence falls below its prompt's `stop_threshold: f32[U]` (default -inf: never), its slot
+    then refilled at once: the online stop's saved tokens become saved time."""
     if not 1 <= slots <= samples:
         raise ConfigError(f"slots must be in 1..samples, got slots={slots}, samples={samples}")
-    if cfg.confidence_k or cfg.cache_phases != 1:
-        raise ConfigError("slot refill takes neither confidence tracking nor cache phases")
+    if cfg.cache_phases != 1:
+        raise ConfigError("slot refill decodes in one phase: set cache_phases=1")
+    if stop_threshold is not None and not cfg.confidence_k:
+        raise ConfigError("a stop_threshold needs confidence tracking: set SamplerConfig.confidence_k > 0")
     u, p = prompt_tokens.shape
     b, t = u * slots, cfg.max_new_tokens
     logits, prompt_cache = prefill_lib.prefill(
@@ -140,7 +180,12 @@ def sample_refill_rows(
     thinking = sampler_lib.prompt_opens_thinking(prompt_tokens, prompt_lengths, cfg.budget)
     _, cache = prefill_lib.fork(None, prompt_cache, source)
     cache = kv_cache.pin_rows(cache, prompt_cache)  # the prompt's pages outlive every sample of it
-    one = dataclasses.replace(cfg, max_new_tokens=1)  # a step's buffers: one token per slot
+    # a step's buffers hold one token per slot; confidences are tracked here, per sample
+    one = dataclasses.replace(cfg, max_new_tokens=1, confidence_k=0)
+    confidence = None
+    if cfg.confidence_k:
+        threshold = jnp.full((u,), -jnp.inf, jnp.float32) if stop_threshold is None else stop_threshold
+        confidence = (cfg.confidence_k, cfg.confidence_window, jnp.asarray(threshold, jnp.float32))
     dec = sampler_lib.init_decode_state(logits[source], cache, rng, one, thinking=thinking[source])
     dec = dec.replace(row_keys=_keys(rng, jnp.zeros((b,), jnp.int32), jnp.zeros((b,), jnp.int32)))
     total = u * samples
@@ -157,15 +202,22 @@ def sample_refill_rows(
             thinking_tokens=jnp.zeros((total,), jnp.int32),
             steps=jnp.int32(0),
             occupancy=jnp.float32(0.0),
+            confidences=None if confidence is None else jnp.zeros((total, t), jnp.float32),
+            stopped=None if confidence is None else jnp.zeros((total,), bool),
         ),
     )
     state = jax.lax.while_loop(
         lambda s: jnp.any(s.sample >= 0),
-        lambda s: _step(model, params, one, t, rng, prompt, samples, s),
+        lambda s: _step(model, params, one, t, rng, prompt, samples, confidence, s),
         state,
     )
     out = state.out
-    return out.replace(occupancy=out.occupancy / jnp.maximum(out.steps * b, 1))
+    out = out.replace(occupancy=out.occupancy / jnp.maximum(out.steps * b, 1))
+    if confidence is not None:
+        out = out.replace(
+            trace=confidence_lib.trace_confidence(out.confidences, out.lengths, cfg.confidence_window)
+        )
+    return out
 
 
 sample_refill: Callable = jax.jit(
