@@ -17,7 +17,7 @@ table and plot from all of them.
 
 Votes: an arithmetic answer is a number and votes as its text. A Countdown answer is an expression, and
 its vote is keyed by what it claims, its exact value and the multiset of numbers it spends
-(`countdown_key`: `25+75` and `75+25` are one vote, `50+50` another), so every answer of one key is
+(`rtc.data.countdown.vote_key`: `25+75` and `75+25` are one vote, `50+50` another), so every answer of one key is
 right or wrong together, and the task's own `is_correct` grades the vote's pick. Offline tables also
 show `majority(text)`, the vote keyed by the expression's text.
 
@@ -48,7 +48,7 @@ import numpy as np
 
 from experiments.overthinking import CONFIGS, load_config
 from rtc.analysis import confidence_curves
-from rtc.data import safe_eval
+from rtc.data import countdown
 from rtc.data.answers import extract_answer
 from rtc.data.format import prompt_tokens
 from rtc.data.tasks import get_task
@@ -73,26 +73,12 @@ def task_flags(task: str) -> list[str]:
     return [f"--config.task.{k}={v}".replace(" ", "") for k, v in TASKS[task].items()]
 
 
-def countdown_key(expression: str | None) -> str | None:
-    """A Countdown answer's vote: its exact value and the sorted numbers it spends ("25 from 1,4,25"), or
-    "unparsed: TEXT" when the safe evaluator rejects it. `is_correct` depends only on these two (numbers
-    within the given ones, value equal to the target), so all answers of one key are graded alike."""
-    if expression is None:
-        return None
-    try:
-        value = safe_eval.evaluate(expression)
-        numbers = sorted(safe_eval.numbers_used(expression))
-    except safe_eval.UnsafeExpressionError:
-        return f"unparsed: {expression}"
-    return f"{value} from {','.join(str(x) for x in numbers)}"
-
-
 class VoteKeys:
-    """Answer -> vote key (Countdown: `countdown_key`; otherwise the answer itself), remembering the first
+    """Answer -> vote key (Countdown: `countdown.vote_key`; otherwise the answer itself), remembering the first
     answer seen under each key so a key can be graded by the task's `is_correct`."""
 
     def __init__(self, task: str):
-        self.key_of = countdown_key if task == "countdown" else (lambda answer: answer)
+        self.key_of = countdown.vote_key if task == "countdown" else (lambda answer: answer)
         self.answer: dict[str, str] = {}
 
     def __call__(self, answer: str | None) -> str | None:

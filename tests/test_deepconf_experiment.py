@@ -27,12 +27,12 @@ def test_trace_flops_sums_each_token_over_its_causal_context():
 
 
 def test_countdown_votes_are_keyed_by_value_and_numbers_spent():
-    assert deepconf.countdown_key("25+75") == deepconf.countdown_key(" 75 + 25") == "100 from 25,75"
-    assert deepconf.countdown_key("(25+75)/4") == "25 from 4,25,75"
-    assert deepconf.countdown_key("7/2") == "7/2 from 2,7"
-    assert deepconf.countdown_key("1/0") == "unparsed: 1/0"
-    assert deepconf.countdown_key("25 from 4") == "unparsed: 25 from 4"
-    assert deepconf.countdown_key(None) is None
+    assert countdown.vote_key("25+75") == countdown.vote_key(" 75 + 25") == "100 from 25,75"
+    assert countdown.vote_key("(25+75)/4") == "25 from 4,25,75"
+    assert countdown.vote_key("7/2") == "7/2 from 2,7"
+    assert countdown.vote_key("1/0") == "unparsed: 1/0"
+    assert countdown.vote_key("25 from 4") == "unparsed: 25 from 4"
+    assert countdown.vote_key(None) is None
     keys = deepconf.VoteKeys("countdown")
     answers = ["75+25", "25+75", "4*25", "50+50", None]
     ids = voting.answer_ids([[keys(a) for a in answers]])

@@ -149,3 +149,17 @@ def is_correct(predicted: str | None, example_record: dict) -> bool:
     except safe_eval.UnsafeExpressionError:
         return False
     return used <= collections.Counter(meta["numbers"]) and value == meta["target"]
+
+
+def vote_key(expression: str | None) -> str | None:
+    """A Countdown answer's vote: its exact value and the sorted numbers it spends ("25 from 1,4,25"), or
+    "unparsed: TEXT" when the safe evaluator rejects it. `is_correct` depends only on these two (numbers
+    within the given ones, value equal to the target), so all answers of one key are graded alike."""
+    if expression is None:
+        return None
+    try:
+        value = safe_eval.evaluate(expression)
+        numbers = sorted(safe_eval.numbers_used(expression))
+    except safe_eval.UnsafeExpressionError:
+        return f"unparsed: {expression}"
+    return f"{value} from {','.join(str(x) for x in numbers)}"
