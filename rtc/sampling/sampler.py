@@ -10,7 +10,7 @@ beam search (`beam_search.py`) and the step-level search (`rtc.search.expand`).
 With `SamplerConfig.confidence_k > 0` every step also records DeepConf's token confidence (Fu et al. 2025,
 `rtc.sampling.confidence`) and stops a row early, inside the loop, once its sliding-window confidence
 falls below that row's threshold (`stop_threshold: f32[B]`); off by default, so the loop is unchanged.
-A row that stopped early still holds its slot until the whole batch is done.
+A row that stopped early still holds its slot until the whole batch is done (`refill.py` hands it on).
 """
 
 import dataclasses
