@@ -188,6 +188,26 @@ def lookahead_scores(policy, params, verifier, verifier_params, state, rng, cfg:
     return selection_scores(state, cfg), spent
 
 
+def _output(state, cfg: SearchConfig, b: int, k: int, steps, generated, verified, nan) -> SearchOutput:
+    """The finished beams of `state` [B*k] as a SearchOutput [B, k], with the best beam per problem."""
+    score = scores_lib.aggregate(state.scores, cfg.aggregation)
+    rank = jnp.where(state.duplicate, -jnp.inf, score + 2.0 * state.finished)  # scores are in [0, 1]
+    split = lambda x: x.reshape(b, k, *x.shape[1:])
+    return SearchOutput(
+        tokens=split(state.tokens),
+        lengths=split(state.lengths),
+        scores=split(score),
+        finished=split(state.finished),
+        duplicate=split(state.duplicate),
+        best=jnp.argmax(split(rank), axis=1).astype(jnp.int32),
+        thinking_tokens=split(state.thought),
+        steps=steps,
+        generated_tokens=generated,
+        verifier_tokens=verified,
+        verifier_nan=nan,
+    )
+
+
 def _search(
     policy,
     params,
@@ -257,22 +277,7 @@ def _search(
         body,
         (state, jnp.int32(0), zeros_b, verified0, zeros_b),
     )
-    score = scores_lib.aggregate(state.scores, cfg.aggregation)
-    rank = jnp.where(state.duplicate, -jnp.inf, score + 2.0 * state.finished)  # scores are in [0, 1]
-    split = lambda x: x.reshape(b, k, *x.shape[1:])
-    return SearchOutput(
-        tokens=split(state.tokens),
-        lengths=split(state.lengths),
-        scores=split(score),
-        finished=split(state.finished),
-        duplicate=split(state.duplicate),
-        best=jnp.argmax(split(rank), axis=1).astype(jnp.int32),
-        thinking_tokens=split(state.thought),
-        steps=steps,
-        generated_tokens=generated,
-        verifier_tokens=verified,
-        verifier_nan=nan,
-    )
+    return _output(state, cfg, b, k, steps, generated, verified, nan)
 
 
 search = jax.jit(_search, static_argnames=("policy", "verifier", "cfg", "mesh", "placement", "cache_dtype"))
