@@ -45,6 +45,11 @@ def get_config(arg: str = "", mode: str = "orm"):
             mc_prefix_batch=16,  # step prefixes per sampler call (x mc_rollouts rows)
             mc_temperature=1.0,
             aggregation="product",  # PRM solution score used downstream (last / min / product / mean)
+            # hard negatives (arithmetic): per problem, its gold chain and this many copies with one slip
+            # carried through (rtc.rewards.hard_negatives), for the first hard_negative_problems problems
+            # (0: num_problems); no policy sampling, so they can cover the whole training split
+            hard_negatives=0,
+            hard_negative_problems=0,
         )
     )
     c.eval_rm = ml_collections.ConfigDict(

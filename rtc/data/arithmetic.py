@@ -8,6 +8,7 @@ one operation per step in evaluation order (products left to right, then sums le
 Splits are assigned by hashing the question text (see `rtc.data.splits`).
 """
 
+import dataclasses
 import json
 import re
 from collections.abc import Iterator, Sequence
@@ -50,25 +51,56 @@ def expression_text(operands: Sequence[int], operators: Sequence[str]) -> str:
     return "".join(pieces)
 
 
-def gold_steps(operands: Sequence[int], operators: Sequence[str]) -> list[tuple[str, int]]:
-    """`(step_text, value)` per operation in evaluation order, e.g. `('8*4=32', 32)`."""
+@dataclasses.dataclass(frozen=True)
+class Mistake:
+    """One slip in a chain: at step `step` (0-based, evaluation order) either the result is off by `delta`
+    (`kind="value"`: `16*9=154`) or the right operand is misread as itself plus `delta` and the step is then
+    computed correctly (`kind="operand"`: `90*5=450` for `90*1`). Later steps carry the wrong value."""
+
+    step: int
+    kind: str
+    delta: int
+
+
+MISTAKE_KINDS = ("value", "operand")
+
+
+def chain_steps(
+    operands: Sequence[int], operators: Sequence[str], mistake: Mistake | None = None
+) -> list[tuple[str, int]]:
+    """`(step_text, value)` per operation in evaluation order, e.g. `('8*4=32', 32)`; with `mistake`, the
+    chain a solver writes who slips once at that step and carries the slip through."""
+
+    def apply(left: int, operator: str, right: int) -> tuple[str, int]:
+        index = len(steps)
+        slip = mistake is not None and mistake.step == index
+        if slip and mistake.kind == "operand":
+            right += mistake.delta
+        result = left * right if operator == "*" else left + right if operator == "+" else left - right
+        if slip and mistake.kind == "value":
+            result += mistake.delta
+        return f"{left}{operator}{right}={result}", result
+
     steps = []
     terms = [operands[0]]
     signs = []
     for operator, operand in zip(operators, operands[1:]):
         if operator == "*":
-            product = terms[-1] * operand
-            steps.append((f"{terms[-1]}*{operand}={product}", product))
-            terms[-1] = product
+            steps.append(apply(terms[-1], "*", operand))
+            terms[-1] = steps[-1][1]
         else:
             signs.append(operator)
             terms.append(operand)
     value = terms[0]
     for sign, term in zip(signs, terms[1:]):
-        result = value + term if sign == "+" else value - term
-        steps.append((f"{value}{sign}{term}={result}", result))
-        value = result
+        steps.append(apply(value, sign, term))
+        value = steps[-1][1]
     return steps
+
+
+def gold_steps(operands: Sequence[int], operators: Sequence[str]) -> list[tuple[str, int]]:
+    """`(step_text, value)` per operation in evaluation order, e.g. `('8*4=32', 32)`."""
+    return chain_steps(operands, operators)
 
 
 def make_record(operands: Sequence[int], operators: Sequence[str], level: int | None = None) -> dict:

@@ -13,7 +13,7 @@ from etils import epath
 from rtc.data.tasks import get_task
 from rtc.data.tfds_builders import task_records
 from rtc.errors import ConfigError
-from rtc.rewards import prm800k, rm_data
+from rtc.rewards import hard_negatives, prm800k, rm_data
 from rtc.rewards.step_labels import ExactLabeler, HumanLabeler, MonteCarloLabeler
 from rtc.sampling import settings
 
@@ -80,6 +80,20 @@ def save_training_data(directory: epath.Path, arrays: dict, description: dict) -
     (directory / "train.json").write_text(json.dumps(description, indent=1))
 
 
+def slipped_chains(config, tokenizer, records) -> list:
+    """`rm_data.hard_negatives` slipped copies and the gold chain of each of the first
+    `rm_data.hard_negative_problems` training problems (`rtc.rewards.hard_negatives`); none when 0."""
+    r = config.rm_data
+    if not r.hard_negatives:
+        return []
+    count = min(r.hard_negative_problems or r.num_problems, len(records))
+    chosen = [records[i] for i in range(count)]
+    rng = np.random.default_rng(config.seed + 11)
+    solutions = hard_negatives.hard_negative_solutions(tokenizer, chosen, r.hard_negatives, rng)
+    logging.info("%d gold chains and %d slipped copies", count, count * r.hard_negatives)
+    return solutions
+
+
 def training_data(config, workdir: epath.PathLike, tokenizer, policy, policy_params) -> dict:
     """The labelled training arrays, sampled once and cached in `workdir/rm_data/`."""
     directory = epath.Path(workdir) / "rm_data"
@@ -105,17 +119,17 @@ def training_data(config, workdir: epath.PathLike, tokenizer, policy, policy_par
         logging.info("read %s: %s", r.human_path, file_counts)
     else:
         records = task_records(config, "train", workdir)
-        records = [records[i] for i in range(min(r.num_problems, len(records)))]
         solutions = rm_data.sample_solutions(
             policy,
             policy_params,
             tokenizer,
-            records,
+            [records[i] for i in range(min(r.num_problems, len(records)))],
             settings.from_block(config.eval, tokenizer, r.temperature),
             r.group_size,
             r.sample_batch_size,
             jax.random.fold_in(rng, 0),
         )
+        solutions += slipped_chains(config, tokenizer, records)
     arrays, counts = label_solutions(
         config, tokenizer, policy, policy_params, solutions, jax.random.fold_in(rng, 1)
     )
