@@ -4,6 +4,8 @@ On `eval_rm.num_problems` test problems the policy samples `eval_rm.best_of_n` s
 - ORM: AUROC of its score against the verifier's label of each solution;
 - PRM: step accuracy and AUROC against exact step labels (synthetic tasks), and the outcome AUROC
   of each aggregation (last / min / product / mean);
+- the policy as its own verifier (`self_check`: its probability of its least likely written token,
+  `rtc.rewards.self_check`), the untrained baseline beside them;
 - for every scorer, what search needs: within-problem AUROC and pairwise accuracy, each with a 95%
   bootstrap interval over problems, and the expected calibration error of its score (of the PRM's step
   scores too, against exact labels), drawn as a reliability diagram in `rm_reliability.png`;
@@ -28,6 +30,7 @@ from rtc.rewards import verifier_metrics as metrics
 from rtc.metrics import MetricWriter
 from rtc.rewards import reward_model as rm
 from rtc.rewards import rm_data
+from rtc.rewards.self_check import self_check_scores
 from rtc.rewards.step_labels import ExactLabeler, rollout_outcomes
 from rtc.data.tfds_builders import task_records
 from rtc.sampling import settings
@@ -195,20 +198,26 @@ def evaluate(config, workdir: epath.PathLike, tokenizer, policy, policy_params, 
         "solutions": len(solutions),
         "solution_accuracy": float(correct.mean()),
     }
-    scores, bins = {}, {}
+    # the policy reading its own solutions back: the generative baseline every trained verifier must beat
+    scores = {
+        "self_check": self_check_scores(
+            policy, policy_params, arrays["tokens"], arrays["completion_mask"], e.score_batch_size
+        )
+    }
+    bins = {}
     for kind, (model, params) in scorers.items():
         logits = score_logits(model, params, arrays["tokens"], e.score_batch_size)
         kind_scores = solution_scores(kind, logits, arrays["completion_mask"], step_end)
         scores.update(kind_scores)
-        for name, s in kind_scores.items():
-            results[f"{name}/auroc"] = metrics.auroc(s, correct)
-            results.update(ranking_metrics(name, s.reshape(shape), correct.reshape(shape), config.seed))
-            bins[name] = calibration(s, correct)
-            results[f"{name}/ece"] = metrics.ece_of_bins(bins[name])
         if kind == "prm" and exact is not None:
             predicted, truth = step_predictions(np.asarray(jax.nn.sigmoid(logits)), step_end, exact)
             bins["prm_steps"] = calibration(predicted, truth)
             results["prm/steps"] = step_metrics(predicted, truth, exact.skipped, bins["prm_steps"])
+    for name, s in scores.items():
+        results[f"{name}/auroc"] = metrics.auroc(s, correct)
+        results.update(ranking_metrics(name, s.reshape(shape), correct.reshape(shape), config.seed))
+        bins[name] = calibration(s, correct)
+        results[f"{name}/ece"] = metrics.ece_of_bins(bins[name])
     results["calibration"] = bins
     if "prm" in scorers and exact is not None and e.mc_solutions > 0:
         results["mc_agreement"] = mc_agreement(config, tokenizer, policy, policy_params, solutions, exact)

@@ -1,0 +1,46 @@
+"""The policy as its own verifier: a solution scores the probability of its least likely written token.
+
+Sampled at temperature 1, a slip (`16*9=154`) is usually a token the policy itself finds unlikely: read
+back teacher-forced, the policy would have written `144`. The lowest token probability of the completion
+is then a generative check that needs no training and no second model: the policy recomputes every step
+and the score says how far the written chain strays from what it would write. It is the trace-level
+"lowest token confidence" of Fu et al. 2025 ("Deep Think with Confidence") with the token's own
+probability in place of the top-k mean, and the baseline a trained verifier has to beat.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rtc.rewards.reward_model import positions_of
+
+
+def token_logprobs(model, params, tokens: jax.Array) -> jax.Array:
+    """f32[B, T]: log p(tokens[:, t] | tokens[:, :t]) under `model`, teacher-forced; 0 at t = 0."""
+    logits, _, _ = model.apply(params, tokens, positions_of(tokens))  # [B, T, V]
+    logp = jax.nn.log_softmax(logits[:, :-1].astype(jnp.float32), axis=-1)
+    written = jnp.take_along_axis(logp, tokens[:, 1:, None], axis=-1)[..., 0]  # [B, T-1]
+    return jnp.pad(written, ((0, 0), (1, 0)))
+
+
+@jax.jit
+def _min_logprob(logp: jax.Array, completion_mask: jax.Array) -> jax.Array:
+    return jnp.min(jnp.where(completion_mask, logp, 0.0), axis=1)
+
+
+_token_logprobs = jax.jit(token_logprobs, static_argnames="model")
+
+
+def self_check_scores(model, params, tokens: np.ndarray, completion_mask: np.ndarray, batch_size: int):
+    """f32[M]: exp(min over completion tokens of log p), the policy's probability of its least likely
+    written token, for `tokens: i32[M, T]` with `completion_mask: bool[M, T]`, in fixed-size batches."""
+    out = []
+    for start in range(0, len(tokens), batch_size):
+        chunk = np.zeros((batch_size, tokens.shape[1]), np.int32)
+        mask = np.zeros((batch_size, tokens.shape[1]), bool)
+        real = len(tokens[start : start + batch_size])
+        chunk[:real] = tokens[start : start + batch_size]
+        mask[:real] = completion_mask[start : start + batch_size]
+        logp = _min_logprob(_token_logprobs(model, params, jnp.asarray(chunk)), jnp.asarray(mask))
+        out.append(np.exp(np.asarray(logp))[:real])
+    return np.concatenate(out)

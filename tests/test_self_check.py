@@ -1,0 +1,40 @@
+"""The policy as its own verifier: teacher-forced token log-probs and the least likely written token."""
+
+import jax
+import numpy as np
+
+from rtc.rewards.self_check import self_check_scores, token_logprobs
+
+
+def test_token_logprobs_and_min_probability_by_hand(tiny_model):
+    model, params = tiny_model
+    tokens = np.array([[1, 5, 9, 3, 7, 0], [1, 4, 4, 4, 2, 8], [1, 6, 2, 2, 2, 2]], np.int32)
+    mask = np.array(
+        [[0, 0, 1, 1, 1, 0], [0, 1, 1, 1, 1, 1], [0, 0, 0, 1, 0, 0]], bool
+    )  # completions of 3, 5 and 1 tokens
+    logits = np.asarray(
+        model.apply(params, tokens, np.broadcast_to(np.arange(6), tokens.shape))[0], np.float64
+    )
+    logp_all = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    expected = np.zeros(tokens.shape)
+    for b in range(3):
+        for t in range(1, 6):  # token t is predicted at position t - 1
+            expected[b, t] = logp_all[b, t - 1, tokens[b, t]]
+    np.testing.assert_allclose(np.asarray(token_logprobs(model, params, tokens)), expected, atol=1e-5)
+    want = [np.exp(expected[b][mask[b]].min()) for b in range(3)]
+    # batch size 2: the second batch is padded, the padding's scores are dropped
+    np.testing.assert_allclose(self_check_scores(model, params, tokens, mask, 2), want, rtol=1e-5)
+
+
+def test_an_unlikely_written_token_scores_lower(tiny_model):
+    model, params = tiny_model
+    prompt = np.array([[1, 5, 9, 3, 7, 0]], np.int32)
+    logits = np.asarray(model.apply(params, prompt, np.arange(6)[None])[0])[0, 3]  # predicts token 4
+    likely, unlikely = int(np.argmax(logits)), int(np.argmin(logits))
+    tokens = np.repeat(prompt, 2, axis=0)
+    tokens[0, 4], tokens[1, 4] = likely, unlikely
+    mask = np.zeros(tokens.shape, bool)
+    mask[:, 4] = True
+    scores = self_check_scores(model, params, tokens, mask, 2)
+    assert scores[0] > scores[1]
+    np.testing.assert_allclose(scores[0], np.max(np.asarray(jax.nn.softmax(logits))), rtol=1e-5)
