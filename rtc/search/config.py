@@ -9,6 +9,9 @@ Strategies (Snell et al. 2024, "Scaling LLM Test-Time Compute Optimally...", sec
     times (groups of M, keep 1): diverse verifier tree search.
 - `mcts`: Monte Carlo tree search over steps (`rtc.search.mcts`): n / m simulations per tree, each
     expanding a leaf into M steps and rolling every child out; `trees` root-parallel trees per problem.
+- `best_first`: best-first search over steps (`rtc.search.best_first`): a frontier of N paths per problem
+    ordered by verifier score; each of at most `depth` iterations pops the best unfinished path and
+    expands it into M children, which evict the frontier's lowest-scored paths when it is full.
 A step ends at the delimiter token (a newline) or after `step_tokens` tokens; a path ends at a stop id.
 
 Confidence strategies (Fu et al. 2025, "Deep Think with Confidence"; `rtc.sampling.confidence`) need no
@@ -31,7 +34,7 @@ from rtc.rewards.reward_model import AGGREGATIONS
 from rtc.sampling.budget import ThinkingBudget
 from rtc.sampling.rules import SamplingRule
 
-TREE_STRATEGIES = ("beam", "dvts", "mcts")
+TREE_STRATEGIES = ("beam", "dvts", "mcts", "best_first")
 CONFIDENCE_STRATEGIES = ("confidence_weighted", "deepconf_low", "deepconf_high", "consensus")
 STRATEGIES = ("best_of_n", *TREE_STRATEGIES, *CONFIDENCE_STRATEGIES)
 # The DeepConf presets' eta: the percentage of warm-up traces above the stop threshold (Fu et al. 2025).
@@ -91,7 +94,9 @@ class SearchConfig:
             raise ConfigError(f"n, m, depth and step_tokens must be >= 1, got {self}")
         if self.strategy in CONFIDENCE_STRATEGIES:
             self._check_confidence()
-        if self.strategy in TREE_STRATEGIES and self.n % self.m:
+        if self.strategy == "best_first":
+            self._check_best_first()
+        elif self.strategy in TREE_STRATEGIES and self.n % self.m:
             raise ConfigError(
                 f"N={self.n} branches is not divisible by beam width M={self.m}: {self.strategy} keeps "
                 f"N/M beams and expands each M times; choose N a multiple of M"
@@ -110,6 +115,17 @@ class SearchConfig:
                 f"thinking budget of {limit} tokens is below one search step ({self.step_tokens} tokens): "
                 f"the search could not score a single thinking step; raise budget_tokens to at least "
                 f"step_tokens, lower step_tokens, or use best_of_n"
+            )
+
+    def _check_best_first(self):
+        if self.m > self.n:
+            raise ConfigError(
+                f"best_first keeps a frontier of N={self.n} paths and expands the best into M={self.m} "
+                f"children: M must be <= N"
+            )
+        if self.lookahead:
+            raise ConfigError(
+                f"best_first ranks paths by their own scores: lookahead must be 0, got {self.lookahead}"
             )
 
     def _check_confidence(self):

@@ -1,18 +1,20 @@
-"""A plain-Python reference of `tree_search.search`, written the way HF search-and-learn does it.
+"""Plain-Python references of `tree_search.search` and `best_first.search_best_first`, written the way
+HF search-and-learn does it.
 
 Beeching et al. (2024, HF search-and-learn) run best-of-N, PRM beam search (Snell et al. 2024, sec.
 5.1) and DVTS as Python loops over problems, steps and beams, with no state kept between steps: each
 step re-reads every beam's whole prefix (prompt + path) into a fresh policy KV cache, decodes the
 step one token at a time, and re-scores the whole prefix with one full verifier pass
 (`reward_model.prm_step_rewards` + `reward_model.aggregate`). This module does exactly that, so it
-shares no search code with the compiled program and checks it (tests/test_search_reference.py) and
-times it (bench/search_bench.py). It is slow by design.
+shares no search code with the compiled programs and checks them (tests/test_search_reference.py,
+tests/test_search_best_first.py) and times the first (bench/search_bench.py). It is slow by design.
 
 Randomness is the compiled search's, drawn the same way: step `s` splits `fold_in(rng, s)` once per
 token and draws with `rule.get_next_tokens` over all `R = B * N` rows (problem-major), so each
 problem places its rows' logits in a full `[R, V]` array. Lookahead rolls out greedy steps keyed by
-`fold_in(fold_in(fold_in(rng, s), 1 << 20), i)`. Every jitted piece has one fixed shape (prefixes
-padded to the prompt width plus `max_path_tokens`), so nothing recompiles per beam.
+`fold_in(fold_in(fold_in(rng, s), 1 << 20), i)`. Best-first search draws its M children of each problem
+the same way, over `R = B * M` rows. Every jitted piece has one fixed shape (prefixes padded to the
+prompt width plus `max_path_tokens`), so nothing recompiles per beam.
 """
 
 import dataclasses
@@ -296,6 +298,32 @@ def best_branch(beams: list[Beam]) -> int:
     return max(range(len(beams)), key=lambda i: rank[i])
 
 
+def empty_output(b_count: int, cfg: SearchConfig) -> dict:
+    """Every `SearchOutput` field but `steps`, zeroed: `[B, K]` per branch, `[B]` per problem."""
+    per_branch = lambda dtype: np.zeros((b_count, cfg.n), dtype)
+    out = {
+        "tokens": np.full((b_count, cfg.n, cfg.max_path_tokens), cfg.pad_id, np.int32),
+        "lengths": per_branch(np.int32),
+        "scores": per_branch(np.float32),
+        "finished": per_branch(bool),
+        "duplicate": per_branch(bool),
+        "thinking_tokens": per_branch(np.int32),
+    }
+    out.update({name: np.zeros((b_count,), np.int32) for name in PER_PROBLEM})
+    return out
+
+
+def write_problem(out: dict, b: int, beams: list[Beam]) -> None:
+    """Problem `b`'s branches and its best branch into `out` (`empty_output`)."""
+    for i, beam in enumerate(beams):
+        out["tokens"][b, i, : len(beam.path)] = beam.path
+        out["lengths"][b, i] = len(beam.path)
+        out["scores"][b, i] = beam.score
+        out["finished"][b, i], out["duplicate"][b, i] = beam.finished, beam.duplicate
+        out["thinking_tokens"][b, i] = beam.thought
+    out["best"][b] = best_branch(beams)
+
+
 def reference_search(
     policy, params, verifier, verifier_params, prompt_tokens, prompt_lengths, rng, cfg: SearchConfig
 ) -> SearchOutput:
@@ -304,20 +332,10 @@ def reference_search(
     prompt_tokens: i32[B, P] right-padded; prompt_lengths: i32[B]. `verifier` None: scores stay 0.
     """
     prompt_tokens, prompt_lengths = np.asarray(prompt_tokens), np.asarray(prompt_lengths)
-    b_count, k = prompt_tokens.shape[0], cfg.n
-    models = Models(
-        policy, params, verifier, verifier_params, b_count * k, prompt_tokens.shape[1] + cfg.max_path_tokens
-    )
-    per_branch = lambda dtype: np.zeros((b_count, k), dtype)
-    out = {
-        "tokens": np.full((b_count, k, cfg.max_path_tokens), cfg.pad_id, np.int32),
-        "lengths": per_branch(np.int32),
-        "scores": per_branch(np.float32),
-        "finished": per_branch(bool),
-        "duplicate": per_branch(bool),
-        "thinking_tokens": per_branch(np.int32),
-    }
-    out.update({name: np.zeros((b_count,), np.int32) for name in PER_PROBLEM})
+    b_count = prompt_tokens.shape[0]
+    width = prompt_tokens.shape[1] + cfg.max_path_tokens
+    models = Models(policy, params, verifier, verifier_params, b_count * cfg.n, width)
+    out = empty_output(b_count, cfg)
     steps = 0
     for b in range(b_count):
         prompt = prompt_tokens[b, : prompt_lengths[b]].tolist()
@@ -325,12 +343,78 @@ def reference_search(
             models, prompt, b, rng, cfg
         )
         steps = max(steps, steps_b)
-        for i, beam in enumerate(beams):
-            out["tokens"][b, i, : len(beam.path)] = beam.path
-            out["lengths"][b, i] = len(beam.path)
-            out["scores"][b, i] = beam.score
-            out["finished"][b, i], out["duplicate"][b, i] = beam.finished, beam.duplicate
-            out["thinking_tokens"][b, i] = beam.thought
-        out["best"][b] = best_branch(beams)
+        write_problem(out, b, beams)
         out["verifier_nan"][b] = sum(beam.nan for beam in beams)
+    return SearchOutput(steps=np.int32(steps), **out)
+
+
+# Best-first search (`rtc.search.best_first`): a frontier of N slots, each a path or EMPTY.
+EMPTY = Beam(duplicate=True)  # an empty slot: never popped, never chosen, blank in the output
+
+
+def priorities(beams: list[Beam]) -> list[float]:
+    """Each slot's priority: the path's score (float32), -inf where empty."""
+    return [-np.inf if beam.duplicate else float(np.float32(beam.score)) for beam in beams]
+
+
+def frontier_insert(priority: list[float], children: list[float]) -> tuple[list[bool], list[int]]:
+    """(kept: each slot keeps its path, dest: each child's slot, F where dropped): the F best of the
+    frontier's paths and the children survive (ties: a slot before a child, then the lower index); the kept
+    children fill the slots left free in slot order. -inf: empty."""
+    f, both = len(priority), priority + children
+    ranked = sorted(range(len(both)), key=lambda i: -both[i])[:f]  # stable: ties keep index order
+    kept = {i for i in ranked if both[i] > -np.inf}
+    free = [s for s in range(f) if s not in kept]
+    dest = [f] * len(children)
+    for j, slot in zip([j for j in range(len(children)) if f + j in kept], free):
+        dest[j] = slot
+    return [s in kept for s in range(f)], dest
+
+
+def best_first_problem(models: Models, prompt: list[int], b: int, rng, cfg: SearchConfig):
+    """One problem's best-first search: (frontier, iterations run, generated tokens, verifier tokens,
+    non-finite readings). Iteration `i` pops the best open slot (the lowest among equals) and writes one
+    step in M copies of it with `fold_in(rng, i)`; it stops when the best slot is finished or none is open."""
+    frontier = [Beam(thinking=opens_thinking(prompt, cfg.budget))] + [EMPTY] * (cfg.n - 1)
+    generated, verified, nan = 0, len(prompt) if models.verifier is not None else 0, 0
+    step = 0
+    while step < cfg.depth:
+        priority = priorities(frontier)
+        open_ = [-np.inf if beam.finished else p for beam, p in zip(frontier, priority)]
+        if frontier[int(np.argmax(priority))].finished or max(open_) == -np.inf:
+            break
+        popped = int(np.argmax(open_))
+        parent, frontier[popped] = frontier[popped], EMPTY
+        step_key = jax.random.fold_in(rng, step)
+        children, lengths = write_step(models, prompt, [parent] * cfg.m, b * cfg.m, step_key, cfg.rule, cfg)
+        children = rescore(models, prompt, children, lengths, cfg)
+        generated += sum(lengths)
+        verified += sum(lengths) if models.verifier is not None else 0
+        nan += sum(child.nan - parent.nan for child in children)
+        kept, dest = frontier_insert(priorities(frontier), priorities(children))
+        frontier = [beam if keep else EMPTY for beam, keep in zip(frontier, kept)]
+        for child, slot in zip(children, dest):
+            if slot < cfg.n:
+                frontier[slot] = child
+        step += 1
+    return frontier, step, generated, verified, nan
+
+
+def reference_best_first(
+    policy, params, verifier, verifier_params, prompt_tokens, prompt_lengths, rng, cfg: SearchConfig
+) -> SearchOutput:
+    """`best_first.search_best_first`'s result, every prefix re-read at every step; numpy fields."""
+    prompt_tokens, prompt_lengths = np.asarray(prompt_tokens), np.asarray(prompt_lengths)
+    b_count = prompt_tokens.shape[0]
+    width = prompt_tokens.shape[1] + cfg.max_path_tokens
+    models = Models(policy, params, verifier, verifier_params, b_count * cfg.m, width)
+    out = empty_output(b_count, cfg)
+    steps = 0
+    for b in range(b_count):
+        prompt = prompt_tokens[b, : prompt_lengths[b]].tolist()
+        frontier, steps_b, *counts = best_first_problem(models, prompt, b, rng, cfg)
+        for name, count in zip(("generated_tokens", "verifier_tokens", "verifier_nan"), counts):
+            out[name][b] = count
+        steps = max(steps, steps_b)
+        write_problem(out, b, frontier)
     return SearchOutput(steps=np.int32(steps), **out)

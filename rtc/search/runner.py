@@ -18,6 +18,7 @@ until the whole call ends (slot refill would free it), so tokens fall faster tha
 """
 
 import dataclasses
+import math
 import time
 from typing import Callable, Sequence
 
@@ -30,6 +31,7 @@ from rtc.eval import voting
 from rtc.parallel import mesh as mesh_lib
 from rtc.sampling import confidence as confidence_lib
 from rtc.sampling.sampler import SamplerConfig, pad_prompts, sample
+from rtc.search.best_first import search_best_first
 from rtc.search.config import CONFIDENCE_STRATEGIES, SearchConfig
 from rtc.search.mcts import search_mcts
 from rtc.search.tree_search import DATA_AXIS, row_sharding, search
@@ -94,6 +96,14 @@ def problems_for_devices(num_problems: int, n: int, mesh) -> int:
     return count
 
 
+def rows_per_problem(cfg: SearchConfig) -> int:
+    """The row count per problem whose multiples split evenly over the devices: MCTS's trees, best-first's
+    gcd of its N frontier rows and M children, else the N branches."""
+    if cfg.strategy == "mcts":
+        return cfg.trees
+    return math.gcd(cfg.n, cfg.m) if cfg.strategy == "best_first" else cfg.n
+
+
 def run(
     policy,
     params,
@@ -120,7 +130,7 @@ def run(
         return run_confidence(policy, params, prompts, rng, cfg, answer_of, mesh)
     tokens, lengths = pad_prompts(prompts, cfg.pad_id, cfg.max_path_tokens, policy.max_seq_len)
     real = len(prompts)
-    padded = problems_for_devices(real, cfg.trees if cfg.strategy == "mcts" else cfg.n, mesh)
+    padded = problems_for_devices(real, rows_per_problem(cfg), mesh)
     if padded > real:
         tokens = np.concatenate([tokens, np.repeat(tokens[:1], padded - real, axis=0)])
         lengths = np.concatenate([lengths, np.repeat(lengths[:1], padded - real)])
@@ -129,6 +139,10 @@ def run(
         tokens, lengths = jax.device_put((tokens, lengths), replicated)
     if cfg.strategy == "mcts":
         out = search_mcts(policy, params, verifier, verifier_params, tokens, lengths, rng, cfg=cfg, mesh=mesh)
+    elif cfg.strategy == "best_first":
+        out = search_best_first(
+            policy, params, verifier, verifier_params, tokens, lengths, rng, cfg=cfg, mesh=mesh
+        )
     else:
         out = search(
             policy,
