@@ -52,7 +52,7 @@ def test_without_a_prm_run_the_policy_and_prm_are_trained_first(
 def test_every_strategy_and_budget_is_reported(run):
     workdir, outputs = run
     curves = outputs["curves"]["curves"]
-    assert set(curves) == {"majority", "weighted", "best_of_n", "pass", "beam", "dvts", "mcts"}
+    assert set(curves) == {"majority", "weighted", "best_of_n", "pass", "beam", "dvts", "mcts", "best_first"}
     for method, by_n in curves.items():
         assert sorted(int(n) for n in by_n) == [2, 4], method
         for mean, low, high in by_n.values():
@@ -83,8 +83,10 @@ def test_files_are_written(run):
     # the bins split the problems: each strategy's overall accuracy is the size-weighted mean of its bins
     # each search's (and pass@N's, exact) overall accuracy is the size-weighted mean of its bins; the
     # subsampled rules are drawn apart from the overall curves, so only their presence is checked
-    assert {"best_of_n", "majority", "weighted", "pass@N", "beam", "dvts", "mcts"} == set(binned["accuracy"])
-    for strategy in ("beam", "dvts", "mcts", "pass@N"):
+    assert {"best_of_n", "majority", "weighted", "pass@N", "beam", "dvts", "mcts", "best_first"} == set(
+        binned["accuracy"]
+    )
+    for strategy in ("beam", "dvts", "mcts", "best_first", "pass@N"):
         for n, accuracies in binned["accuracy"][strategy].items():
             total = sum(a * size for a, size in zip(accuracies, binned["problems"]) if a is not None)
             if strategy == "pass@N":

@@ -36,7 +36,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.search = ml_collections.ConfigDict(
         dict(
             num_problems=200,
-            strategies=("best_of_n", "beam", "dvts", "mcts"),
+            strategies=("best_of_n", "beam", "dvts", "mcts", "best_first"),
             budgets=(4, 8, 16, 32),
             large_n=32,  # best-of-N samples per problem; majority / weighted / pass@k subsample them
             batch_problems=8,

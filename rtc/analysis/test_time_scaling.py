@@ -45,7 +45,7 @@ from rtc.search import runner
 from rtc.search.config import CONFIDENCE_STRATEGIES, EFFORT, SearchConfig, from_effort
 
 RESULTS_FILE = "search_results.json"
-SEARCH_STRATEGIES = ("beam", "dvts", "mcts", *CONFIDENCE_STRATEGIES)
+SEARCH_STRATEGIES = ("beam", "dvts", "mcts", "best_first", *CONFIDENCE_STRATEGIES)
 
 
 def load_models(config, workdir: epath.Path):

@@ -23,7 +23,7 @@ from rtc.api.results import Generation, Sample, SearchResult, Verifier, _parse, 
 
 DEFAULT_MAX_NEW_TOKENS = 256
 DEFAULT_STEP_TOKENS = 16
-SEARCH_STRATEGIES = ("best_of_n", "beam", "dvts", "mcts", "majority", *CONFIDENCE_STRATEGIES)
+SEARCH_STRATEGIES = ("best_of_n", "beam", "dvts", "mcts", "best_first", "majority", *CONFIDENCE_STRATEGIES)
 
 
 class _Relay:
@@ -176,7 +176,7 @@ class Reasoner:
     ) -> list[SearchResult] | SearchResult:
         """A `SearchResult` per text (one for a single string): `n` candidates, their scores, the choice.
 
-        `strategy`: best_of_n, beam, dvts, mcts (`rtc.search`, scored by `verifier`: an ORM/PRM run's
+        `strategy`: best_of_n, beam, dvts, mcts, best_first (`rtc.search`, scored by `verifier`: an ORM/PRM run's
         workdir or a `Verifier`), majority (sample `n`, take the most frequent answer; no verifier), or,
         with no verifier, confidence_weighted / deepconf_low / deepconf_high / consensus (Fu et al. 2025:
         votes weighted by trace confidence, keeping the top `eta`% of traces; DeepConf stops weak traces
