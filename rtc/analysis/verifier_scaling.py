@@ -7,7 +7,9 @@ per held-out problem once; both reward models score every solution (the PRM unde
 `reward_model.AGGREGATIONS`); every curve at k <= large_n is the expected accuracy over random k-subsets
 of the same samples (`rtc.analysis.scaling`), with a bootstrap interval over problems. Weighted voting
 (Li et al. 2023) by each verifier and pass@k (a perfect verifier) are drawn beside them, and the
-within-problem AUROC says how well each score ranks one problem's solutions.
+within-problem AUROC says how well each score ranks one problem's solutions. The policy's own check
+(`self_check`: its probability of the least likely token it wrote, `rtc.rewards.self_check`) is scored
+beside the trained verifiers as the baseline they must beat.
 
 Writes `verifiers.md`, `verifiers.png` and `verifiers.json` to the workdir.
 """
@@ -32,6 +34,7 @@ from rtc import recipes
 from rtc.pretrained.run_model import load_model
 from rtc.rewards import rm_data, rm_evaluate
 from rtc.rewards import training as rm_training
+from rtc.rewards.self_check import self_check_scores
 from rtc.sampling import settings
 from rtc.analysis import scaling
 from rtc.eval import voting
@@ -160,6 +163,9 @@ def run(config: ml_collections.ConfigDict, workdir: epath.PathLike) -> dict:
     arrays = rm_data.encode_solutions(solutions, config.rm.seq_len, tokenizer.pad_id)
     step_end = np.asarray(rm.step_end_mask(arrays["tokens"], arrays["completion_mask"], tokenizer.step_id))
     flat_scores = score_solutions(verifiers, arrays, step_end, config.eval_rm.score_batch_size)
+    flat_scores["self_check"] = self_check_scores(  # the policy's own check, the untrained baseline
+        policy, policy_params, arrays["tokens"], arrays["completion_mask"], config.eval_rm.score_batch_size
+    )
     scores = {name: s.reshape(shape) for name, s in flat_scores.items()}  # f32[P, N] each
 
     rng = np.random.default_rng(config.seed)
