@@ -11,9 +11,11 @@ import jax
 import numpy as np
 import pytest
 
+from rtc.errors import ConfigError
 from rtc.model import Model, model_config
 from rtc.sampling.budget import ThinkingBudget
 from rtc.sampling.rules import SamplingRule
+from rtc.search import expand as expand_lib
 from rtc.search.config import SearchConfig
 from rtc.search.reference import reference_search
 from rtc.search.tree_search import search
@@ -123,3 +125,42 @@ def test_delimiter_is_not_an_attempt_to_end_thinking(models):
     compiled, reference = both(models, cfg, prompts=THINKING_PROMPTS[:1], lengths=LENGTHS[:1] + 1)
     assert (reference.tokens == 47).any()
     assert_same(compiled, reference)
+
+
+SELF_CASES = {
+    "best_of_n": dict(strategy="best_of_n", m=1),
+    "beam": dict(),
+    "dvts-min": dict(strategy="dvts", aggregation="min"),
+}
+
+
+@pytest.mark.parametrize("case", list(SELF_CASES))
+def test_self_verifier_equals_reference(models, case):
+    """`verifier_kind="self"`: the compiled search reads the sampler's own log-probs; the reference
+    recomputes them from the whole prefix, so both rank the same beams."""
+    policy, params, _, _ = models
+    cfg = config(verifier_kind="self", **SELF_CASES[case])
+    compiled, reference = both((policy, params, None, None), cfg)
+    assert_exercised(compiled, cfg)
+    assert (
+        (compiled.scores > 0).all() and (compiled.scores < 1).any() and (compiled.verifier_tokens == 0).all()
+    )
+    assert_same(compiled, reference)
+
+
+def test_self_readings_by_hand():
+    logprobs = np.log(
+        np.array([[0.5, 0.25, 0.9, 1.0], [0.8, 0.1, 0.6, 1.0], [0.3, 1.0, 1.0, 1.0]], np.float32)
+    )
+    forced = np.array([[0, 0, 0, 0], [0, 1, 0, 0], [1, 0, 0, 0]], bool)  # row 1's 0.1 was forced
+    lengths = np.array([3, 3, 1], np.int32)  # row 2 wrote one token, and it was forced
+    probs, read = expand_lib.self_readings(logprobs, forced, lengths)
+    np.testing.assert_array_equal(read, [[0, 0, 1, 0], [0, 0, 1, 0], [0, 0, 0, 0]])
+    np.testing.assert_allclose(np.asarray(probs)[:2, 2], [0.25, 0.6], rtol=1e-6)
+
+
+def test_self_verifier_needs_sampling():
+    with pytest.raises(ConfigError, match="temperature > 0"):
+        config(verifier_kind="self", rule=GREEDY)
+    with pytest.raises(ConfigError, match="lookahead=0"):
+        config(verifier_kind="self", lookahead=1)

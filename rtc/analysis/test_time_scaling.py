@@ -51,6 +51,10 @@ SEARCH_STRATEGIES = ("beam", "dvts", "mcts", "best_first", *CONFIDENCE_STRATEGIE
 def load_models(config, workdir: epath.Path):
     """(tokenizer, policy, policy_params, verifier, verifier_params): the PRM run's, trained if absent."""
     tokenizer, policy, _ = load_model(config)
+    if config.search.verifier_kind == "self":  # the policy checks itself: no reward model to load
+        if not config.policy_workdir or not (epath.Path(config.policy_workdir) / "checkpoints").is_dir():
+            raise ConfigError("search.verifier_kind='self' needs policy_workdir: a finished SFT run")
+        return tokenizer, policy, recipes.restore_params(config.policy_workdir), None, None
     prm_dir = epath.Path(config.prm_workdir) if config.prm_workdir else workdir / "prm"
     if not (prm_dir / rm_training.DESCRIPTION_FILE).is_file() or not (prm_dir / "checkpoints").is_dir():
         if config.prm_workdir:

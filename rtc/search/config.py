@@ -39,7 +39,7 @@ CONFIDENCE_STRATEGIES = ("confidence_weighted", "deepconf_low", "deepconf_high",
 STRATEGIES = ("best_of_n", *TREE_STRATEGIES, *CONFIDENCE_STRATEGIES)
 # The DeepConf presets' eta: the percentage of warm-up traces above the stop threshold (Fu et al. 2025).
 DEEPCONF_ETA = {"deepconf_low": 10.0, "deepconf_high": 90.0}
-VERIFIER_KINDS = ("prm", "orm")
+VERIFIER_KINDS = ("prm", "orm", "self")
 
 # reasoning_effort -> (N, beam width M, depth in steps, fraction of the thinking budget), per strategy
 # family. "low" spends ~1/8 of "high"'s generations, so one knob spans the scaling curve.
@@ -58,7 +58,8 @@ class SearchConfig:
     step_tokens: the static token cap of one step; lookahead: extra greedy steps rolled out from each
     candidate before it is scored for pruning (Snell et al. 2024 sec. 5.1), then discarded;
     aggregation: how step scores make a path score (last / min / product / mean); verifier_kind:
-    `prm` scores every step delimiter, `orm` the last token of every step.
+    `prm` scores every step delimiter, `orm` the last token of every step, `self` needs no verifier: a
+    step scores the policy's probability of its least likely sampled token (`expand.self_readings`).
     Confidence strategies: confidence_k: top-k log-probs of the token confidence; window: tokens of the
     group confidence's sliding window; eta: percentage of traces kept (None: the strategy's preset, all
     traces for confidence_weighted and consensus); n_init: DeepConf's warm-up traces (0: max(2, N / 4));
@@ -105,6 +106,15 @@ class SearchConfig:
             raise ConfigError(f"unknown aggregation {self.aggregation!r}; known: {sorted(AGGREGATIONS)}")
         if self.verifier_kind not in VERIFIER_KINDS:
             raise ConfigError(f"unknown verifier_kind {self.verifier_kind!r}; known: {list(VERIFIER_KINDS)}")
+        if self.verifier_kind == "self" and self.lookahead:
+            raise ConfigError(
+                "verifier_kind='self' reads sampled tokens; greedy lookahead has none: set lookahead=0"
+            )
+        if self.verifier_kind == "self" and self.rule.temperature <= 0:
+            raise ConfigError(
+                "verifier_kind='self' scores a step by the probability of its sampled tokens: it needs "
+                f"sampling (temperature > 0), got temperature={self.rule.temperature}"
+            )
         if self.trees < 1 or (self.trees > 1 and self.strategy != "mcts"):
             raise ConfigError(f"trees={self.trees}: root-parallel trees (> 1) are an mcts setting")
         if self.lookahead < 0:

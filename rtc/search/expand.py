@@ -176,6 +176,23 @@ def verifier_readings(verifier, verifier_params, cache, step_tokens, step_length
     return jax.nn.sigmoid(values), read, cache
 
 
+def self_readings(
+    logprobs: jax.Array, forced: jax.Array, step_lengths: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """The policy as its own step verifier, at no cost: (probs f32[R, S], read bool[R, S]).
+
+    A step's reading is the probability of its least likely sampled token (`rtc.rewards.self_check`),
+    taken from the log-probs the sampler already computed (`logprobs: f32[R, S]`, at the sampling
+    temperature), read at the step's last token. Tokens the thinking budget forced (`forced: bool[R, S]`)
+    are not the policy's choice and are left out; a step of forced tokens only is not read.
+    """
+    s = logprobs.shape[1]
+    where = jnp.arange(s)[None, :]
+    lowest = jnp.min(jnp.where((where < step_lengths[:, None]) & ~forced, logprobs, jnp.inf), axis=1)  # [R]
+    read = (where == (step_lengths - 1)[:, None]) & jnp.isfinite(lowest)[:, None]
+    return jnp.broadcast_to(jnp.exp(lowest)[:, None], logprobs.shape), read
+
+
 def expand(
     policy,
     params,
@@ -210,7 +227,9 @@ def expand(
     last = jnp.take_along_axis(decode.tokens, jnp.maximum(step_lengths - 1, 0)[:, None], axis=1)[:, 0]
     ended = (step_lengths > 0) & jnp.isin(last, jnp.array(cfg.stop_ids, jnp.int32))
     scores, verifier_cache = state.scores, state.verifier_cache
-    if verifier is not None:
+    if cfg.verifier_kind == "self":
+        scores = scores_lib.add(scores, *self_readings(decode.logprobs, decode.forced, step_lengths))
+    elif verifier is not None:
         probs, read, verifier_cache = verifier_readings(
             verifier, verifier_params, verifier_cache, decode.tokens, step_lengths, cfg
         )

@@ -94,6 +94,26 @@ def path_score(
     return rm.aggregate(aggregation, probs, ok)[0], (read & ~ok).sum()
 
 
+@functools.partial(jax.jit, static_argnames="policy")
+def written_logprobs(policy, params, tokens, temperature):
+    """f32[C]: log p of each token of `tokens: i32[1, C]` given the ones before it, under the policy's
+    softmax at `temperature` (0 at position 0), from one full pass."""
+    positions = jnp.arange(tokens.shape[1], dtype=jnp.int32)[None]
+    logits, _, _ = policy.apply(params, tokens, positions)
+    logp = jax.nn.log_softmax(logits[0, :-1] / temperature, axis=-1)  # [C-1, V]
+    return jnp.pad(jnp.take_along_axis(logp, tokens[0, 1:, None], axis=-1)[:, 0], (1, 0))
+
+
+def self_path_score(models, tokens, start: int, step_ends, cfg) -> float:
+    """A path's score under `verifier_kind="self"`: each step reads exp(min log p) of its tokens, and
+    the readings aggregate as a PRM's do. `start`: the path's first position in `tokens`."""
+    logp = np.asarray(written_logprobs(models.policy, models.params, tokens, cfg.rule.temperature))
+    bounds = [start] + [start + e + 1 for e in step_ends]
+    readings = [np.exp(logp[a:b].min()) for a, b in zip(bounds[:-1], bounds[1:])]
+    probs = jnp.asarray(np.array(readings, np.float32)[None])
+    return float(rm.aggregate(cfg.aggregation, probs, jnp.ones(probs.shape, bool))[0]) if readings else 0.0
+
+
 def opens_thinking(prompt: list[int], budget) -> bool:
     """The prompt leaves a `<think>` block open (its last `<think>` follows its last `</think>`)."""
     if budget is None:
@@ -201,13 +221,18 @@ def write_step(
 
 def rescore(models: Models, prompt: list[int], beams: list[Beam], moved: list[int], cfg) -> list[Beam]:
     """Every beam that wrote tokens, re-scored from its whole prefix by one verifier pass."""
-    if models.verifier is None:
+    if models.verifier is None and cfg.verifier_kind != "self":
         return beams
     out = list(beams)
     for i, beam in enumerate(beams):
         if not moved[i]:
             continue
         tokens = models.padded(prompt + list(beam.path), cfg.pad_id)  # [1, C]
+        if cfg.verifier_kind == "self":
+            out[i] = dataclasses.replace(
+                beam, score=self_path_score(models, tokens, len(prompt), beam.step_ends, cfg)
+            )
+            continue
         where = np.arange(models.width)
         completion = (where >= len(prompt)) & (where < len(prompt) + len(beam.path))
         step_last = np.isin(where, [len(prompt) + e for e in beam.step_ends])
