@@ -7,7 +7,8 @@ Hardware:  2 CPU cores.
 Runtime and result: README.md, "Reward models (ORM and PRM)" (measured).
 
 Blocks: `sft` / `policy_workdir` (the policy sampled from), `rm_data` (problems, solutions per problem,
-sampling temperature, labels), `rm` (the reward model's training; `head_only`: only the scalar head),
+sampling temperature, labels; `hard_negatives`: gold chains beside copies with one slip carried through),
+`rm` (the reward model's training; `head_only`: only the scalar head),
 `eval_rm` (held-out problems, best-of-N size, `compare_workdir`: a run of the other kind to compare with).
 `:tiny` shrinks everything to check a setup in seconds.
 """
