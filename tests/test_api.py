@@ -119,6 +119,18 @@ def test_majority_search_votes_over_samples(thinker):
     assert r.best == r.scores.index(top) and r.answer == answers[r.best]
 
 
+def test_search_with_the_policy_checking_itself(thinker):
+    """`verifier="self"`: beam search scored by the policy's own token probabilities (no second model)."""
+    r = thinker.search(
+        "Compute 7+2*3.", verifier="self", strategy="beam", n=4, max_new_tokens=32, step_tokens=8
+    )
+    scores = np.array(r.scores)
+    assert len(r.candidates) == 4 and np.all((scores > 0) & (scores <= 1))
+    finished = np.array([c.finished for c in r.candidates])
+    rank = np.where(np.array(r.duplicate), -np.inf, scores + 2.0 * finished)
+    assert r.best == int(np.argmax(rank))
+
+
 @pytest.fixture(scope="module")
 def exported(thinker, tmp_path_factory):
     out = tmp_path_factory.mktemp("exported")

@@ -177,7 +177,8 @@ class Reasoner:
         """A `SearchResult` per text (one for a single string): `n` candidates, their scores, the choice.
 
         `strategy`: best_of_n, beam, dvts, mcts, best_first (`rtc.search`, scored by `verifier`: an ORM/PRM run's
-        workdir or a `Verifier`), majority (sample `n`, take the most frequent answer; no verifier), or,
+        workdir, a `Verifier`, or "self": the policy's probability of each step's least likely token,
+        read from the sampler at no cost), majority (sample `n`, take the most frequent answer; no verifier), or,
         with no verifier, confidence_weighted / deepconf_low / deepconf_high / consensus (Fu et al. 2025:
         votes weighted by trace confidence, keeping the top `eta`% of traces; DeepConf stops weak traces
         while they are generated; consensus draws rounds of 4 until the leading answer holds a `tau`
@@ -202,10 +203,16 @@ class Reasoner:
             knobs = dict(eta=eta, tau=tau, round_size=min(4, n))
             cfg = self._search_config(strategy, n, 1, 0, new_tokens, temperature, budget, None, knobs)
             results = self._tree_search(prompts, cfg, None, seed)
+        elif verifier == "self":  # the policy's own step check: no second model (expand.self_readings)
+            knobs = dict(aggregation="min", verifier_kind="self")
+            cfg = self._search_config(
+                strategy, n, beam_width, step_tokens, new_tokens, temperature, budget, None, knobs
+            )
+            results = self._tree_search(prompts, cfg, None, seed)
         else:
             if verifier is None:
                 raise ConfigError(
-                    f"strategy {strategy!r} needs a verifier (an ORM/PRM run); or use 'majority'"
+                    f"strategy {strategy!r} needs a verifier (an ORM/PRM run, or 'self'); or use 'majority'"
                 )
             verifier = verifier if isinstance(verifier, Verifier) else load_verifier(verifier)
             cfg = self._search_config(
