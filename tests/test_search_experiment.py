@@ -141,3 +141,20 @@ def test_confidence_strategies_run_beside_the_others(data_dir, tmp_path, reward_
     assert 2.0 <= outputs["searches"]["consensus"][4]["traces"] <= 4.0
     assert "| consensus |" in (tmp_path / "scaling.md").read_text()
     assert (tmp_path / "scaling.png").stat().st_size > 10_000
+
+
+def test_the_policy_checks_itself_without_a_reward_model(data_dir, tmp_path, reward_model_runs):
+    """`search.verifier_kind=self`: no PRM run is read or trained; the search spends no verifier tokens."""
+    root, _, _ = reward_model_runs
+    config = tiny_config(data_dir)
+    config.search.update(
+        verifier_kind="self", aggregation="min", strategies=("best_of_n", "beam"), budgets=(2,)
+    )
+    with pytest.raises(ConfigError, match="needs policy_workdir"):
+        experiment.run(config, str(tmp_path / "no_policy"))
+    config.policy_workdir = str(root / "orm" / "policy")
+    outputs = experiment.run(config, str(tmp_path / "self"))
+    assert not (tmp_path / "self" / "prm").exists()
+    point = outputs["searches"]["beam"][2]
+    assert point["verifier_tokens"] == 0 and point["generated_tokens"] > 0
+    assert set(outputs["curves"]["curves"]) >= {"majority", "best_of_n", "beam"}
