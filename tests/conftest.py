@@ -1,6 +1,7 @@
 """Shared fixtures: small models that compile in seconds, and the expensive runs, made once per session
 (one prepared copy of each tiny dataset, one tiny SFT policy with an ORM and a PRM trained on it)."""
 
+import gc
 import os
 import tempfile
 
@@ -11,17 +12,35 @@ from rtc.model import Model, model_config
 
 
 def pytest_configure(config):
-    """One persistent XLA compilation cache shared by the subprocesses tests start (the CLI, fake devices,
-    several processes): their tiny programs compile once, not once per test. This process keeps only JAX's
-    in-memory cache: serializing some large XLA:CPU executables into the persistent cache crashes the
-    process (seen with jaxlib 0.10.2), and one crash would end the whole session.
+    """One persistent XLA compilation cache for the session, shared with every subprocess a test starts
+    (the CLI, fake devices, several processes): the tiny programs compile once, not once per test, and a
+    program `release_compiled_programs` dropped is read back, not compiled again.
     `RTC_TEST_COMPILATION_CACHE=0` turns it off; a directory given in `JAX_COMPILATION_CACHE_DIR` is used."""
     if os.environ.get("RTC_TEST_COMPILATION_CACHE", "1") == "0":
         return
-    # jax is imported above, so these variables reach only the subprocesses, not this process's config
     os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="rtc-test-xla-cache-"))
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
+    jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+    jax.config.update(
+        "jax_persistent_cache_min_compile_time_secs",
+        float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]),
+    )
+    jax.config.update(
+        "jax_persistent_cache_min_entry_size_bytes",
+        int(os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"]),
+    )
+
+
+@pytest.fixture(autouse=True, scope="module")
+def release_compiled_programs():
+    """Drops JAX's compiled programs after each test module. XLA:CPU maps every executable's code into
+    memory; one process running the whole suite keeps hundreds of search and sampler programs (one beam
+    search test alone holds about 1,200 mappings), and past the kernel's limit (`vm.max_map_count`, 65,530
+    by default) the next compilation dies in a segmentation fault."""
+    yield
+    jax.clear_caches()
+    gc.collect()
 
 
 @pytest.fixture(scope="session")
