@@ -15,7 +15,8 @@ import pytest
 from rtc.errors import ConfigError
 from rtc.model import Model, model_config
 from rtc.sampling.rules import SamplingRule
-from rtc.search import best_first, reference, runner
+from rtc.search import best_first, runner
+from rtc.search import reference_best_first as reference
 from rtc.search.config import SearchConfig
 
 VOCAB, STOPS, DELIM = 64, (2, 10), 50

@@ -1,5 +1,5 @@
-"""Plain-Python references of `tree_search.search` and `best_first.search_best_first`, written the way
-HF search-and-learn does it.
+"""Plain-Python reference of `tree_search.search` (and the pieces of `reference_best_first`), written the
+way HF search-and-learn does it.
 
 Beeching et al. (2024, HF search-and-learn) run best-of-N, PRM beam search (Snell et al. 2024, sec.
 5.1) and DVTS as Python loops over problems, steps and beams, with no state kept between steps: each
@@ -12,9 +12,8 @@ tests/test_search_best_first.py) and times the first (bench/search_bench.py). It
 Randomness is the compiled search's, drawn the same way: step `s` splits `fold_in(rng, s)` once per
 token and draws with `rule.get_next_tokens` over all `R = B * N` rows (problem-major), so each
 problem places its rows' logits in a full `[R, V]` array. Lookahead rolls out greedy steps keyed by
-`fold_in(fold_in(fold_in(rng, s), 1 << 20), i)`. Best-first search draws its M children of each problem
-the same way, over `R = B * M` rows. Every jitted piece has one fixed shape (prefixes padded to the
-prompt width plus `max_path_tokens`), so nothing recompiles per beam.
+`fold_in(fold_in(fold_in(rng, s), 1 << 20), i)`. Every jitted piece has one fixed shape (prefixes padded
+to the prompt width plus `max_path_tokens`), so nothing recompiles per beam.
 """
 
 import dataclasses
@@ -370,76 +369,4 @@ def reference_search(
         steps = max(steps, steps_b)
         write_problem(out, b, beams)
         out["verifier_nan"][b] = sum(beam.nan for beam in beams)
-    return SearchOutput(steps=np.int32(steps), **out)
-
-
-# Best-first search (`rtc.search.best_first`): a frontier of N slots, each a path or EMPTY.
-EMPTY = Beam(duplicate=True)  # an empty slot: never popped, never chosen, blank in the output
-
-
-def priorities(beams: list[Beam]) -> list[float]:
-    """Each slot's priority: the path's score (float32), -inf where empty."""
-    return [-np.inf if beam.duplicate else float(np.float32(beam.score)) for beam in beams]
-
-
-def frontier_insert(priority: list[float], children: list[float]) -> tuple[list[bool], list[int]]:
-    """(kept: each slot keeps its path, dest: each child's slot, F where dropped): the F best of the
-    frontier's paths and the children survive (ties: a slot before a child, then the lower index); the kept
-    children fill the slots left free in slot order. -inf: empty."""
-    f, both = len(priority), priority + children
-    ranked = sorted(range(len(both)), key=lambda i: -both[i])[:f]  # stable: ties keep index order
-    kept = {i for i in ranked if both[i] > -np.inf}
-    free = [s for s in range(f) if s not in kept]
-    dest = [f] * len(children)
-    for j, slot in zip([j for j in range(len(children)) if f + j in kept], free):
-        dest[j] = slot
-    return [s in kept for s in range(f)], dest
-
-
-def best_first_problem(models: Models, prompt: list[int], b: int, rng, cfg: SearchConfig):
-    """One problem's best-first search: (frontier, iterations run, generated tokens, verifier tokens,
-    non-finite readings). Iteration `i` pops the best open slot (the lowest among equals) and writes one
-    step in M copies of it with `fold_in(rng, i)`; it stops when the best slot is finished or none is open."""
-    frontier = [Beam(thinking=opens_thinking(prompt, cfg.budget))] + [EMPTY] * (cfg.n - 1)
-    generated, verified, nan = 0, len(prompt) if models.verifier is not None else 0, 0
-    step = 0
-    while step < cfg.depth:
-        priority = priorities(frontier)
-        open_ = [-np.inf if beam.finished else p for beam, p in zip(frontier, priority)]
-        if frontier[int(np.argmax(priority))].finished or max(open_) == -np.inf:
-            break
-        popped = int(np.argmax(open_))
-        parent, frontier[popped] = frontier[popped], EMPTY
-        step_key = jax.random.fold_in(rng, step)
-        children, lengths = write_step(models, prompt, [parent] * cfg.m, b * cfg.m, step_key, cfg.rule, cfg)
-        children = rescore(models, prompt, children, lengths, cfg)
-        generated += sum(lengths)
-        verified += sum(lengths) if models.verifier is not None else 0
-        nan += sum(child.nan - parent.nan for child in children)
-        kept, dest = frontier_insert(priorities(frontier), priorities(children))
-        frontier = [beam if keep else EMPTY for beam, keep in zip(frontier, kept)]
-        for child, slot in zip(children, dest):
-            if slot < cfg.n:
-                frontier[slot] = child
-        step += 1
-    return frontier, step, generated, verified, nan
-
-
-def reference_best_first(
-    policy, params, verifier, verifier_params, prompt_tokens, prompt_lengths, rng, cfg: SearchConfig
-) -> SearchOutput:
-    """`best_first.search_best_first`'s result, every prefix re-read at every step; numpy fields."""
-    prompt_tokens, prompt_lengths = np.asarray(prompt_tokens), np.asarray(prompt_lengths)
-    b_count = prompt_tokens.shape[0]
-    width = prompt_tokens.shape[1] + cfg.max_path_tokens
-    models = Models(policy, params, verifier, verifier_params, b_count * cfg.m, width)
-    out = empty_output(b_count, cfg)
-    steps = 0
-    for b in range(b_count):
-        prompt = prompt_tokens[b, : prompt_lengths[b]].tolist()
-        frontier, steps_b, *counts = best_first_problem(models, prompt, b, rng, cfg)
-        for name, count in zip(("generated_tokens", "verifier_tokens", "verifier_nan"), counts):
-            out[name][b] = count
-        steps = max(steps, steps_b)
-        write_problem(out, b, frontier)
     return SearchOutput(steps=np.int32(steps), **out)
