@@ -1,4 +1,4 @@
-"""Test-time scaling on held-out arithmetic: best-of-N, voting, PRM beam search, DVTS and MCTS.
+"""Test-time scaling on held-out arithmetic: best-of-N, voting, PRM beam search, DVTS, MCTS and best-first.
 
 Command:   python -m rtc.main --config=experiments/configs/search.py --workdir=/tmp/rtc_search \
              --config.prm_workdir=/tmp/rtc_prm --config.policy_workdir=/tmp/rtc_orm/policy
@@ -9,7 +9,9 @@ Runtime and result: README.md, "Test-time compute" and experiments/README.md (me
 
 Writes WORKDIR/scaling.png (accuracy vs generated tokens, bootstrap bands, the 1-(1-p)^N oracle),
 scaling.md, compute_optimal.md and search_results.json. Fields on top of the PRM config (`prm.py`):
-- `prm_workdir`: a finished PRM (or ORM, with `search.verifier_kind="orm"`) run;
+- `prm_workdir`: a finished PRM (or ORM, with `search.verifier_kind="orm"`) run; with
+  `search.verifier_kind="self"` (and `aggregation="min"`) no reward model is read: every step scores the
+  policy's probability of its least likely sampled token, and `policy_workdir` must be given;
 - `search`: problems, strategies, budgets N (generations per problem, Snell et al.'s unit), the
   large-N best-of-N run the sampling curves are drawn from, step shape (`step_tokens` x `depth`),
   beam width M, lookahead, MCTS trees and exploration, `reasoning_effort` (low / medium / high:
