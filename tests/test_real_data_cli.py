@@ -100,7 +100,7 @@ def test_gsm8k_search_tiny_with_an_orm(shared):
     run_ok(f"{GSM8K}:search_tiny", workdir, shared["data"], f"--config.policy_workdir={shared['sft']}")
     results = json.loads((workdir / "search_results.json").read_text())
     assert results["problems"] == 4 and results["large_n"] == 4
-    assert sorted(results["searches"]) == ["beam", "dvts", "mcts"]
+    assert sorted(results["searches"]) == ["beam", "best_first", "dvts", "mcts"]
     assert json.loads((workdir / "prm" / "reward_model.json").read_text())["kind"] == "orm"
 
 
