@@ -1,0 +1,357 @@
+"""A router with a counted cost: samples per question by difficulty read from the prompt, against random routing.
+
+Usage:  python -m experiments.router --workdir=DIR [--policy=SFT_RUN] [--problems=500] [--train_problems=2000]
+
+Snell et al. 2024 ("Scaling LLM Test-Time Compute Optimally") spend more samples on harder questions,
+with difficulty estimated from samples and a verifier: a cost their curves leave out. Here:
+1. The policy samples `--train_samples` answers to each of `--train_problems` training problems; their
+   pass rates are the targets of a ridge head on the policy's prompt representation
+   (`rtc.eval.difficulty`, the ridge strength by 5-fold cross-validation on those problems).
+2. On held-out problems the policy samples `--samples` answers each (one pool); majority@N and
+   best-of-N by DeepConf trace confidence at N = 1..samples come from it by subsampling, with each
+   question's FLOPs (`confidence_curves.trace_flops`).
+3. Allocation (`rtc.analysis.allocation`): per quintile of predicted difficulty, the N of majority vote
+   that maximises accuracy within a mean FLOPs budget, fitted on one half of the questions and scored on
+   the other; the predictor's FLOPs (one prefill of the prompt and the head) are part of the budget.
+   Beside it: random routing at the same budget (the best mix of uniform N, no predictor), uniform
+   majority and best-of-N, a router by prompt length (free), and an oracle router binned by the
+   held-out pass rate itself (not realisable: an upper bound).
+Writes router.md / .png / .json to --out (default experiments/results) and the fitted head to
+WORKDIR/difficulty_head.json. Without --policy the quickstart SFT policy is trained into WORKDIR/sft.
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from experiments.deepconf import run_chunks, search_config, train_policy  # noqa: E402
+from experiments.overthinking import load_config  # noqa: E402
+from rtc.analysis import allocation, compute_optimal, confidence_curves, scaling  # noqa: E402
+from rtc.data.answers import extract_answer  # noqa: E402
+from rtc.data.format import prompt_tokens  # noqa: E402
+from rtc.data.tasks import get_task  # noqa: E402
+from rtc.data.tfds_builders import task_records  # noqa: E402
+from rtc.eval import difficulty, voting  # noqa: E402
+from rtc.pretrained.run_model import load_model  # noqa: E402
+from rtc.recipes import restore_params  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+RIDGE_GRID = (0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
+BUDGETS = (1, 1.5, 2, 3, 4, 6, 8, 12, 16, 24, 32)  # mean FLOPs per question, in units of one sample's
+
+
+def parse_args(argv: list[str] | None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workdir", required=True)
+    parser.add_argument(
+        "--policy", default="", help="a finished SFT run (default: train one into WORKDIR/sft)"
+    )
+    parser.add_argument("--out", default=str(RESULTS), help="where router.md / .png / .json go")
+    parser.add_argument("--problems", type=int, default=500, help="held-out problems")
+    parser.add_argument(
+        "--samples", type=int, default=32, help="held-out samples per problem (the largest N)"
+    )
+    parser.add_argument("--train_problems", type=int, default=2000, help="training problems for the head")
+    parser.add_argument("--train_samples", type=int, default=8, help="samples per training problem")
+    parser.add_argument("--bins", type=int, default=5, help="difficulty bins (Snell et al.: 5)")
+    parser.add_argument("--chunk", type=int, default=16, help="problems per sampler call at 32 samples")
+    parser.add_argument("--draws", type=int, default=50, help="random subsets per point")
+    parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument(
+        "--confidence_k", type=int, default=20, help="top-k log-probs of the trace confidence"
+    )
+    parser.add_argument("--window", type=int, default=8, help="tokens in the group-confidence window")
+    parser.add_argument("--round_size", type=int, default=4)
+    parser.add_argument(
+        "--tiny", action="store_true", help="the quickstart's tiny variant (the tests' model)"
+    )
+    return parser.parse_args(argv)
+
+
+def sample_pool(model, params, prompts, config, tokenizer, args, n: int, seed: int) -> dict:
+    """n sampled answers per prompt at the evaluation temperature: answers, trace confidences, FLOPs."""
+    cfg = search_config(config, tokenizer, "confidence_weighted", n, args)
+    chunk = max(1, args.chunk * 32 // n)
+    return run_chunks(
+        model, params, prompts, cfg, lambda ids: extract_answer(tokenizer.decode(ids)), chunk, seed
+    )
+
+
+def graded(pool: dict, records, task) -> np.ndarray:
+    """bool[P, N]: each sampled answer checked by the task."""
+    return np.array(
+        [[a is not None and task.is_correct(a, r) for a in row] for row, r in zip(pool["answers"], records)]
+    )
+
+
+def fit_head(
+    features: np.ndarray, pass_rate: np.ndarray, seed: int
+) -> tuple[difficulty.DifficultyHead, dict]:
+    ridge, errors = difficulty.choose_ridge(features, pass_rate, RIDGE_GRID, 5, np.random.default_rng(seed))
+    return difficulty.fit_ridge(features, pass_rate, ridge), errors
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation (ties take their mean rank)."""
+
+    def ranks(x):
+        order = np.argsort(x, kind="stable")
+        r = np.empty(len(x))
+        r[order] = np.arange(len(x))
+        for value in np.unique(x):  # mean rank of ties
+            r[x == value] = r[x == value].mean()
+        return r
+
+    ra, rb = ranks(np.asarray(a)), ranks(np.asarray(b))
+    if np.ptp(ra) == 0 or np.ptp(rb) == 0:  # a constant has no ranking
+        return float("nan")
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def options(pool: dict, correct: np.ndarray, ks: list[int], args, rng) -> tuple[dict, np.ndarray]:
+    """({rule: f64[P, K] accuracy at each N of ks}, cost f64[P, K]): majority and best-of-N by trace
+    confidence from the pool by subsampling; a question's cost at N is N times its mean trace FLOPs."""
+    ids = voting.answer_ids(pool["answers"])
+    rules = confidence_curves.offline_curves(correct, ids, pool["confidence"], ks, args.draws, rng, etas=())
+    best_of_n = {
+        k: scaling.subsample_accuracy(
+            correct,
+            scaling.subset_chooser(lambda c: np.argmax(c, axis=1), pool["confidence"]),
+            k,
+            args.draws,
+            rng,
+        )
+        for k in ks
+    }
+    acc = {
+        "majority": np.stack([rules["majority"][k] for k in ks], axis=1),
+        "best_of_n": np.stack([best_of_n[k] for k in ks], axis=1),
+    }
+    per_trace = pool["flops"].mean(axis=1)  # f64[P]
+    return acc, per_trace[:, None] * np.asarray(ks, np.float64)[None, :]
+
+
+def routed_curve(acc, cost, bins, num_bins, budgets, extra_cost, seed) -> list[dict]:
+    """A router's points: per budget, the cross-validated allocation's accuracy per question and mean cost
+    (the predictor's `extra_cost f[P]` paid inside the budget)."""
+    points = []
+    for b in budgets:
+        rng = np.random.default_rng(seed)
+        a, c = allocation.cross_validated(acc, cost, bins, num_bins, b, rng, predictor_cost=extra_cost)
+        points.append({"budget": b, "acc": a, "cost": float(c.mean())})
+    return points
+
+
+def random_curve(acc, cost, budgets) -> list[dict]:
+    points = []
+    for b in budgets:
+        a, c = allocation.random_routing(acc, cost, b)
+        points.append({"budget": b, "acc": a, "cost": c})
+    return points
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    workdir, out_dir = Path(args.workdir), Path(args.out)
+    workdir.mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    config = load_config(workdir, "tiny" if args.tiny else "")
+    policy_dir = args.policy or str(workdir / "sft")
+    if not args.policy:
+        args.task = "arithmetic"
+        train_policy(policy_dir, args)
+    tokenizer, model, _ = load_model(config)
+    params = restore_params(policy_dir)
+    task = get_task(config.task.name)
+    np_rng = np.random.default_rng(config.seed)
+
+    # 1. the head: pass rates of training problems from the policy's own samples
+    train = task_records(config, "train", workdir)
+    train = [train[i] for i in range(min(args.train_problems, len(train)))]
+    train_prompts = [prompt_tokens(tokenizer, r) for r in train]
+    train_pool = sample_pool(model, params, train_prompts, config, tokenizer, args, args.train_samples, 1)
+    train_rate = graded(train_pool, train, task).mean(axis=1)
+    head, ridge_errors = fit_head(
+        difficulty.prompt_features(model, params, train_prompts), train_rate, config.seed
+    )
+    (workdir / "difficulty_head.json").write_text(head.to_json())
+    print(
+        f"head: ridge {head.ridge:g}, {len(train)} training problems, {time.perf_counter() - started:.0f} s"
+    )
+
+    # 2. the held-out pool and every rule at every N
+    records = task_records(config, "test", workdir)
+    records = [records[i] for i in range(min(args.problems, len(records)))]
+    prompts = [prompt_tokens(tokenizer, r) for r in records]
+    pool = sample_pool(model, params, prompts, config, tokenizer, args, args.samples, 2)
+    correct = graded(pool, records, task)
+    ks = [k for k in (1, 2, 4, 8, 16, 32, 64) if k <= args.samples]
+    acc, cost = options(pool, correct, ks, args, np_rng)
+    unit = float(cost[:, 0].mean())  # one sample's mean FLOPs
+    budgets = [b * unit for b in BUDGETS if b <= max(ks)]
+
+    # 3. predictors and their routers
+    predicted = head.predict(difficulty.prompt_features(model, params, prompts))
+    lengths = np.array([len(p) for p in prompts])
+    held_out_rate = correct.mean(axis=1)
+    predictors = {  # name: (difficulty estimate, higher = easier; FLOPs per question)
+        "learned router": (predicted, difficulty.predictor_flops(model.config, lengths, head)),
+        "prompt-length router": (-lengths.astype(float), np.zeros(len(prompts))),
+        "oracle router (upper bound)": (held_out_rate, np.zeros(len(prompts))),
+    }
+    curves = {
+        "uniform majority": [
+            {"budget": c, "acc": acc["majority"][:, j], "cost": c} for j, c in enumerate(cost.mean(0))
+        ],
+        "uniform best-of-N (confidence)": [
+            {"budget": c, "acc": acc["best_of_n"][:, j], "cost": c} for j, c in enumerate(cost.mean(0))
+        ],
+        "random routing": random_curve(acc["majority"], cost, budgets),
+    }
+    for name, (estimate, extra) in predictors.items():
+        bins = compute_optimal.difficulty_bins(estimate, args.bins)
+        curves[name] = routed_curve(acc["majority"], cost, bins, args.bins, budgets, extra, config.seed)
+    quality = {
+        name: {"spearman": spearman(estimate, held_out_rate)} for name, (estimate, _) in predictors.items()
+    }
+    quality["learned router"]["rmse"] = float(np.sqrt(np.mean((predicted - held_out_rate) ** 2)))
+    predictor_cost = float(predictors["learned router"][1].mean() / unit)
+    results = summarise(curves, budgets, unit, args, np_rng)
+    results |= {
+        "settings": {k: v for k, v in vars(args).items() if k not in ("workdir", "policy", "out")},
+        "minutes": round((time.perf_counter() - started) / 60, 1),
+        "ks": ks,
+        "unit_flops": unit,
+        "tokens_per_sample": float(pool["lengths"].mean()),
+        "predictor_cost_in_samples": predictor_cost,
+        "ridge_errors": ridge_errors,
+        "ridge": head.ridge,
+        "quality": quality,
+        "train_pass_rate": float(train_rate.mean()),
+        "held_out_pass_rate": float(held_out_rate.mean()),
+    }
+    write(out_dir, results, f"{config.task.name}, {len(prompts)} held-out problems x {args.samples} samples")
+    return results
+
+
+def summarise(curves: dict, budgets: list[float], unit: float, args, rng) -> dict:
+    """Per curve its points (budget and cost in units of one sample, accuracy with a bootstrap interval);
+    the learned router's paired difference with random routing at each budget; the cost each curve needs
+    to reach uniform majority@max(N)'s accuracy."""
+    table = {}
+    for name, points in curves.items():
+        table[name] = [
+            {
+                "budget": p["budget"] / unit,
+                "cost": p["cost"] / unit,
+                "accuracy": [
+                    float(p["acc"].mean()),
+                    *scaling.bootstrap_interval(p["acc"], args.bootstrap, rng=rng),
+                ],
+            }
+            for p in points
+        ]
+    paired = []
+    for learned, rand in zip(curves["learned router"], curves["random routing"]):
+        diff = learned["acc"] - rand["acc"]
+        paired.append(
+            {
+                "budget": learned["budget"] / unit,
+                "difference": [
+                    float(diff.mean()),
+                    *scaling.bootstrap_interval(diff, args.bootstrap, rng=rng),
+                ],
+            }
+        )
+    target = table["uniform majority"][-1]["accuracy"][0]
+    reach = {
+        name: allocation.cost_to_reach([(p["cost"], p["accuracy"][0]) for p in points], target)
+        for name, points in table.items()
+    }
+    return {"curves": table, "router_minus_random": paired, "target": target, "cost_to_reach": reach}
+
+
+def write(out_dir: Path, results: dict, name: str) -> None:
+    """router.md (the budget table, the paired differences, the predictors' quality), .json and .png."""
+    curves, top = results["curves"], max(results["ks"])
+    routed = [n for n in curves if n not in ("uniform majority", "uniform best-of-N (confidence)")]
+    lines = [
+        f"{name}; one sample = {results['tokens_per_sample']:.1f} generated tokens, "
+        f"{results['unit_flops'] / 1e6:.1f} MFLOPs; the learned predictor costs "
+        f"{results['predictor_cost_in_samples']:.3f} samples per question; {results['minutes']} min.",
+        "",
+        "Accuracy (95% bootstrap interval) at a mean budget per question, in samples' FLOPs (routers: "
+        "majority vote with N chosen per difficulty quintile, two-fold cross-validated):",
+        "",
+        "| budget | " + " | ".join(routed) + " |",
+        "|---" * (len(routed) + 1) + "|",
+    ]
+    for i, b in enumerate(p["budget"] for p in curves["random routing"]):
+        cells = [_cell(curves[n][i]["accuracy"]) + f" ({curves[n][i]['cost']:.2f})" for n in routed]
+        lines.append(f"| {b:g} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Uniform N (cost in samples):",
+        "",
+        "| N | majority | best-of-N (confidence) |",
+        "|---|---|---|",
+    ]
+    for j, k in enumerate(results["ks"]):
+        lines.append(
+            f"| {k} | {_cell(curves['uniform majority'][j]['accuracy'])} | "
+            f"{_cell(curves['uniform best-of-N (confidence)'][j]['accuracy'])} |"
+        )
+    lines += ["", "Learned router minus random routing at equal budget (paired bootstrap):", ""]
+    lines += ["| budget | difference (points) |", "|---|---|"]
+    for p in results["router_minus_random"]:
+        d = p["difference"]
+        lines.append(f"| {p['budget']:g} | {100 * d[0]:+.1f} [{100 * d[1]:+.1f}, {100 * d[2]:+.1f}] |")
+    lines += [
+        "",
+        f"Cost to reach uniform majority@{top}'s {100 * results['target']:.1f}% (samples per question):",
+        "",
+    ]
+    for n, c in results["cost_to_reach"].items():
+        lines.append(
+            f"- {n}: " + ("not reached" if c is None else f"{c:.2f} ({c / top:.2f} of majority@{top})")
+        )
+    lines += ["", "Predicted difficulty against the held-out pass rate:", ""]
+    for n, q in results["quality"].items():
+        lines.append(
+            f"- {n}: Spearman {q['spearman']:.3f}" + (f", RMSE {q['rmse']:.3f}" if "rmse" in q else "")
+        )
+    text = "\n".join(lines)
+    (out_dir / "router.md").write_text(text + "\n")
+    (out_dir / "router.json").write_text(json.dumps(results, indent=1))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for n, points in curves.items():
+        cost = [p["cost"] for p in points]
+        accuracy = [100 * p["accuracy"][0] for p in points]
+        style = "o-" if n.startswith("uniform") else ".-"
+        ax.plot(cost, accuracy, style, label=n)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("mean FLOPs per question (one sample = 1)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(name.split(",")[0] + ": samples by predicted difficulty vs random routing")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_dir / "router.png", dpi=120)
+    plt.close(fig)
+    print(text)
+
+
+def _cell(accuracy: list[float]) -> str:
+    return f"{100 * accuracy[0]:.1f}% [{100 * accuracy[1]:.1f}, {100 * accuracy[2]:.1f}]"
+
+
+if __name__ == "__main__":
+    main()
