@@ -165,3 +165,29 @@ def test_router_experiment_end_to_end(tmp_path, monkeypatch, data_dir):
     text = (tmp_path / "out" / "router.md").read_text()
     assert text.startswith("arithmetic, 8 held-out problems x 4 samples") and "| 4 | " in text
     assert (tmp_path / "out" / "router.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_serving_router_reads_the_learned_head(tiny_policy, tmp_path):
+    import types
+
+    import ml_collections
+
+    from rtc.errors import ConfigError
+    from rtc.serve.router import Router
+
+    model, params = tiny_policy
+    prompts = [[1, 5, 9], [1, 7, 7, 3, 2, 8], [1, 2], [1, 4, 4, 4]]
+    features = difficulty.prompt_features(model, params, prompts)
+    head = difficulty.fit_ridge(features, np.array([0.9, 0.1, 0.8, 0.3]), 1.0)
+    (tmp_path / "difficulty_head.json").write_text(head.to_json())
+    block = ml_collections.ConfigDict(
+        dict(predictor="learned", threshold=0.5, fast_path="low", length_scale=32, head=None)
+    )
+    with pytest.raises(ConfigError, match="router.head"):
+        Router.from_config(block, types.SimpleNamespace(model=model, params=params))
+    block.head = str(tmp_path / "difficulty_head.json")
+    router = Router.from_config(block, types.SimpleNamespace(model=model, params=params))
+    for ids, rate in zip(prompts, head.predict(features)):
+        route = router.route("", ids)
+        assert route.difficulty == pytest.approx(1 - rate, abs=1e-4)
+        assert route.path == ("fast" if 1 - rate < 0.5 else "full")

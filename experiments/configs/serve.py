@@ -18,9 +18,10 @@ checkpoint folder or hub id (what `rtc.load` takes). Fields:
 - `thinking_visibility`: visible (streamed as `reasoning_content`), hidden (only counted) or summary
   (the last `summary_steps` thinking steps); a request can pick its own with `reasoning_visibility`;
 - `router`: `enabled` (the default for requests that do not say `router`), `predictor`
-  (`prompt_length`, or `module:function` returning a predictor), `threshold` (difficulty below it is
-  easy), `fast_path` (`low` effort or `no_thinking`), `length_scale` (prompt_length's tokens for
-  difficulty 1);
+  (`prompt_length`; `learned`: the served policy's prompt states through the ridge head in `head`, a
+  `difficulty_head.json` that `experiments/router.py` fitted for this policy; or `module:function`
+  returning a predictor), `threshold` (difficulty below it is easy), `fast_path` (`low` effort or
+  `no_thinking`), `length_scale` (prompt_length's tokens for difficulty 1);
 - `log_level`: uvicorn's.
 """
 
@@ -54,6 +55,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
             "threshold": 0.5,
             "fast_path": "low",
             "length_scale": 32,
+            "head": placeholder(str),
         }
     )
     c.log_level = "warning"

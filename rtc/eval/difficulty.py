@@ -50,8 +50,9 @@ _pooled_jit = jax.jit(_pooled, static_argnums=0)
 
 def prompt_features(model, params, prompts: Sequence[Sequence[int]], batch_size: int = 64) -> np.ndarray:
     """f32[P, 2E]: the policy's representation of each prompt (token ids), in batches of `batch_size`
-    right-padded to the longest prompt (causal attention: padding after a prompt cannot change it)."""
-    width = max(len(p) for p in prompts)
+    right-padded to a power of two >= the longest prompt, so few shapes compile (causal attention:
+    padding after a prompt cannot change it)."""
+    width = max(16, 1 << (max(len(p) for p in prompts) - 1).bit_length())
     out = []
     for start in range(0, len(prompts), batch_size):
         chunk = list(prompts[start : start + batch_size])
@@ -127,3 +128,24 @@ def predictor_flops(config, prompt_lengths, head: DifficultyHead) -> np.ndarray:
     """f64[P]: what predicting each question's difficulty costs, in forward FLOPs: a prefill of its
     prompt (the output layer included, though the head does not read it) plus the head."""
     return trace_flops(config, np.asarray(prompt_lengths), 0) + head.flops
+
+
+def load_head(path) -> DifficultyHead:
+    """The head written by `experiments/router.py` (`difficulty_head.json`)."""
+    from etils import epath
+
+    path = epath.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: no difficulty head (experiments/router.py writes one)")
+    return DifficultyHead.from_json(path.read_text())
+
+
+def difficulty_predictor(model, params, head: DifficultyHead):
+    """`(question, prompt_ids) -> difficulty in [0, 1]`, one minus the predicted pass rate: the serving
+    router's predictor (`rtc.serve.router`)."""
+
+    def predict(question: str, ids: list[int]) -> float:
+        del question  # read through the policy's states of its tokens
+        return float(1.0 - head.predict(prompt_features(model, params, [ids], batch_size=1))[0])
+
+    return predict

@@ -264,7 +264,7 @@ def serve_run(config, workdir) -> None:
     source = config.model or workdir
     reasoner = rtc.load(source, step=config.step)
     settings = settings_from_config(config, config.model_name or Path(str(source).rstrip("/")).name)
-    router = Router.from_config(config.router)
+    router = Router.from_config(config.router, reasoner)
     app = create_app(reasoner, settings, router)
     print(
         f"serving {reasoner} as {settings.model_name!r} on http://{config.host}:{config.port}/v1", flush=True

@@ -7,9 +7,10 @@ compute by predicted difficulty is Snell et al. 2024 ("Scaling LLM Test-Time Com
 sec. 3.2), who bin questions by difficulty and spend more on hard ones.
 
 The default predictor, `prompt_length`, takes a longer prompt to be a harder one (a question with
-more operands has more steps). It is a placeholder for a learned predictor; any other is named in the
-config as `module:function` (a factory called with the router's config block, returning the
-predictor).
+more operands has more steps). `learned` reads the served policy's states of the prompt through the
+ridge head `experiments/router.py` fits to sampled pass rates (`rtc.eval.difficulty`; `head` names its
+`difficulty_head.json`), at the cost of one prefill per request. Any other is named in the config as
+`module:function` (a factory called with the router's config block, returning the predictor).
 """
 
 import dataclasses
@@ -49,11 +50,19 @@ class Router:
         self.predictor, self.threshold, self.fast_path = predictor, threshold, fast_path
 
     @classmethod
-    def from_config(cls, block) -> "Router":
-        """The router of a config block: `predictor` (`prompt_length` or `module:function`),
-        `threshold`, `fast_path`, `length_scale`."""
+    def from_config(cls, block, reasoner=None) -> "Router":
+        """The router of a config block: `predictor` (`prompt_length`, `learned` or `module:function`),
+        `threshold`, `fast_path`, `length_scale`, `head` (for `learned`: a `difficulty_head.json` fitted
+        for the served policy `reasoner`)."""
         if block.predictor == "prompt_length":
             predictor = prompt_length(block.length_scale)
+        elif block.predictor == "learned":
+            if reasoner is None or not block.get("head"):
+                raise ConfigError("router.predictor='learned' needs router.head: a difficulty_head.json")
+            from rtc.eval import difficulty
+
+            head = difficulty.load_head(block.head)
+            predictor = difficulty.difficulty_predictor(reasoner.model, reasoner.params, head)
         elif ":" in block.predictor:
             module, name = block.predictor.split(":", 1)
             try:
@@ -62,7 +71,8 @@ class Router:
                 raise ConfigError(f"router.predictor {block.predictor!r} cannot be loaded: {error}") from None
         else:
             raise ConfigError(
-                f"router.predictor must be 'prompt_length' or 'module:function', got {block.predictor!r}"
+                f"router.predictor must be 'prompt_length', 'learned' or 'module:function', "
+                f"got {block.predictor!r}"
             )
         return cls(predictor, block.threshold, block.fast_path)
 
