@@ -1,6 +1,6 @@
 """A router with a counted cost: samples per question by difficulty read from the prompt, against random routing.
 
-Usage:  python -m experiments.router --workdir=DIR [--policy=SFT_RUN] [--problems=500] [--train_problems=2000]
+Usage:  python -m experiments.router --workdir=DIR [--policy=SFT_RUN] [--problems=1000] [--train_problems=2000]
 
 Snell et al. 2024 ("Scaling LLM Test-Time Compute Optimally") spend more samples on harder questions,
 with difficulty estimated from samples and a verifier: a cost their curves leave out. Here:
@@ -10,17 +10,19 @@ with difficulty estimated from samples and a verifier: a cost their curves leave
 2. On held-out problems the policy samples `--samples` answers each (one pool); majority@N and
    best-of-N by DeepConf trace confidence at N = 1..samples come from it by subsampling, with each
    question's FLOPs (`confidence_curves.trace_flops`).
-3. Allocation (`rtc.analysis.allocation`): per quintile of predicted difficulty, the N of majority vote
-   that maximises accuracy within a mean FLOPs budget, fitted on one half of the questions and scored on
-   the other; the predictor's FLOPs (one prefill of the prompt and the head) are part of the budget.
-   Beside it: random routing at the same budget (the best mix of uniform N, no predictor), uniform
-   majority and best-of-N, a router by prompt length (free), and an oracle router binned by the
-   held-out pass rate itself (not realisable: an upper bound).
+3. Allocation (`rtc.analysis.allocation`): per quintile of predicted difficulty, the rule (majority or
+   best-of-N by confidence) and N that maximise accuracy within a mean FLOPs budget, fitted on one half
+   of the questions and scored on the other; the predictor's FLOPs (one prefill of the prompt and the
+   head) are part of the budget. Beside it: random routing at the same budget (the best random mix of
+   the same options, fitted and scored the same way, no predictor), uniform majority and best-of-N, a
+   router by prompt length (free), and an oracle router binned by the held-out pass rate itself (not
+   realisable: an upper bound).
 Writes router.md / .png / .json to --out (default experiments/results) and the fitted head to
 WORKDIR/difficulty_head.json. Without --policy the quickstart SFT policy is trained into WORKDIR/sft.
 """
 
 import argparse
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -54,13 +56,14 @@ def parse_args(argv: list[str] | None):
         "--policy", default="", help="a finished SFT run (default: train one into WORKDIR/sft)"
     )
     parser.add_argument("--out", default=str(RESULTS), help="where router.md / .png / .json go")
-    parser.add_argument("--problems", type=int, default=500, help="held-out problems")
+    parser.add_argument("--problems", type=int, default=1000, help="held-out problems")
     parser.add_argument(
         "--samples", type=int, default=32, help="held-out samples per problem (the largest N)"
     )
     parser.add_argument("--train_problems", type=int, default=2000, help="training problems for the head")
     parser.add_argument("--train_samples", type=int, default=8, help="samples per training problem")
     parser.add_argument("--bins", type=int, default=5, help="difficulty bins (Snell et al.: 5)")
+    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
     parser.add_argument("--chunk", type=int, default=16, help="problems per sampler call at 32 samples")
     parser.add_argument("--draws", type=int, default=50, help="random subsets per point")
     parser.add_argument("--bootstrap", type=int, default=1000)
@@ -75,13 +78,24 @@ def parse_args(argv: list[str] | None):
     return parser.parse_args(argv)
 
 
-def sample_pool(model, params, prompts, config, tokenizer, args, n: int, seed: int) -> dict:
-    """n sampled answers per prompt at the evaluation temperature: answers, trace confidences, FLOPs."""
-    cfg = search_config(config, tokenizer, "confidence_weighted", n, args)
+def sample_pool(model, params, prompts, config, tokenizer, args, n: int, seed: int, cache: Path) -> dict:
+    """n sampled answers per prompt at --temperature: answers, trace confidences, lengths, FLOPs. Kept in
+    `cache` (.npz of arrays and .json of answers) and read back when the same settings ask again."""
+    key = json.dumps(
+        [args.policy, len(prompts), prompts[0], n, seed, args.temperature, args.window, args.tiny]
+    )
+    stem = cache.parent / f"{cache.name}_{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    if stem.with_suffix(".json").is_file():
+        arrays = np.load(stem.with_suffix(".npz"))
+        return {k: arrays[k] for k in arrays.files} | json.loads(stem.with_suffix(".json").read_text())
+    cfg = search_config(config, tokenizer, "confidence_weighted", n, args, temperature=args.temperature)
     chunk = max(1, args.chunk * 32 // n)
-    return run_chunks(
+    pool = run_chunks(
         model, params, prompts, cfg, lambda ids: extract_answer(tokenizer.decode(ids)), chunk, seed
     )
+    np.savez(stem.with_suffix(".npz"), **{k: v for k, v in pool.items() if isinstance(v, np.ndarray)})
+    stem.with_suffix(".json").write_text(json.dumps({"answers": pool["answers"], "seconds": pool["seconds"]}))
+    return pool
 
 
 def graded(pool: dict, records, task) -> np.ndarray:
@@ -117,7 +131,8 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 def options(pool: dict, correct: np.ndarray, ks: list[int], args, rng) -> tuple[dict, np.ndarray]:
     """({rule: f64[P, K] accuracy at each N of ks}, cost f64[P, K]): majority and best-of-N by trace
-    confidence from the pool by subsampling; a question's cost at N is N times its mean trace FLOPs."""
+    confidence (DeepConf's lowest group confidence, no verifier) from the pool by subsampling; a
+    question's cost at N is N times its mean trace FLOPs."""
     ids = voting.answer_ids(pool["answers"])
     rules = confidence_curves.offline_curves(correct, ids, pool["confidence"], ks, args.draws, rng, etas=())
     best_of_n = {
@@ -149,11 +164,12 @@ def routed_curve(acc, cost, bins, num_bins, budgets, extra_cost, seed) -> list[d
     return points
 
 
-def random_curve(acc, cost, budgets) -> list[dict]:
+def random_curve(acc, cost, budgets, seed) -> list[dict]:
+    """Random routing's points, its mixture of options cross-validated as the routers' allocations are."""
     points = []
     for b in budgets:
-        a, c = allocation.random_routing(acc, cost, b)
-        points.append({"budget": b, "acc": a, "cost": c})
+        a, c = allocation.random_routing_cross_validated(acc, cost, b, np.random.default_rng(seed))
+        points.append({"budget": b, "acc": a, "cost": float(c.mean())})
     return points
 
 
@@ -168,6 +184,7 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.policy:
         args.task = "arithmetic"
         train_policy(policy_dir, args)
+    args.policy = str(Path(policy_dir).resolve())  # the kept samples are keyed by it
     tokenizer, model, _ = load_model(config)
     params = restore_params(policy_dir)
     task = get_task(config.task.name)
@@ -177,7 +194,9 @@ def main(argv: list[str] | None = None) -> dict:
     train = task_records(config, "train", workdir)
     train = [train[i] for i in range(min(args.train_problems, len(train)))]
     train_prompts = [prompt_tokens(tokenizer, r) for r in train]
-    train_pool = sample_pool(model, params, train_prompts, config, tokenizer, args, args.train_samples, 1)
+    train_pool = sample_pool(
+        model, params, train_prompts, config, tokenizer, args, args.train_samples, 1, workdir / "train_pool"
+    )
     train_rate = graded(train_pool, train, task).mean(axis=1)
     head, ridge_errors = fit_head(
         difficulty.prompt_features(model, params, train_prompts), train_rate, config.seed
@@ -191,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict:
     records = task_records(config, "test", workdir)
     records = [records[i] for i in range(min(args.problems, len(records)))]
     prompts = [prompt_tokens(tokenizer, r) for r in records]
-    pool = sample_pool(model, params, prompts, config, tokenizer, args, args.samples, 2)
+    pool = sample_pool(model, params, prompts, config, tokenizer, args, args.samples, 2, workdir / "pool")
     correct = graded(pool, records, task)
     ks = [k for k in (1, 2, 4, 8, 16, 32, 64) if k <= args.samples]
     acc, cost = options(pool, correct, ks, args, np_rng)
@@ -214,11 +233,13 @@ def main(argv: list[str] | None = None) -> dict:
         "uniform best-of-N (confidence)": [
             {"budget": c, "acc": acc["best_of_n"][:, j], "cost": c} for j, c in enumerate(cost.mean(0))
         ],
-        "random routing": random_curve(acc["majority"], cost, budgets),
     }
+    # every rule at every N is an option, for the routers and for random routing alike
+    both, both_cost = np.concatenate([acc["majority"], acc["best_of_n"]], axis=1), np.tile(cost, 2)
+    curves["random routing"] = random_curve(both, both_cost, budgets, config.seed)
     for name, (estimate, extra) in predictors.items():
         bins = compute_optimal.difficulty_bins(estimate, args.bins)
-        curves[name] = routed_curve(acc["majority"], cost, bins, args.bins, budgets, extra, config.seed)
+        curves[name] = routed_curve(both, both_cost, bins, args.bins, budgets, extra, config.seed)
     quality = {
         name: {"spearman": spearman(estimate, held_out_rate)} for name, (estimate, _) in predictors.items()
     }
@@ -288,8 +309,9 @@ def write(out_dir: Path, results: dict, name: str) -> None:
         f"{results['unit_flops'] / 1e6:.1f} MFLOPs; the learned predictor costs "
         f"{results['predictor_cost_in_samples']:.3f} samples per question; {results['minutes']} min.",
         "",
-        "Accuracy (95% bootstrap interval) at a mean budget per question, in samples' FLOPs (routers: "
-        "majority vote with N chosen per difficulty quintile, two-fold cross-validated):",
+        "Accuracy (95% bootstrap interval) and mean cost at a budget per question, in samples' FLOPs "
+        "(routers: majority or best-of-N by confidence, and N, chosen per difficulty bin; random routing: "
+        "a random mix of the same options; all fitted on one half of the questions, scored on the other):",
         "",
         "| budget | " + " | ".join(routed) + " |",
         "|---" * (len(routed) + 1) + "|",

@@ -126,6 +126,20 @@ def test_random_routing_is_the_upper_hull_of_uniform_options():
     assert mean_cost == pytest.approx(2.5)
 
 
+def test_random_routing_is_fitted_on_one_half_and_scored_on_the_other():
+    # option 1 pays in questions 0-1 only; each half's mixture is fitted on the other half
+    acc = np.array([[0.0, 1.0], [0.0, 1.0], [0.5, 0.0], [0.5, 0.0]])
+    cost = np.array([[1.0, 2.0]] * 4)
+    order = np.random.default_rng(5).permutation(4)
+    got, got_cost = allocation.random_routing_cross_validated(acc, cost, 1.5, np.random.default_rng(5))
+    for fit, score in ((np.sort(order[:2]), np.sort(order[2:])), (np.sort(order[2:]), np.sort(order[:2]))):
+        mix = allocation.mixture(acc[fit].mean(axis=0), cost[fit].mean(axis=0), 1.5)
+        assert abs(sum(mix.values()) - 1) < 1e-12
+        np.testing.assert_allclose(got[score], sum(w * acc[score, k] for k, w in mix.items()))
+        np.testing.assert_allclose(got_cost[score], sum(w * cost[score, k] for k, w in mix.items()))
+    assert allocation.mixture(np.array([0.2, 0.8]), np.array([1.0, 2.0]), 1.5) == {0: 0.5, 1: 0.5}
+
+
 def test_cost_to_reach():
     points = [(1.0, 0.3), (2.0, 0.35), (4.0, 0.36), (3.0, 0.36)]
     assert allocation.cost_to_reach(points, 0.36) == 3.0
@@ -152,6 +166,7 @@ def test_router_experiment_end_to_end(tmp_path, monkeypatch, data_dir):
     ]
     results = router.main(argv)
     assert (tmp_path / "sft" / "checkpoints").is_dir()
+    assert len(list(tmp_path.glob("pool_*.npz"))) == 1 and len(list(tmp_path.glob("train_pool_*.json"))) == 1
     head = difficulty.DifficultyHead.from_json((tmp_path / "difficulty_head.json").read_text())
     assert head.ridge in router.RIDGE_GRID and len(head.weights) == 2 * PRESETS["test-tiny"]["embed_dim"]
     curves = results["curves"]
@@ -165,6 +180,10 @@ def test_router_experiment_end_to_end(tmp_path, monkeypatch, data_dir):
     text = (tmp_path / "out" / "router.md").read_text()
     assert text.startswith("arithmetic, 8 held-out problems x 4 samples") and "| 4 | " in text
     assert (tmp_path / "out" / "router.png").read_bytes()[:4] == b"\x89PNG"
+    # a second run reads the kept samples back and reaches the same numbers
+    monkeypatch.setattr(router, "run_chunks", None)  # sampling again would fail
+    again = router.main([*argv, "--policy", str(tmp_path / "sft")])
+    assert again["curves"] == results["curves"] and again["quality"] == results["quality"]
 
 
 def test_the_serving_router_reads_the_learned_head(tiny_policy, tmp_path):

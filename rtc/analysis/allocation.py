@@ -74,33 +74,51 @@ def cross_validated(
     return out_acc, out_cost
 
 
-def random_routing(acc: np.ndarray, cost: np.ndarray, budget: float) -> tuple[np.ndarray, float]:
-    """(acc f64[P], mean cost): the best routing that ignores the question at mean cost <= `budget`: each
-    question takes option i with probability 1 - t and j with t, for the pair (i, j) and t that maximise
-    the mean accuracy (the upper concave hull of the options' mean (cost, accuracy)). Per question it is
-    that mixture's expected accuracy, so a paired comparison with a router is possible. Below the
-    cheapest option: that option."""
-    acc, cost = np.asarray(acc, np.float64), np.asarray(cost, np.float64)
-    mean_acc, mean_cost = acc.mean(axis=0), cost.mean(axis=0)  # f64[K]
-    best = (-np.inf, None)
+def mixture(mean_acc: np.ndarray, mean_cost: np.ndarray, budget: float) -> dict[int, float]:
+    """{option: probability}: the random mix of at most two options with the highest mean accuracy at
+    mean cost <= `budget` (a point of the upper concave hull of the options' (cost, accuracy)); below the
+    cheapest option, that option."""
+    best_value, best = -np.inf, None
     for i, j in itertools.product(range(len(mean_acc)), repeat=2):
         if mean_cost[i] > budget:
             continue
-        t = 0.0
         if mean_cost[j] > mean_cost[i]:
             t = min(1.0, (budget - mean_cost[i]) / (mean_cost[j] - mean_cost[i]))
-        elif mean_cost[j] > budget:
-            continue
         else:
-            t = 1.0
+            t = 1.0 if mean_cost[j] <= budget else 0.0
         value = (1 - t) * mean_acc[i] + t * mean_acc[j]
-        if value > best[0] + 1e-15:
-            best = (value, (i, j, t))
-    if best[1] is None:
-        k = int(np.argmin(mean_cost))
-        return acc[:, k], float(mean_cost[k])
-    i, j, t = best[1]
-    return (1 - t) * acc[:, i] + t * acc[:, j], float((1 - t) * mean_cost[i] + t * mean_cost[j])
+        if value > best_value + 1e-15:
+            best_value, best = value, {i: 1 - t, j: t} if i != j else {i: 1.0}
+    if best is None:
+        return {int(np.argmin(mean_cost)): 1.0}
+    return {int(k): float(w) for k, w in best.items() if w > 0}
+
+
+def random_routing(acc: np.ndarray, cost: np.ndarray, budget: float) -> tuple[np.ndarray, float]:
+    """(acc f64[P], mean cost): the best routing that ignores the question at mean cost <= `budget`: each
+    question takes option i with probability 1 - t and j with t, for the pair (i, j) and t that maximise
+    the mean accuracy (`mixture`). Per question it is that mixture's expected accuracy, so a paired
+    comparison with a router is possible."""
+    acc, cost = np.asarray(acc, np.float64), np.asarray(cost, np.float64)
+    mix = mixture(acc.mean(axis=0), cost.mean(axis=0), budget)
+    return sum(w * acc[:, k] for k, w in mix.items()), float(
+        sum(w * cost[:, k].mean() for k, w in mix.items())
+    )
+
+
+def random_routing_cross_validated(
+    acc: np.ndarray, cost: np.ndarray, budget: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """(acc f64[P], cost f64[P]): `random_routing`'s mixture fitted on one half of the questions and
+    scored on the other, both ways, so it is compared with a cross-validated router on equal terms."""
+    order = rng.permutation(len(acc))
+    halves = np.sort(order[: len(acc) // 2]), np.sort(order[len(acc) // 2 :])
+    out_acc, out_cost = np.zeros(len(acc)), np.zeros(len(acc))
+    for fit, score in (halves, halves[::-1]):
+        mix = mixture(np.asarray(acc)[fit].mean(axis=0), np.asarray(cost)[fit].mean(axis=0), budget)
+        out_acc[score] = sum(w * np.asarray(acc)[score, k] for k, w in mix.items())
+        out_cost[score] = sum(w * np.asarray(cost)[score, k] for k, w in mix.items())
+    return out_acc, out_cost
 
 
 def cost_to_reach(points: list[tuple[float, float]], target: float) -> float | None:
