@@ -4,14 +4,17 @@
 - `rl` (grpo, ppo): the initial policy (`policy_workdir`, a finished SFT run; else a cold start of
   `sft.num_steps` SFT steps into `WORKDIR/sft`; else a pretrained checkpoint or random weights), RL, then
   the held-out evaluation;
-- `reward_model` (orm, prm): the policy (`policy_workdir`, else SFT into `WORKDIR/policy`), labelled
-  solutions, reward-model training, then the verifier's evaluation.
+- `reward_model` (orm, prm): the policy (`policy_workdir`, else SFT into `WORKDIR/policy`), the
+  verifier's network (the policy's, or with `rm.preset` another preset: `verifier_workdir`, else SFT into
+  `WORKDIR/verifier_sft`), the policy's solutions labelled, reward-model training (with `rm.select_every`,
+  the step kept chosen on held-out within-problem AUROC), then the verifier's evaluation.
 Each stage resumes on its own, so rerunning a recipe in the same workdir continues where it stopped.
 Every recipe writes the run's resolved config to `WORKDIR/config.json` first. WORKDIR may be a URL
 (`gs://bucket/run`, `s3://...`): every file of a run is read and written through `etils.epath`.
 `halt_after`: stop the main training stage after that step, as a preempted job would (tests of resume).
 """
 
+import dataclasses
 import json
 
 import jax
@@ -21,16 +24,17 @@ from etils import epath
 from rtc.checkpoint import Checkpointer
 from rtc.errors import ConfigError
 from rtc.eval.policy import evaluate_run
-from rtc.model import Model
+from rtc.model import PRESETS, Model, ModelConfig
 from rtc.parallel import distributed
-from rtc.pretrained.run_model import load_model
-from rtc.rewards import labelled_data, rm_evaluate
+from rtc.pretrained.run_model import build_model, load_model
+from rtc.rewards import labelled_data, rm_evaluate, selection
 from rtc.rewards import reward_model as rm
 from rtc.rewards import training as rm_training
 from rtc.rl import training as rl_training
 from rtc.train import loop, sft
 
 CONFIG_FILE = "config.json"
+VERIFIER_SFT = "verifier_sft"
 
 
 def write_config(config: ml_collections.ConfigDict, workdir: epath.PathLike) -> None:
@@ -50,7 +54,10 @@ def read_config(workdir: epath.PathLike) -> ml_collections.ConfigDict:
 
 
 def restore_params(workdir: epath.PathLike, step: int | None = None):
-    """The trained params of any run in `workdir` (SFT, GRPO, PPO, ORM, PRM): the policy's for RL runs."""
+    """The trained params of any run in `workdir` (SFT, GRPO, PPO, ORM, PRM): the policy's for RL runs, and
+    for a reward model the step early stopping chose, if it chose one (`rm_training.restore_params`)."""
+    if (epath.Path(workdir) / rm_training.DESCRIPTION_FILE).is_file():
+        return rm_training.restore_params(workdir, step)
     with Checkpointer(epath.Path(workdir) / "checkpoints") as checkpointer:
         params = checkpointer.restore_params(step)
     return params["policy"] if "policy" in params else params
@@ -58,11 +65,13 @@ def restore_params(workdir: epath.PathLike, step: int | None = None):
 
 def load_run(workdir: epath.PathLike, step: int | None = None) -> tuple:
     """`(config, tokenizer, model, params)` of a trained run, from its workdir alone. A reward model's
-    `model` has its scalar head; an RL run's params are the policy's."""
+    `model` is its own (scalar head on, its preset whatever the policy's); an RL run's params are the
+    policy's."""
     config = read_config(workdir)
     tokenizer, model, _ = load_model(config)
     if config.mode in ("orm", "prm"):
-        model = Model(rm.with_head(model.config))
+        model, params = rm_training.load_reward_model(workdir, step)
+        return config, tokenizer, model, params
     return config, tokenizer, model, restore_params(workdir, step)
 
 
@@ -136,23 +145,152 @@ def policy_params(config, workdir: epath.Path, tokenizer, model):
     return state["params"]
 
 
+def verifier_preset(config) -> str | None:
+    """`rm.preset` when it names another network than the policy's, else None: the reward model is then the
+    policy's network, `model` overrides included."""
+    preset = config.rm.get("preset")
+    if preset is None:
+        return None
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown rm.preset {preset!r}; known: {sorted(PRESETS)}")
+    if config.get("pretrained"):
+        raise ConfigError(
+            f"rm.preset={preset!r} with a pretrained policy ({config.pretrained}): a preset's verifier is "
+            "trained on rtc's tokenizer; leave rm.preset unset to build the verifier on the policy's network"
+        )
+    return None if preset == config.model.preset else preset
+
+
+def verifier_block(config) -> ml_collections.ConfigDict:
+    """The `model` block of the verifier's own network: `rm.preset` alone, with the policy's context when
+    `model.max_seq_len` is set (both read the same sequences)."""
+    block = {name: None for name in config.model.keys()}
+    block.update(preset=config.rm.preset, max_seq_len=config.model.max_seq_len)
+    return ml_collections.ConfigDict(block)
+
+
+def verifier_model(config, tokenizer, policy: Model) -> Model:
+    """The network the reward model is built on, without its head: the policy's, or `rm.preset`'s."""
+    if verifier_preset(config) is None:
+        return policy
+    return build_model(ml_collections.ConfigDict({"model": verifier_block(config)}), tokenizer.vocab_size)
+
+
+def model_name(block) -> str:
+    """A `model` block as words: its preset and the fields it overrides."""
+    overrides = {k: v for k, v in block.items() if k != "preset" and v is not None}
+    return repr(block.preset) + (f" with {overrides}" if overrides else "")
+
+
+def same_network(a: ModelConfig, b: ModelConfig) -> bool:
+    """Whether two configs have the same parameters (the context, cache paging and head aside)."""
+    ignored = dict(max_seq_len=0, kv_page_size=0, scalar_head=False)
+    return dataclasses.replace(a, **ignored) == dataclasses.replace(b, **ignored)
+
+
+def check_verifier_run(config, verifier: Model) -> None:
+    """`verifier_workdir` must be an SFT run of the verifier's network (`rm.preset`, else the policy's),
+    with the run's tokenizer: checked from its config before anything is trained."""
+    run = read_config(config.verifier_workdir)
+    preset = config.rm.get("preset")
+    expected = f"rm.preset {preset!r}" if preset else f"the policy's model {model_name(config.model)}"
+    if run.get("pretrained") or config.get("pretrained"):
+        if run.get("pretrained") != config.get("pretrained"):
+            raise ConfigError(
+                f"verifier_workdir {config.verifier_workdir} starts from pretrained="
+                f"{run.get('pretrained')!r}, this run's policy from pretrained={config.get('pretrained')!r}"
+            )
+        return  # the same pretrained network: `rm.init_from_policy` compares the parameters' shapes
+    if run.get("tokenizer_path") != config.get("tokenizer_path"):
+        raise ConfigError(
+            f"verifier_workdir {config.verifier_workdir} was trained with tokenizer_path="
+            f"{run.get('tokenizer_path')!r}, this run uses {config.get('tokenizer_path')!r}"
+        )
+    found = build_model(run, verifier.config.vocab_size).config
+    if not same_network(found, verifier.config):
+        raise ConfigError(
+            f"verifier_workdir {config.verifier_workdir} is a run of model {model_name(run.model)}, but the "
+            f"verifier is {expected}: set rm.preset to the run's preset or give a run of {expected}"
+        )
+
+
+def verifier_sft_config(config, workdir: epath.Path) -> ml_collections.ConfigDict:
+    """The SFT config of the verifier's own network: the policy's (`policy_config`) with its model."""
+    c = policy_config(config, workdir)
+    c.model = verifier_block(config)
+    return c
+
+
+def verifier_params(config, workdir: epath.Path, tokenizer, verifier: Model, params):
+    """The trunk the reward model starts from: `verifier_workdir`'s params, else the policy's `params` when
+    the verifier is the policy's network, else its own SFT on the task (the `sft` block), trained into
+    `workdir/verifier_sft` (resumable)."""
+    if config.get("verifier_workdir"):
+        return restore_params(config.verifier_workdir)
+    if verifier_preset(config) is None:
+        return params
+    sft_config = verifier_sft_config(config, workdir)
+    write_config(sft_config, workdir / VERIFIER_SFT)
+    state = sft.train(sft_config, sft_config.sft, workdir / VERIFIER_SFT, tokenizer, verifier)
+    return state["params"]
+
+
+def write_description(workdir: epath.Path, description: dict) -> None:
+    """`reward_model.json`; a workdir holding checkpoints of another reward model is a ConfigError."""
+    path = workdir / rm_training.DESCRIPTION_FILE
+    if path.is_file() and (workdir / "checkpoints").is_dir() and loop.latest_step(workdir) is not None:
+        before = json.loads(path.read_text())["model"]
+        if before != json.loads(json.dumps(description["model"])):
+            raise ConfigError(f"{workdir} holds a reward model of another model config; use a new workdir")
+    if distributed.is_primary():
+        path.write_text(json.dumps(description, indent=1))
+
+
+def validation_set(config, workdir: epath.Path, tokenizer, policy, params) -> selection.Validation | None:
+    """The held-out solutions that choose the reward model's step, or None without `rm.select_every`."""
+    if not config.rm.get("select_every"):
+        return None
+    arrays, shape = labelled_data.validation_data(config, workdir, tokenizer, policy, params)
+    return selection.Validation(
+        tokens=arrays["tokens"],
+        completion_mask=arrays["completion_mask"],
+        correct=arrays["correct"],
+        shape=shape,
+        kind=config.mode,
+        aggregation=config.rm_data.aggregation,
+        delimiter_id=tokenizer.step_id,
+        batch_size=config.eval_rm.score_batch_size,
+    )
+
+
 def reward_model_recipe(config, workdir: epath.PathLike, *, halt_after: int | None = None) -> dict:
-    """Policy, labelled data, reward-model training, then evaluation; returns the evaluation results."""
+    """Policy, the verifier's network, labelled data, reward-model training, then evaluation; returns the
+    evaluation results."""
     if config.mode not in ("orm", "prm"):
         raise ConfigError(f"the reward-model recipe runs modes 'orm' and 'prm', not {config.mode!r}")
     workdir = epath.Path(workdir)
     write_config(config, workdir)
     tokenizer, policy, _ = load_model(config)
+    verifier = verifier_model(config, tokenizer, policy)
+    if config.get("verifier_workdir"):
+        check_verifier_run(config, verifier)
+    rm_evaluate.check_context("reward model", verifier, config.rm.seq_len)
+    if config.rm.get("select_every") and not config.rm_data.get("validation_problems"):
+        raise ConfigError("rm.select_every needs held-out problems: set rm_data.validation_problems")
     params = policy_params(config, workdir, tokenizer, policy)
-    model = Model(rm.with_head(policy.config))
-    description = rm_training.describe(config, model, tokenizer)
-    if distributed.is_primary():
-        (workdir / rm_training.DESCRIPTION_FILE).write_text(json.dumps(description, indent=1))
+    trunk = verifier_params(config, workdir, tokenizer, verifier, params)
+    model = Model(rm.with_head(verifier.config))
+    write_description(workdir, rm_training.describe(config, model, tokenizer))
+    # the labelled data are the policy's solutions, whichever network judges them
     data = labelled_data.training_data(config, workdir, tokenizer, policy, params)
-    state = rm_training.train(config, config.rm, workdir, model, params, data, halt_after=halt_after)
+    validation = validation_set(config, workdir, tokenizer, policy, params)
+    state = rm_training.train(
+        config, config.rm, workdir, model, trunk, data, validation=validation, halt_after=halt_after
+    )
     if not loop.finished(state, loop.Cadence.of(config.rm)):
         return {}
-    scorers = {config.mode: (model, state["params"])}
+    chosen = state["params"] if validation is None else rm_training.restore_params(workdir)
+    scorers = {config.mode: (model, chosen)}
     if config.eval_rm.compare_workdir:  # e.g. the ORM run beside this PRM run, for best-of-N
         other = rm_training.load_description(config.eval_rm.compare_workdir)["kind"]
         if other in scorers:

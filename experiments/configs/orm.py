@@ -7,9 +7,25 @@ Hardware:  2 CPU cores.
 Runtime and result: README.md, "Reward models (ORM and PRM)" (measured).
 
 Blocks: `sft` / `policy_workdir` (the policy sampled from), `rm_data` (problems, solutions per problem,
-sampling temperature, labels; `hard_negatives`: gold chains beside copies with one slip carried through),
-`rm` (the reward model's training; `head_only`: only the scalar head),
-`eval_rm` (held-out problems, best-of-N size, `compare_workdir`: a run of the other kind to compare with).
+sampling temperature, labels; `hard_negatives`: gold chains beside copies with one slip carried through;
+`validation_problems`: see below), `rm` (the reward model's training; `head_only`: only the scalar head;
+`preset`, `select_every`: see below), `eval_rm` (held-out problems, best-of-N size, `compare_workdir`: a
+run of the other kind to compare with).
+
+The verifier's size: `rm.preset` (None: the policy's network, `model` overrides included, initialised from
+the policy) may name another preset of rtc.model.config.PRESETS, e.g. `--config.rm.preset=cpu-medium`.
+The reward model is then that preset alone (with the policy's context when `model.max_seq_len` is set),
+initialised from `verifier_workdir`, a finished SFT run of that preset, or else from its own SFT on the
+task with the `sft` block, trained into WORKDIR/verifier_sft. Without `rm.preset`, `verifier_workdir` is
+an SFT run of the policy's network to start from instead of the policy. Either way the reward model still
+judges the policy's solutions: only the model that scores them changes.
+
+Early stopping: with `rm.select_every` > 0, every that many steps (and at the last step) the reward model
+scores `rm_data.group_size` solutions of each of `rm_data.validation_problems` training problems (the
+ones after the first `rm_data.num_problems`, never trained on; a PRM by `rm_data.aggregation` of its step
+scores), and the step with the best within-problem AUROC is kept (WORKDIR/best/) and loaded by default;
+WORKDIR/selection.json holds every evaluated step's AUROC and the chosen step. 0 (the default): the last
+step, as before.
 `:tiny` shrinks everything to check a setup in seconds.
 """
 
@@ -23,6 +39,7 @@ def get_config(arg: str = "", mode: str = "orm"):
     parts = common.variants(arg, {"tiny"}, mode)
     c = common.base(mode)
     c.policy_workdir = placeholder(str)  # a finished SFT run (skips training the policy)
+    c.verifier_workdir = placeholder(str)  # a finished SFT run of rm.preset (skips the verifier's own SFT)
     c.sft = common.sft()
     c.rm = common.training(
         seq_len=160,  # [bos] + prompt + completion (eval.max_new_tokens)
@@ -32,6 +49,8 @@ def get_config(arg: str = "", mode: str = "orm"):
         weight_decay=0.0,
         checkpoint_every=100,
         head_only=False,
+        preset=placeholder(str),  # the verifier's model preset (None: the policy's network)
+        select_every=0,  # > 0: keep the step with the best held-out within-problem AUROC (0: the last)
     )
     c.rm_data = ml_collections.ConfigDict(
         dict(
@@ -51,6 +70,8 @@ def get_config(arg: str = "", mode: str = "orm"):
             # (0: num_problems); no policy sampling, so they can cover the whole training split
             hard_negatives=0,
             hard_negative_problems=0,
+            # rm.select_every: training problems after the first num_problems, held out to choose the step
+            validation_problems=0,
         )
     )
     c.eval_rm = ml_collections.ConfigDict(

@@ -67,11 +67,17 @@ def load_models(config, workdir: epath.Path):
     if not (epath.Path(policy_dir) / "checkpoints").is_dir():
         raise ConfigError(f"no policy checkpoints in {policy_dir}: set policy_workdir to the PRM's SFT run")
     policy_params = recipes.restore_params(policy_dir)
+    # the reward model's own network (its preset may not be the policy's) and its chosen step
     verifier, verifier_params = rm_training.load_reward_model(prm_dir)
     kind = rm_training.load_description(prm_dir)["kind"]
     if kind != config.search.verifier_kind:
         raise ConfigError(
             f"{prm_dir} holds a {kind}, but search.verifier_kind={config.search.verifier_kind!r}"
+        )
+    if verifier.config.vocab_size != policy.config.vocab_size:
+        raise ConfigError(
+            f"{prm_dir}'s reward model reads a vocabulary of {verifier.config.vocab_size} tokens, the policy "
+            f"writes {policy.config.vocab_size}: they need one tokenizer"
         )
     return tokenizer, policy, policy_params, verifier, verifier_params
 

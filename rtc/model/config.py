@@ -82,6 +82,10 @@ PRESETS = {
     "test-tiny": dict(
         num_layers=2, embed_dim=64, num_heads=4, num_kv_heads=2, head_dim=16, mlp_dim=172, max_seq_len=256
     ),
+    # Unit tests of a reward model whose shape and context differ from its policy's (test-tiny).
+    "test-tiny-wide": dict(
+        num_layers=3, embed_dim=96, num_heads=6, num_kv_heads=3, head_dim=16, mlp_dim=256, max_seq_len=192
+    ),
     # The CPU quickstart and benchmarks (the benchmarks' demo shape: 4 layers, 256 wide, 4 heads).
     "cpu-small": dict(
         num_layers=4, embed_dim=256, num_heads=4, num_kv_heads=4, head_dim=64, mlp_dim=768, max_seq_len=512

@@ -1,12 +1,13 @@
 """Outcome and process reward models: the scalar head of rtc's transformer, read at chosen tokens.
 
-Which model: a separate model of the policy's architecture (`scalar_head=True`), initialised from the
-SFT policy's weights plus a zero head, not a head on the policy's own trunk. The policy keeps moving
+Which model: a separate model (`scalar_head=True`), by default of the policy's architecture and initialised
+from the SFT policy's weights plus a zero head, not a head on the policy's own trunk. The policy keeps moving
 under GRPO; a reward read from its own trunk would move with it (a non-stationary reward that the
 policy can push up by changing its features, not its answers), so the reward model is trained once
 and frozen, as the verifiers of Cobbe et al. (2021) and the ORM/PRM of Lightman et al. (2023) are
 separate models fine-tuned from the generator's base. The cost is a second forward pass per scored
-batch. A smaller or larger reward model only needs another `model` config.
+batch. A smaller or larger reward model is another preset (`rm.preset`), initialised from an SFT run of
+that preset instead of the policy; it still scores the policy's solutions.
 
 Sequence layout (training and scoring alike): `[bos] + prompt + completion`, right-padded, positions
 `0..T-1`, so a head output at token t has seen tokens `0..t` and nothing after.
@@ -20,6 +21,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from rtc.errors import ConfigError
@@ -33,13 +35,17 @@ def with_head(model_config):
 
 
 def init_from_policy(rm_model, policy_params: dict, rng: jax.Array) -> dict:
-    """Reward-model params: the policy's trunk copied, plus a fresh (zero) `value_head`, `value_bias`."""
+    """Reward-model params: the trunk `policy_params` copied (the policy's, or an SFT run's of the reward
+    model's own preset), plus a fresh (zero) `value_head`, `value_bias`."""
     fresh = rm_model.init_params(rng)
     trunk = {k: v for k, v in fresh.items() if k not in HEAD_PARAMS}
-    if jax.tree.structure(trunk) != jax.tree.structure(policy_params):
+    same = jax.tree.structure(trunk) == jax.tree.structure(policy_params) and all(
+        jax.tree.leaves(jax.tree.map(lambda a, b: np.shape(a) == np.shape(b), trunk, policy_params))
+    )
+    if not same:
         raise ConfigError(
-            "the policy's parameters do not match the reward model's trunk: the reward model config "
-            "(config.model) must name the policy's architecture"
+            "the initial parameters do not match the reward model's trunk: its config (rm.preset, else "
+            "config.model) must name the policy's architecture, or that of verifier_workdir"
         )
     # copied: the update donates its state, and the policy stays in use for sampling
     return {**jax.tree.map(jnp.copy, policy_params), **{k: fresh[k] for k in HEAD_PARAMS}}

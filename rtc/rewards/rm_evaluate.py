@@ -26,6 +26,7 @@ from etils import epath
 
 from rtc.data.answers import extract_answer
 from rtc.data.tasks import get_task
+from rtc.errors import ConfigError
 from rtc.rewards import verifier_metrics as metrics
 from rtc.metrics import MetricWriter
 from rtc.rewards import reward_model as rm
@@ -41,6 +42,13 @@ CALIBRATION_BINS = 10
 BOOTSTRAP_RESAMPLES = 1000
 
 _head_logits = jax.jit(rm.head_logits, static_argnames="model")
+
+
+def check_context(name: str, model, seq_len: int) -> None:
+    """A scorer reads rows of `seq_len` tokens (`[bos] + prompt + completion`, rm.seq_len) at positions
+    `0..seq_len-1`: they must fit its context, which may differ from the policy's."""
+    if seq_len > model.max_seq_len:
+        raise ConfigError(f"rm.seq_len={seq_len} exceeds the {name}'s context of {model.max_seq_len} tokens")
 
 
 def score_logits(model, params, tokens: np.ndarray, batch_size: int) -> np.ndarray:
@@ -206,6 +214,7 @@ def evaluate(config, workdir: epath.PathLike, tokenizer, policy, policy_params, 
     }
     bins = {}
     for kind, (model, params) in scorers.items():
+        check_context(f"{kind} reward model", model, arrays["tokens"].shape[1])
         logits = score_logits(model, params, arrays["tokens"], e.score_batch_size)
         kind_scores = solution_scores(kind, logits, arrays["completion_mask"], step_end)
         scores.update(kind_scores)

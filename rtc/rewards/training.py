@@ -1,12 +1,16 @@
 """Training outcome and process reward models (ORM, PRM) with the shared loop, and loading a trained one.
 
-Both are the policy's network with the scalar head switched on, initialised from the policy and trained
-as a separate model: the ORM with binary cross-entropy on the verifier's verdict at the last token
-(Cobbe et al. 2021), the PRM on per-step labels at every step delimiter (Lightman et al. 2023).
+Both are a network with the scalar head switched on, initialised from an SFT run of that network (the
+policy's, or with `rm.preset` the verifier's own) and trained as a separate model: the ORM with binary
+cross-entropy on the verifier's verdict at the last token (Cobbe et al. 2021), the PRM on per-step labels
+at every step delimiter (Lightman et al. 2023). With `rm.select_every` the step kept is the one with the
+best held-out within-problem AUROC (`rtc.rewards.selection`).
 """
 
 import dataclasses
+import functools
 import json
+import logging
 
 import jax
 import jax.numpy as jnp
@@ -15,9 +19,11 @@ import optax
 from etils import epath
 
 from rtc.checkpoint import Checkpointer
+from rtc.errors import ConfigError
 from rtc.model import Model, ModelConfig
 from rtc.parallel import config_mesh, placement
 from rtc.rewards import reward_model as rm
+from rtc.rewards import selection
 from rtc.train import loop
 from rtc.train import optimizer as optimizer_lib
 from rtc.train.sft_data import RowStream, process_rows
@@ -69,15 +75,34 @@ def describe(config, model: Model, tokenizer) -> dict:
 
 
 def load_reward_model(workdir: epath.PathLike, step: int | None = None) -> tuple[Model, dict]:
-    """`(model, params)` of a finished ORM/PRM run in `workdir` (default: its latest checkpoint).
+    """`(model, params)` of a finished ORM/PRM run in `workdir` (default: the step chosen on held-out AUROC
+    when the run selected one, else its latest checkpoint; `restore_params`).
 
-    The run's `reward_model.json` also names `kind`, `delimiter_id` and `aggregation`
-    (`load_description(workdir)`).
+    The model is the reward model's own (its config in `reward_model.json`), whatever the policy's. That
+    file also names `kind`, `delimiter_id` and `aggregation` (`load_description(workdir)`).
     """
     description = load_description(workdir)
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in description["model"].items()}
-    with Checkpointer(epath.Path(workdir) / "checkpoints") as checkpointer:
-        return Model(ModelConfig(**fields)), checkpointer.restore_params(step)
+    return Model(ModelConfig(**fields)), restore_params(workdir, step)
+
+
+def restore_params(workdir: epath.PathLike, step: int | None = None):
+    """A reward-model run's params: at `step` (from `checkpoints/`, or from `best/` when only kept there);
+    by default the step chosen on held-out AUROC (`selection.json`), else the latest checkpoint."""
+    workdir = epath.Path(workdir)
+    if step is None:
+        record = selection.read_selection(workdir)
+        step = None if record is None else record["chosen_step"]
+        if step is not None:
+            return selection.restore_best(workdir, step)
+    with Checkpointer(workdir / "checkpoints") as checkpointer:
+        if (
+            step is not None
+            and step not in checkpointer.all_steps()
+            and step in selection.best_steps(workdir)
+        ):
+            return selection.restore_best(workdir, step)
+        return checkpointer.restore_params(step)
 
 
 def load_description(workdir: epath.PathLike) -> dict:
@@ -102,15 +127,33 @@ def make_step(update, data: dict, batch_size: int, seed: int, mesh):
 
 
 def train(
-    config, block, workdir: epath.PathLike, model: Model, policy_params, data: dict, *, halt_after=None
+    config,
+    block,
+    workdir: epath.PathLike,
+    model: Model,
+    trunk_params,
+    data: dict,
+    *,
+    validation: selection.Validation | None = None,
+    halt_after=None,
 ) -> dict:
-    """Trains (or resumes) the reward model (`config.mode`: orm or prm) for `block.num_steps` steps from the
-    policy's params; returns the train state."""
+    """Trains (or resumes) the reward model (`config.mode`: orm or prm) for `block.num_steps` steps from
+    `trunk_params` (an SFT run's params of the model's network: the policy's, or the verifier's own);
+    returns the train state (the last step's, whichever step early stopping chose).
+
+    `block.select_every` > 0: every that many steps the `validation` solutions choose the step kept
+    (`rtc.rewards.selection`); 0 (or absent) trains exactly as without it.
+    """
+    every = block.get("select_every") or 0
+    if every < 0:
+        raise ConfigError(f"rm.select_every must be >= 0 (0: no early stopping), got {every}")
+    if every and validation is None:
+        raise ConfigError("rm.select_every needs held-out solutions: set rm_data.validation_problems")
     mesh = placement.mesh_from_config(config)
     config_mesh.batch_size_per_chip(block.batch_size, mesh)  # the batch must split evenly
     schedule, optimizer = rm_optimizer(block)
     rng = jax.random.key(config.seed)
-    params = rm.init_from_policy(model, policy_params, jax.random.fold_in(rng, 0))
+    params = rm.init_from_policy(model, trunk_params, jax.random.fold_in(rng, 0))
     state, shardings = placement.init_sharded(
         lambda params, rng: init_train_state(params, optimizer, jax.random.fold_in(rng, 1)),
         (params, rng),
@@ -120,11 +163,12 @@ def train(
     loss_fn = make_loss(config.mode, model, block.head_only)
     update = placement.jit_update(make_update(loss_fn, optimizer, schedule), shardings, mesh)
     cadence = loop.Cadence.of(block)
-    return loop.run(
+    step = make_step(update, data, block.batch_size, config.seed, mesh)
+    run = functools.partial(
+        loop.run,
         workdir,
         state,
-        make_step(update, data, block.batch_size, config.seed, mesh),
-        cadence,
+        cadence=cadence,
         rows_per_step=block.batch_size,
         describe=lambda step, logged: (
             f"{config.mode} step {step}/{cadence.num_steps}  loss {logged['loss']:.4f}  "
@@ -133,3 +177,15 @@ def train(
         meta={"kind": config.mode},
         halt_after=halt_after,
     )
+    if not every:
+        return run(step_fn=step)
+    summary = validation.summary()
+    if not summary["problems_with_pairs"]:
+        logging.warning(
+            "no held-out problem has both right and wrong solutions (%s): the validation AUROC is "
+            "undefined and the last step is kept",
+            summary,
+        )
+    score = lambda params: selection.validation_auroc(model, params, validation)  # noqa: E731
+    with selection.Selector(workdir, cadence, every, score, summary) as selector:
+        return run(step_fn=selector.wrap(step), on_resume=selector.resume)

@@ -79,6 +79,12 @@ def step_sampler_config(cfg: SearchConfig) -> sampler_lib.SamplerConfig:
     )
 
 
+def context(policy, verifier) -> int:
+    """The longest prompt + path a search can hold: the policy's context, or the verifier's when that is
+    shorter (a reward model of another preset reads every path too, through a cache of its own length)."""
+    return policy.max_seq_len if verifier is None else min(policy.max_seq_len, verifier.max_seq_len)
+
+
 def init_state(
     policy,
     params,
@@ -99,8 +105,10 @@ def init_state(
     b, p = prompt_tokens.shape
     k = cfg.n if branches is None else branches
     # one step of slack: a finished or paused row still writes (unread) keys at its index, and the
-    # verifier writes a whole step's S positions; without it those writes could clamp onto real slots
-    cache_len = min(p + cfg.max_path_tokens + cfg.step_tokens, policy.max_seq_len)
+    # verifier writes a whole step's S positions; without it those writes could clamp onto real slots.
+    # Each model's cache stops at its own context (a verifier of another preset may have another).
+    wanted = p + cfg.max_path_tokens + cfg.step_tokens
+    cache_len = min(wanted, policy.max_seq_len)
     r = b * k
     new_tokens = cache_len - p
     next_logits, cache = prefill_lib.prefill(
@@ -114,14 +122,15 @@ def init_state(
     )
     verifier_cache = None
     if verifier is not None:
+        verifier_len = min(wanted, verifier.max_seq_len)
         _, verifier_cache = prefill_lib.prefill(
             verifier,
             verifier_params,
             prompt_tokens,
             prompt_lengths,
-            cache_len,
+            verifier_len,
             cache_dtype,
-            num_pages=prefill_lib.pool_pages(verifier, b, p, r + spare_rows, new_tokens),
+            num_pages=prefill_lib.pool_pages(verifier, b, p, r + spare_rows, verifier_len - p),
         )
     thinking = sampler_lib.prompt_opens_thinking(prompt_tokens, prompt_lengths, cfg.budget)
     rows = jnp.repeat(jnp.arange(b), k)  # [R]: each problem's branches are contiguous

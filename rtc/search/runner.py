@@ -33,6 +33,7 @@ from rtc.sampling import confidence as confidence_lib
 from rtc.sampling.sampler import SamplerConfig, pad_prompts, sample
 from rtc.search.best_first import search_best_first
 from rtc.search.config import CONFIDENCE_STRATEGIES, SearchConfig
+from rtc.search.expand import context
 from rtc.search.mcts import search_mcts
 from rtc.search.tree_search import DATA_AXIS, row_sharding, search
 
@@ -128,7 +129,14 @@ def run(
                 f"strategy {cfg.strategy!r} votes on answers: pass answer_of (token ids -> answer)"
             )
         return run_confidence(policy, params, prompts, rng, cfg, answer_of, mesh)
-    tokens, lengths = pad_prompts(prompts, cfg.pad_id, cfg.max_path_tokens, policy.max_seq_len)
+    longest = max(len(x) for x in prompts)
+    shorter = verifier is not None and verifier.max_seq_len < policy.max_seq_len  # another preset's
+    if shorter and longest + cfg.max_path_tokens > verifier.max_seq_len:
+        raise ConfigError(
+            f"prompt of {longest} tokens plus a path of {cfg.max_path_tokens} exceeds the verifier's context "
+            f"of {verifier.max_seq_len} tokens (the policy's is {policy.max_seq_len})"
+        )
+    tokens, lengths = pad_prompts(prompts, cfg.pad_id, cfg.max_path_tokens, context(policy, verifier))
     real = len(prompts)
     padded = problems_for_devices(real, rows_per_problem(cfg), mesh)
     if padded > real:
