@@ -6,7 +6,7 @@ Snell et al. 2024 ("Scaling LLM Test-Time Compute Optimally") spend more samples
 with difficulty estimated from samples and a verifier: a cost their curves leave out. Here:
 1. The policy samples `--train_samples` answers to each of `--train_problems` training problems; their
    pass rates are the targets of a ridge head on the policy's prompt representation
-   (`rtc.eval.difficulty`, the ridge strength by 5-fold cross-validation on those problems).
+   (`rtc.analysis.difficulty`, the ridge strength by 5-fold cross-validation on those problems).
 2. On held-out problems the policy samples `--samples` answers each (one pool); majority@N and
    best-of-N by DeepConf trace confidence at N = 1..samples come from it by subsampling, with each
    question's FLOPs (`confidence_curves.trace_flops`).
@@ -40,7 +40,8 @@ from rtc.data.answers import extract_answer  # noqa: E402
 from rtc.data.format import prompt_tokens  # noqa: E402
 from rtc.data.tasks import get_task  # noqa: E402
 from rtc.data.tfds_builders import task_records  # noqa: E402
-from rtc.eval import difficulty, voting  # noqa: E402
+from rtc.analysis import difficulty
+from rtc.eval import voting  # noqa: E402
 from rtc.pretrained.run_model import load_model  # noqa: E402
 from rtc.recipes import restore_params  # noqa: E402
 

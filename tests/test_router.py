@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from rtc.analysis import allocation
-from rtc.eval import difficulty
+from rtc.analysis import difficulty
 from rtc.model.config import PRESETS, model_config
 from rtc.model.transformer import Model
 

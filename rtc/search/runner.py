@@ -105,6 +105,16 @@ def rows_per_problem(cfg: SearchConfig) -> int:
     return math.gcd(cfg.n, cfg.m) if cfg.strategy == "best_first" else cfg.n
 
 
+def check_verifier_context(policy, verifier, longest: int, path_tokens: int) -> None:
+    """A verifier of another preset with a shorter context must still hold the longest prompt and a path."""
+    shorter = verifier is not None and verifier.max_seq_len < policy.max_seq_len
+    if shorter and longest + path_tokens > verifier.max_seq_len:
+        raise ConfigError(
+            f"prompt of {longest} tokens plus a path of {path_tokens} exceeds the verifier's context "
+            f"of {verifier.max_seq_len} tokens (the policy's is {policy.max_seq_len})"
+        )
+
+
 def run(
     policy,
     params,
@@ -129,13 +139,7 @@ def run(
                 f"strategy {cfg.strategy!r} votes on answers: pass answer_of (token ids -> answer)"
             )
         return run_confidence(policy, params, prompts, rng, cfg, answer_of, mesh)
-    longest = max(len(x) for x in prompts)
-    shorter = verifier is not None and verifier.max_seq_len < policy.max_seq_len  # another preset's
-    if shorter and longest + cfg.max_path_tokens > verifier.max_seq_len:
-        raise ConfigError(
-            f"prompt of {longest} tokens plus a path of {cfg.max_path_tokens} exceeds the verifier's context "
-            f"of {verifier.max_seq_len} tokens (the policy's is {policy.max_seq_len})"
-        )
+    check_verifier_context(policy, verifier, max(len(x) for x in prompts), cfg.max_path_tokens)
     tokens, lengths = pad_prompts(prompts, cfg.pad_id, cfg.max_path_tokens, context(policy, verifier))
     real = len(prompts)
     padded = problems_for_devices(real, rows_per_problem(cfg), mesh)

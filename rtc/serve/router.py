@@ -8,7 +8,7 @@ sec. 3.2), who bin questions by difficulty and spend more on hard ones.
 
 The default predictor, `prompt_length`, takes a longer prompt to be a harder one (a question with
 more operands has more steps). `learned` reads the served policy's states of the prompt through the
-ridge head `experiments/router.py` fits to sampled pass rates (`rtc.eval.difficulty`; `head` names its
+ridge head `experiments/router.py` fits to sampled pass rates (`rtc.analysis.difficulty`; `head` names its
 `difficulty_head.json`), at the cost of one prefill per request. Any other is named in the config as
 `module:function` (a factory called with the router's config block, returning the predictor).
 """
@@ -59,7 +59,7 @@ class Router:
         elif block.predictor == "learned":
             if reasoner is None or not block.get("head"):
                 raise ConfigError("router.predictor='learned' needs router.head: a difficulty_head.json")
-            from rtc.eval import difficulty
+            from rtc.analysis import difficulty
 
             head = difficulty.load_head(block.head)
             predictor = difficulty.difficulty_predictor(reasoner.model, reasoner.params, head)
