@@ -15,8 +15,9 @@ with difficulty estimated from samples and a verifier: a cost their curves leave
    of the questions and scored on the other; the predictor's FLOPs (one prefill of the prompt and the
    head) are part of the budget. Beside it: random routing at the same budget (the best random mix of
    the same options, fitted and scored the same way, no predictor), uniform majority and best-of-N, a
-   router by prompt length (free), and an oracle router binned by the held-out pass rate itself (not
-   realisable: an upper bound).
+   router by prompt length (free), a router given the generator's true level (free; how much difficulty
+   the prompt holds at best), and an oracle router binned by the held-out pass rate of the same samples
+   it is scored on (not realisable, and optimistic: an upper bound).
 Writes router.md / .png / .json to --out (default experiments/results) and the fitted head to
 WORKDIR/difficulty_head.json. Without --policy the quickstart SFT policy is trained into WORKDIR/sft.
 """
@@ -227,6 +228,9 @@ def main(argv: list[str] | None = None) -> dict:
         "prompt-length router": (-lengths.astype(float), np.zeros(len(prompts))),
         "oracle router (upper bound)": (held_out_rate, np.zeros(len(prompts))),
     }
+    if all("difficulty" in r for r in records):  # a generated task's level: what difficulty the prompt holds
+        level = np.array([int(r["difficulty"]) for r in records])
+        predictors["level router (true level)"] = (-level.astype(float), np.zeros(len(prompts)))
     curves = {
         "uniform majority": [
             {"budget": c, "acc": acc["majority"][:, j], "cost": c} for j, c in enumerate(cost.mean(0))
