@@ -1,5 +1,7 @@
 """The difficulty predictor read from the prompt, and samples allocated by it under a counted budget."""
 
+import json
+
 import jax
 import numpy as np
 import pytest
@@ -183,7 +185,8 @@ def test_router_experiment_end_to_end(tmp_path, monkeypatch, data_dir):
     # a second run reads the kept samples back and reaches the same numbers
     monkeypatch.setattr(router, "run_chunks", None)  # sampling again would fail
     again = router.main([*argv, "--policy", str(tmp_path / "sft")])
-    assert again["curves"] == results["curves"] and again["quality"] == results["quality"]
+    assert again["curves"] == results["curves"]
+    assert json.dumps(again["quality"]) == json.dumps(results["quality"])  # NaN (all wrong) prints alike
 
 
 def test_the_serving_router_reads_the_learned_head(tiny_policy, tmp_path):
