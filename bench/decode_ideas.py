@@ -75,7 +75,8 @@ class FusedBlock(transformer.Block):
     """`transformer.Block` (same parameters) with the q|k|v and gate|up projections as one matmul each."""
 
     @nn.compact
-    def __call__(self, x, positions, mask, layer_cache, cache_index):
+    def __call__(self, x, positions, mask, layer_cache, cache_index, paged=None):
+        assert paged is None, "the what-if covers the dense cache only"
         c = self.config
         e, h, hkv, d, f = c.embed_dim, c.num_heads, c.num_kv_heads, c.head_dim, c.mlp_dim
         dtype = jnp.dtype(c.dtype)

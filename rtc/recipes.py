@@ -76,14 +76,57 @@ def load_run(workdir: epath.PathLike, step: int | None = None) -> tuple:
 
 
 def sft_recipe(config, workdir: epath.PathLike, *, halt_after: int | None = None) -> dict:
-    """SFT then evaluation; returns the evaluation results ({} when the run halted early)."""
+    """SFT then evaluation; returns the evaluation results ({} when the run halted early).
+
+    With `policy_workdir` set (the checker config), training starts from that run's params with a fresh
+    optimizer and schedule; else from the pretrained checkpoint, if any, or a random init."""
     workdir = epath.Path(workdir)
     write_config(config, workdir)
     tokenizer, model, params = load_model(config)
+    if config.get("policy_workdir"):
+        params = start_from(config.policy_workdir, model)
     state = sft.train(config, config.sft, workdir, tokenizer, model, params, halt_after=halt_after)
     if not loop.finished(state, loop.Cadence.of(config.sft)):
         return {}
     return evaluate_run(config, workdir, tokenizer, model, state["params"], int(state["step"]))
+
+
+def start_from(policy_workdir: epath.PathLike, model) -> dict:
+    """The params of the finished run in `policy_workdir`, which must be `model`'s network."""
+    params = restore_params(policy_workdir)
+    expected = jax.eval_shape(model.init_params, jax.random.key(0))
+    if jax.tree.structure(params) != jax.tree.structure(expected) or any(
+        a.shape != b.shape for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(expected))
+    ):
+        raise ConfigError(f"{policy_workdir} holds another network than this run's model config")
+    return params
+
+
+def load_checker(config, tokenizer) -> dict:
+    """`{"checker": (model, params)}`: the generative verifier of `checker_workdir` (an SFT run, e.g.
+    experiments/configs/checker.py), or `{}` when it is unset. It reads the policy's tokens, so it must
+    share the policy's tokenizer."""
+    if not config.get("checker_workdir"):
+        return {}
+    run = read_config(config.checker_workdir)
+    if run.mode != "sft":
+        raise ConfigError(
+            f"checker_workdir {config.checker_workdir} is a {run.mode!r} run; a checker is an SFT run "
+            "(experiments/configs/checker.py)"
+        )
+    for field in ("tokenizer_path", "pretrained"):
+        if run.get(field) != config.get(field):
+            raise ConfigError(
+                f"checker_workdir {config.checker_workdir} was trained with {field}={run.get(field)!r}, "
+                f"this run uses {config.get(field)!r}: the checker must read the policy's tokens"
+            )
+    _, checker_tokenizer, model, params = load_run(config.checker_workdir)
+    if checker_tokenizer.vocab_size != tokenizer.vocab_size:
+        raise ConfigError(
+            f"checker_workdir {config.checker_workdir} has a vocabulary of {checker_tokenizer.vocab_size}, "
+            f"the policy {tokenizer.vocab_size}"
+        )
+    return {"checker": (model, params)}
 
 
 def cold_start(config, workdir: epath.Path, tokenizer, model, pretrained):
@@ -296,4 +339,5 @@ def reward_model_recipe(config, workdir: epath.PathLike, *, halt_after: int | No
         if other in scorers:
             raise ConfigError(f"eval_rm.compare_workdir is another {other} run; it should be the other kind")
         scorers[other] = rm_training.load_reward_model(config.eval_rm.compare_workdir)
-    return rm_evaluate.evaluate(config, workdir, tokenizer, policy, params, scorers)
+    checkers = load_checker(config, tokenizer)
+    return rm_evaluate.evaluate(config, workdir, tokenizer, policy, params, scorers, checkers)

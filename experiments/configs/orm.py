@@ -26,6 +26,8 @@ ones after the first `rm_data.num_problems`, never trained on; a PRM by `rm_data
 scores), and the step with the best within-problem AUROC is kept (WORKDIR/best/) and loaded by default;
 WORKDIR/selection.json holds every evaluated step's AUROC and the chosen step. 0 (the default): the last
 step, as before.
+`checker_workdir`: a checker (experiments/configs/checker.py), an SFT run trained past the policy whose
+probability of the least likely written token is scored beside the reward models as `checker`.
 `:tiny` shrinks everything to check a setup in seconds.
 """
 
@@ -39,6 +41,7 @@ def get_config(arg: str = "", mode: str = "orm"):
     parts = common.variants(arg, {"tiny"}, mode)
     c = common.base(mode)
     c.policy_workdir = placeholder(str)  # a finished SFT run (skips training the policy)
+    c.checker_workdir = placeholder(str)  # a checker LM (experiments/configs/checker.py), scored beside
     c.verifier_workdir = placeholder(str)  # a finished SFT run of rm.preset (skips the verifier's own SFT)
     c.sft = common.sft()
     c.rm = common.training(

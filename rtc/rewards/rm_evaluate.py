@@ -5,7 +5,8 @@ On `eval_rm.num_problems` test problems the policy samples `eval_rm.best_of_n` s
 - PRM: step accuracy and AUROC against exact step labels (synthetic tasks), and the outcome AUROC
   of each aggregation (last / min / product / mean);
 - the policy as its own verifier (`self_check`: its probability of its least likely written token,
-  `rtc.rewards.self_check`), the untrained baseline beside them;
+  `rtc.rewards.self_check`), the untrained baseline beside them, and the same check by a checker LM trained
+  further than the policy (`checker_workdir`, experiments/configs/checker.py) when one is given;
 - for every scorer, what search needs: within-problem AUROC and pairwise accuracy, each with a 95%
   bootstrap interval over problems, and the expected calibration error of its score (of the PRM's step
   scores too, against exact labels), drawn as a reliability diagram in `rm_reliability.png`;
@@ -174,9 +175,19 @@ def _flat(results: dict, prefix: str = "") -> dict:
     return flat
 
 
-def evaluate(config, workdir: epath.PathLike, tokenizer, policy, policy_params, scorers: dict) -> dict:
+def evaluate(
+    config,
+    workdir: epath.PathLike,
+    tokenizer,
+    policy,
+    policy_params,
+    scorers: dict,
+    checkers: dict | None = None,
+) -> dict:
     """Samples held-out solutions, scores them with each reward model in `scorers` (kind -> (model,
-    params)), prints the tables and writes `rm_eval.json`; returns the results."""
+    params)) and each generative verifier in `checkers` (name -> (model, params): another LM's probability
+    of the least likely written token, as the self-check), prints the tables and writes `rm_eval.json`;
+    returns the results."""
     e = config.eval_rm
     task = get_task(config.task.name)
     records = task_records(config, "test", workdir)
@@ -212,6 +223,11 @@ def evaluate(config, workdir: epath.PathLike, tokenizer, policy, policy_params, 
             policy, policy_params, arrays["tokens"], arrays["completion_mask"], e.score_batch_size
         )
     }
+    for name, (model, params) in (checkers or {}).items():  # generative verifiers: another LM reads them back
+        check_context(name, model, arrays["tokens"].shape[1])
+        scores[name] = self_check_scores(
+            model, params, arrays["tokens"], arrays["completion_mask"], e.score_batch_size
+        )
     bins = {}
     for kind, (model, params) in scorers.items():
         check_context(f"{kind} reward model", model, arrays["tokens"].shape[1])

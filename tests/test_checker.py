@@ -1,0 +1,99 @@
+"""A checker: an SFT run that starts from the policy's params, and the generative verifier it becomes.
+
+The checker config starts from `policy_workdir` (params equal, optimizer fresh) and refuses another
+network; `checker_workdir` is refused unless it is an SFT run read with the policy's tokenizer; the
+verifier runs score the checker's reading beside the policy's own check, by the same formula.
+"""
+
+import jax
+import numpy as np
+import pytest
+
+from helpers import assert_trees_close
+from rtc import recipes
+from rtc.errors import ConfigError
+from rtc.rewards import self_check
+from rtc.train import loop
+
+
+@pytest.fixture(scope="module")
+def checker_run(tmp_path_factory, data_dir, sft_run):
+    """A tiny checker trained from the tiny quickstart policy."""
+    from experiments.configs import checker
+
+    config = checker.get_config("tiny")
+    config.data_dir = str(data_dir)
+    config.policy_workdir = str(sft_run)
+    workdir = tmp_path_factory.mktemp("checker")
+    recipes.sft_recipe(config, workdir)
+    return workdir
+
+
+def test_the_checker_starts_from_the_policy_and_trains_on(checker_run, sft_run):
+    config = recipes.read_config(checker_run)
+    _, _, model, _ = recipes.load_run(checker_run)
+    assert_trees_close(recipes.start_from(sft_run, model), recipes.restore_params(sft_run), atol=0)
+    assert loop.latest_step(checker_run) == config.sft.num_steps
+    moved = jax.tree.map(
+        lambda a, b: float(np.abs(np.asarray(a) - np.asarray(b)).max()),
+        recipes.restore_params(checker_run),
+        recipes.restore_params(sft_run),
+    )
+    assert max(jax.tree.leaves(moved)) > 0  # its own steps changed the policy's weights
+
+
+def test_the_checker_refuses_a_policy_of_another_network(sft_run):
+    from experiments.configs import checker
+
+    config = checker.get_config("tiny")
+    config.model.preset = "test-tiny-wide"
+    _, model, _ = recipes.load_model(config)
+    with pytest.raises(ConfigError, match="another network"):
+        recipes.start_from(sft_run, model)
+
+
+def test_checker_workdir_must_be_an_sft_run_with_the_policys_tokenizer(
+    checker_run, reward_model_runs, tokenizer
+):
+    from experiments.configs import prm
+
+    config = prm.get_config("tiny")
+    assert recipes.load_checker(config, tokenizer) == {}  # unset: no checker
+    config.checker_workdir = str(checker_run)
+    ((name, (model, params)),) = recipes.load_checker(config, tokenizer).items()
+    assert name == "checker" and model.config.vocab_size == tokenizer.vocab_size
+    config.checker_workdir = str(reward_model_runs[0] / "prm")
+    with pytest.raises(ConfigError, match="is a 'prm' run"):
+        recipes.load_checker(config, tokenizer)
+    config.checker_workdir = str(checker_run)
+    config.tokenizer_path = "another/tokenizer.model"
+    with pytest.raises(ConfigError, match="tokenizer_path"):
+        recipes.load_checker(config, tokenizer)
+
+
+def test_the_verifier_evaluation_scores_the_checker_as_the_self_check(
+    checker_run, sft_run, data_dir, tmp_path, monkeypatch
+):
+    """A tiny ORM run given the checker: its `checker` score is `self_check_scores` under the checker's
+    params (the policy's own check under the policy's), reported with the same metrics as every scorer."""
+    from experiments.configs import orm
+    from rtc.rewards import rm_evaluate
+
+    read_with = []
+
+    def recording(model, params, *args):
+        read_with.append(params)
+        return self_check.self_check_scores(model, params, *args)
+
+    monkeypatch.setattr(rm_evaluate, "self_check_scores", recording)
+    config = orm.get_config("tiny")
+    config.data_dir = str(data_dir)
+    config.policy_workdir = str(sft_run)
+    config.checker_workdir = str(checker_run)
+    results = recipes.reward_model_recipe(config, tmp_path)
+    assert len(read_with) == 2
+    assert_trees_close(read_with[0], recipes.restore_params(sft_run), atol=0)
+    assert_trees_close(read_with[1], recipes.restore_params(checker_run), atol=0)
+    for metric in ("within_problem_auroc", "pairwise_accuracy", "auroc", "ece"):
+        assert f"checker/{metric}" in results
+    assert "checker" in results["best_of_n"]
