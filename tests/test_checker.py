@@ -97,3 +97,38 @@ def test_the_verifier_evaluation_scores_the_checker_as_the_self_check(
     for metric in ("within_problem_auroc", "pairwise_accuracy", "auroc", "ece"):
         assert f"checker/{metric}" in results
     assert "checker" in results["best_of_n"]
+
+
+def test_verifier_curves_with_the_checker_alone(checker_run, sft_run, data_dir, tmp_path):
+    """`verifiers.reward_models=()`: no reward model is trained or read; the checker's curves and AUROC
+    stand beside the policy's own check."""
+    from experiments.configs import verifiers
+    from rtc.analysis import verifier_scaling
+
+    config = verifiers.get_config("tiny")
+    config.data_dir = str(data_dir)
+    config.policy_workdir = str(sft_run)
+    config.checker_workdir = str(checker_run)
+    config.verifiers.reward_models = ()
+    outputs = verifier_scaling.run(config, tmp_path)
+    assert set(outputs["within_problem_auroc"]) == {"self_check", "checker"}
+    assert {"best-of-N checker", "weighted checker", "majority"} <= set(outputs["curves"])
+    assert not (tmp_path / "orm").exists() and not (tmp_path / "prm").exists()
+    config.verifiers.reward_models = ("critic",)
+    with pytest.raises(ConfigError, match="reward_models"):
+        verifier_scaling.run(config, tmp_path)
+
+
+def test_search_with_the_checker_loads_it_and_needs_it(checker_run, sft_run, tmp_path):
+    from experiments.configs import search
+    from rtc.analysis import test_time_scaling
+
+    config = search.get_config("tiny")
+    config.search.verifier_kind = "checker"
+    config.policy_workdir = str(sft_run)
+    with pytest.raises(ConfigError, match="checker_workdir"):
+        test_time_scaling.load_models(config, tmp_path)
+    config.checker_workdir = str(checker_run)
+    _, policy, _, verifier, verifier_params = test_time_scaling.load_models(config, tmp_path)
+    assert verifier.config == policy.config  # the checker is the policy's network, trained further
+    assert_trees_close(verifier_params, recipes.restore_params(checker_run), atol=0)

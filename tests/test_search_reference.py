@@ -164,3 +164,29 @@ def test_self_verifier_needs_sampling():
         config(verifier_kind="self", rule=GREEDY)
     with pytest.raises(ConfigError, match="lookahead=0"):
         config(verifier_kind="self", lookahead=1)
+
+
+CHECKER_CASES = {
+    "best_of_n-greedy": dict(strategy="best_of_n", m=1, rule=GREEDY),
+    "beam": dict(),
+    "dvts-min": dict(strategy="dvts", aggregation="min"),
+    "beam-lookahead": dict(lookahead=1),
+}
+
+
+@pytest.mark.parametrize("case", list(CHECKER_CASES))
+def test_checker_verifier_equals_reference(models, case):
+    """`verifier_kind="checker"`: another language model reads each step back; the compiled search feeds
+    it the step through its cache after its logits of the path so far, the reference re-reads the whole
+    prefix in one pass, so both score and rank the same beams."""
+    policy, params, _, _ = models
+    checker = Model(model_config("test-tiny", vocab_size=VOCAB, max_seq_len=128, tie_embeddings=False))
+    cparams = checker.init_params(jax.random.key(5))
+    cparams = {**cparams, "lm_head": cparams["lm_head"] * 6.0}  # readings well inside (0, 1)
+    cfg = config(verifier_kind="checker", **CHECKER_CASES[case])
+    compiled, reference = both((policy, params, checker, cparams), cfg)
+    assert_exercised(compiled, cfg)
+    assert (
+        (compiled.scores > 0).all() and (compiled.scores < 0.5).any() and (compiled.verifier_tokens > 0).all()
+    )
+    assert_same(compiled, reference)

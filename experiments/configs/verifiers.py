@@ -12,7 +12,9 @@ Runtime:   see experiments/README.md ("Verifiers as N grows"): 200 problems x 32
 Writes WORKDIR/verifiers.md (accuracy of majority, best-of-N and weighted vote by the ORM and by the PRM
 under each aggregation, pass@N, at every N, with bootstrap intervals; each score's AUROC),
 verifiers.png and verifiers.json. Fields on top of the PRM config (`prm.py`): `orm_workdir`,
-`prm_workdir`, and `verifiers` (problems, samples per problem, the N of the curves, temperature).
+`prm_workdir`, `checker_workdir` (a checker, experiments/configs/checker.py, scored as `checker`), and
+`verifiers` (problems, samples per problem, the N of the curves, temperature, `reward_models`: which of
+the ORM and PRM to score, e.g. `"('prm',)"` or `"()"`).
 `:tiny` shrinks everything to check a setup in seconds.
 """
 
@@ -35,6 +37,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
             temperature=1.0,
             num_draws=100,
             bootstrap=1000,
+            reward_models=("orm", "prm"),  # the trained reward models scored; () with a checker alone
         )
     )
     if arg == "tiny":

@@ -51,10 +51,19 @@ SEARCH_STRATEGIES = ("beam", "dvts", "mcts", "best_first", *CONFIDENCE_STRATEGIE
 def load_models(config, workdir: epath.Path):
     """(tokenizer, policy, policy_params, verifier, verifier_params): the PRM run's, trained if absent."""
     tokenizer, policy, _ = load_model(config)
-    if config.search.verifier_kind == "self":  # the policy checks itself: no reward model to load
+    kind = config.search.verifier_kind
+    if kind in ("self", "checker"):  # a language model reads the steps back: no reward model to load
         if not config.policy_workdir or not (epath.Path(config.policy_workdir) / "checkpoints").is_dir():
-            raise ConfigError("search.verifier_kind='self' needs policy_workdir: a finished SFT run")
-        return tokenizer, policy, recipes.restore_params(config.policy_workdir), None, None
+            raise ConfigError(f"search.verifier_kind={kind!r} needs policy_workdir: a finished SFT run")
+        policy_params = recipes.restore_params(config.policy_workdir)
+        if kind == "self":
+            return tokenizer, policy, policy_params, None, None
+        checker = recipes.load_checker(config, tokenizer)
+        if not checker:
+            raise ConfigError(
+                "search.verifier_kind='checker' needs checker_workdir (experiments/configs/checker.py)"
+            )
+        return tokenizer, policy, policy_params, *checker["checker"]
     prm_dir = epath.Path(config.prm_workdir) if config.prm_workdir else workdir / "prm"
     if not (prm_dir / rm_training.DESCRIPTION_FILE).is_file() or not (prm_dir / "checkpoints").is_dir():
         if config.prm_workdir:

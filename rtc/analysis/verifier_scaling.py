@@ -54,7 +54,7 @@ def ensure_runs(config, workdir: epath.Path) -> ml_collections.ConfigDict:
     """The config with `orm_workdir`, `prm_workdir` and `policy_workdir` set: the given runs, or runs
     trained here when none is given (the policy and ORM into WORKDIR/orm, the PRM into WORKDIR/prm)."""
     c = ml_collections.ConfigDict(config.to_dict())
-    for kind in ("orm", "prm"):
+    for kind in reward_model_kinds(config):
         given = c[f"{kind}_workdir"]
         directory = epath.Path(given) if given else workdir / kind
         if not finished(directory):
@@ -68,15 +68,24 @@ def ensure_runs(config, workdir: epath.Path) -> ml_collections.ConfigDict:
         c[f"{kind}_workdir"] = str(directory)
         if not c.policy_workdir:  # the ORM run trained the policy; the PRM shares it
             c.policy_workdir = str(directory / "policy")
-    if not (epath.Path(c.policy_workdir) / "checkpoints").is_dir():
+    if not c.policy_workdir or not (epath.Path(c.policy_workdir) / "checkpoints").is_dir():
         raise ConfigError(f"no policy checkpoints in {c.policy_workdir}: set policy_workdir to the SFT run")
     return c
 
 
+def reward_model_kinds(config) -> tuple[str, ...]:
+    """`verifiers.reward_models`: the trained reward models scored (orm, prm; both by default)."""
+    kinds = tuple(config.verifiers.get("reward_models", ("orm", "prm")))
+    if set(kinds) - {"orm", "prm"}:
+        raise ConfigError(f"verifiers.reward_models {kinds} may name only 'orm' and 'prm'")
+    return kinds
+
+
 def load_verifiers(config) -> dict:
-    """{kind: (model, params)} of the ORM and PRM runs named by `orm_workdir` and `prm_workdir`."""
+    """{kind: (model, params)} of the reward-model runs named by `orm_workdir` and `prm_workdir`."""
     verifiers = {}
-    for kind, directory in (("orm", config.orm_workdir), ("prm", config.prm_workdir)):
+    for kind in reward_model_kinds(config):
+        directory = config[f"{kind}_workdir"]
         found = rm_training.load_description(directory)["kind"]
         if found != kind:
             raise ConfigError(f"{kind}_workdir={directory} holds a {found}, not a {kind}")

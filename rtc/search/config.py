@@ -39,7 +39,7 @@ CONFIDENCE_STRATEGIES = ("confidence_weighted", "deepconf_low", "deepconf_high",
 STRATEGIES = ("best_of_n", *TREE_STRATEGIES, *CONFIDENCE_STRATEGIES)
 # The DeepConf presets' eta: the percentage of warm-up traces above the stop threshold (Fu et al. 2025).
 DEEPCONF_ETA = {"deepconf_low": 10.0, "deepconf_high": 90.0}
-VERIFIER_KINDS = ("prm", "orm", "self")
+VERIFIER_KINDS = ("prm", "orm", "self", "checker")
 
 # reasoning_effort -> (N, beam width M, depth in steps, fraction of the thinking budget), per strategy
 # family. "low" spends ~1/8 of "high"'s generations, so one knob spans the scaling curve.
@@ -59,7 +59,8 @@ class SearchConfig:
     candidate before it is scored for pruning (Snell et al. 2024 sec. 5.1), then discarded;
     aggregation: how step scores make a path score (last / min / product / mean); verifier_kind:
     `prm` scores every step delimiter, `orm` the last token of every step, `self` needs no verifier: a
-    step scores the policy's probability of its least likely sampled token (`expand.self_readings`).
+    step scores the policy's probability of its least likely sampled token (`expand.self_readings`),
+    `checker` the same read by another language model, the verifier (`expand.verifier_readings`).
     Confidence strategies: confidence_k: top-k log-probs of the token confidence; window: tokens of the
     group confidence's sliding window; eta: percentage of traces kept (None: the strategy's preset, all
     traces for confidence_weighted and consensus); n_init: DeepConf's warm-up traces (0: max(2, N / 4));

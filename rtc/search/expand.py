@@ -32,6 +32,8 @@ class SearchState:
     next_logits: jax.Array  # f32[R, V]
     cache: dict  # the policy's KV cache, [R, ...] leaves
     verifier_cache: dict | None
+    # f32[R, V]: a checker's logits after each path's last token (verifier_kind="checker"), else None
+    verifier_logits: jax.Array | None
     scores: scores_lib.StepScores
     thinking: jax.Array  # bool[R]: inside <think>
     thought: jax.Array  # i32[R]: thinking tokens so far
@@ -120,10 +122,10 @@ def init_state(
         cache_dtype,
         num_pages=prefill_lib.pool_pages(policy, b, p, r + spare_rows, new_tokens),
     )
-    verifier_cache = None
+    verifier_cache = verifier_logits = None
     if verifier is not None:
         verifier_len = min(wanted, verifier.max_seq_len)
-        _, verifier_cache = prefill_lib.prefill(
+        verifier_logits, verifier_cache = prefill_lib.prefill(
             verifier,
             verifier_params,
             prompt_tokens,
@@ -145,6 +147,7 @@ def init_state(
         next_logits=copy(next_logits),
         cache=fork(cache),
         verifier_cache=fork(verifier_cache),
+        verifier_logits=copy(verifier_logits) if cfg.verifier_kind == "checker" else None,
         scores=scores_lib.empty(r),
         thinking=copy(thinking),
         thought=zeros,
@@ -166,23 +169,38 @@ def append_rows(buffer: jax.Array, new: jax.Array, offsets: jax.Array, lengths: 
     return buffer.at[jnp.arange(r)[:, None], columns].set(new, mode="drop")
 
 
-def verifier_readings(verifier, verifier_params, cache, step_tokens, step_lengths, cfg: SearchConfig):
-    """Feeds one step's tokens to the verifier; returns (probs f32[R, S], read bool[R, S], cache).
+def verifier_readings(
+    verifier, verifier_params, cache, logits, step_tokens, step_lengths, forced, cfg: SearchConfig
+):
+    """Feeds one step's tokens to the verifier; returns (probs f32[R, S], read bool[R, S], cache, logits).
 
     A PRM reads the head at each delimiter of the step (as `reward_model.prm_step_rewards`); an ORM at
-    the step's last token. The cache advances by each row's step length, not by S.
+    the step's last token; a checker (a language model, `logits: f32[R, V]` its logits after the path so
+    far) reads the step as the policy reads itself (`self_readings`), with its own log-probs of the
+    written tokens at temperature 1, and returns its logits after the step. The cache advances by each
+    row's step length, not by S.
     """
     r, s = step_tokens.shape
     start = cache["index"]
     positions = start[:, None] + jnp.arange(s, dtype=jnp.int32)[None, :]  # [R, S]: slots are positions
-    _, values, cache = verifier.apply(verifier_params, step_tokens, positions, cache)
+    step_logits, values, cache = verifier.apply(verifier_params, step_tokens, positions, cache)
     cache = {**cache, "index": start + step_lengths}
+    if cfg.verifier_kind == "checker":
+        before = jnp.concatenate(
+            [logits[:, None], step_logits[:, :-1]], axis=1
+        )  # [R, S, V]: predicts token j
+        logp = jax.nn.log_softmax(before.astype(jnp.float32), axis=-1)
+        written = jnp.take_along_axis(logp, step_tokens[..., None], axis=-1)[..., 0]  # [R, S]
+        last = jnp.maximum(step_lengths - 1, 0)
+        after = jnp.take_along_axis(step_logits, last[:, None, None], axis=1)[:, 0]  # [R, V]
+        logits = jnp.where((step_lengths > 0)[:, None], after, logits)
+        return *self_readings(written, forced, step_lengths), cache, logits
     inside = jnp.arange(s)[None, :] < step_lengths[:, None]  # [R, S]
     if cfg.verifier_kind == "prm":
         read = inside & (step_tokens == cfg.delimiter_id)
     else:
         read = jnp.arange(s)[None, :] == (step_lengths - 1)[:, None]
-    return jax.nn.sigmoid(values), read, cache
+    return jax.nn.sigmoid(values), read, cache, logits
 
 
 def self_readings(
@@ -235,12 +253,19 @@ def expand(
     step_lengths = decode.lengths  # [R]
     last = jnp.take_along_axis(decode.tokens, jnp.maximum(step_lengths - 1, 0)[:, None], axis=1)[:, 0]
     ended = (step_lengths > 0) & jnp.isin(last, jnp.array(cfg.stop_ids, jnp.int32))
-    scores, verifier_cache = state.scores, state.verifier_cache
+    scores, verifier_cache, verifier_logits = state.scores, state.verifier_cache, state.verifier_logits
     if cfg.verifier_kind == "self":
         scores = scores_lib.add(scores, *self_readings(decode.logprobs, decode.forced, step_lengths))
     elif verifier is not None:
-        probs, read, verifier_cache = verifier_readings(
-            verifier, verifier_params, verifier_cache, decode.tokens, step_lengths, cfg
+        probs, read, verifier_cache, verifier_logits = verifier_readings(
+            verifier,
+            verifier_params,
+            verifier_cache,
+            verifier_logits,
+            decode.tokens,
+            step_lengths,
+            decode.forced,
+            cfg,
         )
         scores = scores_lib.add(scores, probs, read)
     state = state.replace(
@@ -250,6 +275,7 @@ def expand(
         next_logits=decode.next_logits,
         cache=decode.cache,
         verifier_cache=verifier_cache,
+        verifier_logits=verifier_logits,
         scores=scores,
         thinking=decode.thinking,
         thought=decode.thought,

@@ -105,8 +105,12 @@ def written_logprobs(policy, params, tokens, temperature):
 
 def self_path_score(models, tokens, start: int, step_ends, cfg) -> float:
     """A path's score under `verifier_kind="self"`: each step reads exp(min log p) of its tokens, and
-    the readings aggregate as a PRM's do. `start`: the path's first position in `tokens`."""
-    logp = np.asarray(written_logprobs(models.policy, models.params, tokens, cfg.rule.temperature))
+    the readings aggregate as a PRM's do; under `"checker"` the same with the verifier's log-probs at
+    temperature 1. `start`: the path's first position in `tokens`."""
+    if cfg.verifier_kind == "checker":
+        logp = np.asarray(written_logprobs(models.verifier, models.verifier_params, tokens, 1.0))
+    else:
+        logp = np.asarray(written_logprobs(models.policy, models.params, tokens, cfg.rule.temperature))
     bounds = [start] + [start + e + 1 for e in step_ends]
     readings = [np.exp(logp[a:b].min()) for a, b in zip(bounds[:-1], bounds[1:])]
     probs = jnp.asarray(np.array(readings, np.float32)[None])
@@ -227,7 +231,7 @@ def rescore(models: Models, prompt: list[int], beams: list[Beam], moved: list[in
         if not moved[i]:
             continue
         tokens = models.padded(prompt + list(beam.path), cfg.pad_id)  # [1, C]
-        if cfg.verifier_kind == "self":
+        if cfg.verifier_kind in ("self", "checker"):
             out[i] = dataclasses.replace(
                 beam, score=self_path_score(models, tokens, len(prompt), beam.step_ends, cfg)
             )
