@@ -74,26 +74,29 @@ def test_checker_workdir_must_be_an_sft_run_with_the_policys_tokenizer(
 def test_the_verifier_evaluation_scores_the_checker_as_the_self_check(
     checker_run, sft_run, data_dir, tmp_path, monkeypatch
 ):
-    """A tiny ORM run given the checker: its `checker` score is `self_check_scores` under the checker's
-    params (the policy's own check under the policy's), reported with the same metrics as every scorer."""
+    """A tiny ORM run given the checker: its `checker` score is `checker_scores` under the checker's params
+    (the policy's own check under the policy's), reported with the same metrics as every scorer."""
     from experiments.configs import orm
     from rtc.rewards import rm_evaluate
 
-    read_with = []
+    read_with = {}
 
-    def recording(model, params, *args):
-        read_with.append(params)
-        return self_check.self_check_scores(model, params, *args)
+    def recording(name, score):
+        def read(model, params, *args):
+            read_with[name] = params
+            return score(model, params, *args)
 
-    monkeypatch.setattr(rm_evaluate, "self_check_scores", recording)
+        return read
+
+    monkeypatch.setattr(rm_evaluate, "self_check_scores", recording("self", self_check.self_check_scores))
+    monkeypatch.setattr(rm_evaluate, "checker_scores", recording("checker", self_check.checker_scores))
     config = orm.get_config("tiny")
     config.data_dir = str(data_dir)
     config.policy_workdir = str(sft_run)
     config.checker_workdir = str(checker_run)
     results = recipes.reward_model_recipe(config, tmp_path)
-    assert len(read_with) == 2
-    assert_trees_close(read_with[0], recipes.restore_params(sft_run), atol=0)
-    assert_trees_close(read_with[1], recipes.restore_params(checker_run), atol=0)
+    assert_trees_close(read_with["self"], recipes.restore_params(sft_run), atol=0)
+    assert_trees_close(read_with["checker"], recipes.restore_params(checker_run), atol=0)
     for metric in ("within_problem_auroc", "pairwise_accuracy", "auroc", "ece"):
         assert f"checker/{metric}" in results
     assert "checker" in results["best_of_n"]

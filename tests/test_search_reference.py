@@ -159,6 +159,16 @@ def test_self_readings_by_hand():
     np.testing.assert_allclose(np.asarray(probs)[:2, 2], [0.25, 0.6], rtol=1e-6)
 
 
+def test_checker_readings_are_step_probabilities_by_hand():
+    logprobs = np.log(np.array([[0.5, 0.25, 0.9, 1.0], [0.8, 0.1, 0.6, 1.0]], np.float32))
+    forced = np.array([[0, 0, 0, 0], [0, 1, 0, 0]], bool)  # row 1's 0.1 was forced: left out
+    probs, read = expand_lib.self_readings(logprobs, forced, np.array([3, 4], np.int32), reduce="sum")
+    np.testing.assert_array_equal(read, [[0, 0, 1, 0], [0, 0, 0, 1]])
+    np.testing.assert_allclose(
+        np.asarray(probs)[[0, 1], [2, 3]], [0.5 * 0.25 * 0.9, 0.8 * 0.6 * 1.0], rtol=1e-6
+    )
+
+
 def test_self_verifier_needs_sampling():
     with pytest.raises(ConfigError, match="temperature > 0"):
         config(verifier_kind="self", rule=GREEDY)
@@ -176,9 +186,9 @@ CHECKER_CASES = {
 
 @pytest.mark.parametrize("case", list(CHECKER_CASES))
 def test_checker_verifier_equals_reference(models, case):
-    """`verifier_kind="checker"`: another language model reads each step back; the compiled search feeds
-    it the step through its cache after its logits of the path so far, the reference re-reads the whole
-    prefix in one pass, so both score and rank the same beams."""
+    """`verifier_kind="checker"`: another language model reads each step's probability; the compiled search
+    feeds it the step through its cache after its logits of the path so far, the reference re-reads the
+    whole prefix in one pass, so both score and rank the same beams."""
     policy, params, _, _ = models
     checker = Model(model_config("test-tiny", vocab_size=VOCAB, max_seq_len=128, tie_embeddings=False))
     cparams = checker.init_params(jax.random.key(5))

@@ -1,9 +1,10 @@
-"""The policy as its own verifier: teacher-forced token log-probs and the least likely written token."""
+"""The policy as its own verifier: teacher-forced token log-probs and the least likely written token; a
+checker's score, the probability of the whole completion."""
 
 import jax
 import numpy as np
 
-from rtc.rewards.self_check import self_check_scores, token_logprobs
+from rtc.rewards.self_check import checker_scores, self_check_scores, token_logprobs
 
 
 def test_token_logprobs_and_min_probability_by_hand(tiny_model):
@@ -24,6 +25,8 @@ def test_token_logprobs_and_min_probability_by_hand(tiny_model):
     want = [np.exp(expected[b][mask[b]].min()) for b in range(3)]
     # batch size 2: the second batch is padded, the padding's scores are dropped
     np.testing.assert_allclose(self_check_scores(model, params, tokens, mask, 2), want, rtol=1e-5)
+    whole = [np.exp(expected[b][mask[b]].sum()) for b in range(3)]  # the product of the probabilities
+    np.testing.assert_allclose(checker_scores(model, params, tokens, mask, 2), whole, rtol=1e-5)
 
 
 def test_an_unlikely_written_token_scores_lower(tiny_model):

@@ -5,10 +5,10 @@ Command:   python -m rtc.main --config=experiments/configs/checker.py --workdir=
 Hardware:  2 CPU cores.
 Runtime:   see experiments/README.md ("A checker trained past the policy").
 
-The checker reads a solution back teacher-forced and scores it by the probability of the least likely
-token the policy wrote (`rtc.rewards.self_check`), as the policy checking itself does, but with weights
-that compute the task better than the policy's: a slip the policy believes (greedy `16*9=104`) is a token
-the checker finds unlikely. It is an SFT run that starts from `policy_workdir`'s params (fresh optimizer
+The checker reads a solution back teacher-forced and scores it by its probability of the whole completion
+(`rtc.rewards.self_check.checker_scores`; in the search, each step by its probability), as the policy
+reading itself back does, but with weights that compute the task better than the policy's: a slip the
+policy believes (greedy `16*9=104`) is a token the checker finds unlikely. It is an SFT run that starts from `policy_workdir`'s params (fresh optimizer
 and schedule) and trains `sft.num_steps` more steps on the same data; its own greedy accuracy is printed at
 the end, as for any SFT run. Give it to the verifier runs as `checker_workdir` (prm.py, orm.py,
 verifiers.py, search.py). `:tiny` shrinks everything to check a setup in seconds.

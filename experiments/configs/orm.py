@@ -27,7 +27,7 @@ scores), and the step with the best within-problem AUROC is kept (WORKDIR/best/)
 WORKDIR/selection.json holds every evaluated step's AUROC and the chosen step. 0 (the default): the last
 step, as before.
 `checker_workdir`: a checker (experiments/configs/checker.py), an SFT run trained past the policy whose
-probability of the least likely written token is scored beside the reward models as `checker`.
+probability of each solution is scored beside the reward models as `checker`.
 `:tiny` shrinks everything to check a setup in seconds.
 """
 

@@ -12,8 +12,9 @@ scaling.md, compute_optimal.md and search_results.json. Fields on top of the PRM
 - `prm_workdir`: a finished PRM (or ORM, with `search.verifier_kind="orm"`) run; with
   `search.verifier_kind="self"` (and `aggregation="min"`) no reward model is read: every step scores the
   policy's probability of its least likely sampled token, and `policy_workdir` must be given; with
-  `search.verifier_kind="checker"` the same check is read by the checker LM of `checker_workdir`
-  (experiments/configs/checker.py: the policy trained further), with its own log-probs;
+  `search.verifier_kind="checker"` each step scores its probability under the checker LM of
+  `checker_workdir` (experiments/configs/checker.py: the policy trained further; `aggregation="product"`
+  makes the path score its probability of the whole path);
 - `search`: problems, strategies, budgets N (generations per problem, Snell et al.'s unit), the
   large-N best-of-N run the sampling curves are drawn from, step shape (`step_tokens` x `depth`),
   beam width M, lookahead, MCTS trees and exploration, `reasoning_effort` (low / medium / high:

@@ -9,8 +9,8 @@ of the same samples (`rtc.analysis.scaling`), with a bootstrap interval over pro
 (Li et al. 2023) by each verifier and pass@k (a perfect verifier) are drawn beside them, and the
 within-problem AUROC says how well each score ranks one problem's solutions. The policy's own check
 (`self_check`: its probability of the least likely token it wrote, `rtc.rewards.self_check`) is scored
-beside the trained verifiers as the baseline they must beat, and with `checker_workdir` the same check by
-a checker LM trained further than the policy (`checker`, experiments/configs/checker.py).
+beside the trained verifiers as the baseline they must beat, and with `checker_workdir` a checker LM trained
+further than the policy (`checker`: its probability of the completion, experiments/configs/checker.py).
 
 Writes `verifiers.md`, `verifiers.png` and `verifiers.json` to the workdir.
 """
@@ -35,7 +35,7 @@ from rtc import recipes
 from rtc.pretrained.run_model import load_model
 from rtc.rewards import rm_data, rm_evaluate
 from rtc.rewards import training as rm_training
-from rtc.rewards.self_check import self_check_scores
+from rtc.rewards.self_check import checker_scores, self_check_scores
 from rtc.sampling import settings
 from rtc.analysis import scaling
 from rtc.eval import voting
@@ -177,7 +177,7 @@ def run(config: ml_collections.ConfigDict, workdir: epath.PathLike) -> dict:
         policy, policy_params, arrays["tokens"], arrays["completion_mask"], config.eval_rm.score_batch_size
     )
     for name, (model, params) in recipes.load_checker(config, tokenizer).items():  # a checker LM, if given
-        flat_scores[name] = self_check_scores(
+        flat_scores[name] = checker_scores(
             model, params, arrays["tokens"], arrays["completion_mask"], config.eval_rm.score_batch_size
         )
     scores = {name: s.reshape(shape) for name, s in flat_scores.items()}  # f32[P, N] each

@@ -5,8 +5,9 @@ On `eval_rm.num_problems` test problems the policy samples `eval_rm.best_of_n` s
 - PRM: step accuracy and AUROC against exact step labels (synthetic tasks), and the outcome AUROC
   of each aggregation (last / min / product / mean);
 - the policy as its own verifier (`self_check`: its probability of its least likely written token,
-  `rtc.rewards.self_check`), the untrained baseline beside them, and the same check by a checker LM trained
-  further than the policy (`checker_workdir`, experiments/configs/checker.py) when one is given;
+  `rtc.rewards.self_check`), the untrained baseline beside them, and a checker LM trained further than
+  the policy (`checker_workdir`, experiments/configs/checker.py) when one is given: its probability of the
+  completion, `self_check.checker_scores`;
 - for every scorer, what search needs: within-problem AUROC and pairwise accuracy, each with a 95%
   bootstrap interval over problems, and the expected calibration error of its score (of the PRM's step
   scores too, against exact labels), drawn as a reliability diagram in `rm_reliability.png`;
@@ -32,7 +33,7 @@ from rtc.rewards import verifier_metrics as metrics
 from rtc.metrics import MetricWriter
 from rtc.rewards import reward_model as rm
 from rtc.rewards import rm_data
-from rtc.rewards.self_check import self_check_scores
+from rtc.rewards.self_check import checker_scores, self_check_scores
 from rtc.rewards.step_labels import ExactLabeler, rollout_outcomes
 from rtc.data.tfds_builders import task_records
 from rtc.sampling import settings
@@ -186,7 +187,7 @@ def evaluate(
 ) -> dict:
     """Samples held-out solutions, scores them with each reward model in `scorers` (kind -> (model,
     params)) and each generative verifier in `checkers` (name -> (model, params): another LM's probability
-    of the least likely written token, as the self-check), prints the tables and writes `rm_eval.json`;
+    of the completion, `self_check.checker_scores`), prints the tables and writes `rm_eval.json`;
     returns the results."""
     e = config.eval_rm
     task = get_task(config.task.name)
@@ -225,7 +226,7 @@ def evaluate(
     }
     for name, (model, params) in (checkers or {}).items():  # generative verifiers: another LM reads them back
         check_context(name, model, arrays["tokens"].shape[1])
-        scores[name] = self_check_scores(
+        scores[name] = checker_scores(
             model, params, arrays["tokens"], arrays["completion_mask"], e.score_batch_size
         )
     bins = {}

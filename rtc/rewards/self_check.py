@@ -28,12 +28,23 @@ def _min_logprob(logp: jax.Array, completion_mask: jax.Array) -> jax.Array:
     return jnp.min(jnp.where(completion_mask, logp, 0.0), axis=1)
 
 
+@jax.jit
+def _sum_logprob(logp: jax.Array, completion_mask: jax.Array) -> jax.Array:
+    return jnp.sum(jnp.where(completion_mask, logp, 0.0), axis=1)
+
+
 _token_logprobs = jax.jit(token_logprobs, static_argnames="model")
+REDUCTIONS = {"min": _min_logprob, "sum": _sum_logprob}
 
 
-def self_check_scores(model, params, tokens: np.ndarray, completion_mask: np.ndarray, batch_size: int):
+def self_check_scores(
+    model, params, tokens: np.ndarray, completion_mask: np.ndarray, batch_size: int, reduce: str = "min"
+):
     """f32[M]: exp(min over completion tokens of log p), the policy's probability of its least likely
-    written token, for `tokens: i32[M, T]` with `completion_mask: bool[M, T]`, in fixed-size batches."""
+    written token, for `tokens: i32[M, T]` with `completion_mask: bool[M, T]`, in fixed-size batches.
+
+    `reduce="sum"`: exp(sum of log p), the model's probability of the whole completion: a checker's score
+    (`checker_scores`)."""
     out = []
     for start in range(0, len(tokens), batch_size):
         chunk = np.zeros((batch_size, tokens.shape[1]), np.int32)
@@ -41,6 +52,18 @@ def self_check_scores(model, params, tokens: np.ndarray, completion_mask: np.nda
         real = len(tokens[start : start + batch_size])
         chunk[:real] = tokens[start : start + batch_size]
         mask[:real] = completion_mask[start : start + batch_size]
-        logp = _min_logprob(_token_logprobs(model, params, jnp.asarray(chunk)), jnp.asarray(mask))
+        logp = REDUCTIONS[reduce](_token_logprobs(model, params, jnp.asarray(chunk)), jnp.asarray(mask))
         out.append(np.exp(np.asarray(logp))[:real])
     return np.concatenate(out)
+
+
+def checker_scores(model, params, tokens: np.ndarray, completion_mask: np.ndarray, batch_size: int):
+    """f32[M]: a checker's probability of each completion, teacher-forced (the product of its step
+    readings in the search, `verifier_kind="checker"`).
+
+    A checker is the policy's network trained further on the task (experiments/configs/checker.py): it
+    computes each step better than the policy, so a slip the policy believed is a token it finds unlikely.
+    The whole completion's probability ranks one problem's solutions better than its least likely token
+    does: several slips weigh more than one, and it does not tie at the smallest probabilities.
+    """
+    return self_check_scores(model, params, tokens, completion_mask, batch_size, reduce="sum")

@@ -60,7 +60,8 @@ class SearchConfig:
     aggregation: how step scores make a path score (last / min / product / mean); verifier_kind:
     `prm` scores every step delimiter, `orm` the last token of every step, `self` needs no verifier: a
     step scores the policy's probability of its least likely sampled token (`expand.self_readings`),
-    `checker` the same read by another language model, the verifier (`expand.verifier_readings`).
+    `checker`: a step scores its probability under another language model, the verifier
+    (`expand.verifier_readings`).
     Confidence strategies: confidence_k: top-k log-probs of the token confidence; window: tokens of the
     group confidence's sliding window; eta: percentage of traces kept (None: the strategy's preset, all
     traces for confidence_weighted and consensus); n_init: DeepConf's warm-up traces (0: max(2, N / 4));

@@ -176,8 +176,8 @@ def verifier_readings(
 
     A PRM reads the head at each delimiter of the step (as `reward_model.prm_step_rewards`); an ORM at
     the step's last token; a checker (a language model, `logits: f32[R, V]` its logits after the path so
-    far) reads the step as the policy reads itself (`self_readings`), with its own log-probs of the
-    written tokens at temperature 1, and returns its logits after the step. The cache advances by each
+    far) reads the step's probability, the product of its own probabilities of the written tokens at
+    temperature 1 (`self_readings(..., reduce="sum")`), and returns its logits after the step. The cache advances by each
     row's step length, not by S.
     """
     r, s = step_tokens.shape
@@ -186,15 +186,13 @@ def verifier_readings(
     step_logits, values, cache = verifier.apply(verifier_params, step_tokens, positions, cache)
     cache = {**cache, "index": start + step_lengths}
     if cfg.verifier_kind == "checker":
-        before = jnp.concatenate(
-            [logits[:, None], step_logits[:, :-1]], axis=1
-        )  # [R, S, V]: predicts token j
+        before = jnp.concatenate([logits[:, None], step_logits[:, :-1]], axis=1)  # [R, S, V]: reads token j
         logp = jax.nn.log_softmax(before.astype(jnp.float32), axis=-1)
         written = jnp.take_along_axis(logp, step_tokens[..., None], axis=-1)[..., 0]  # [R, S]
         last = jnp.maximum(step_lengths - 1, 0)
         after = jnp.take_along_axis(step_logits, last[:, None, None], axis=1)[:, 0]  # [R, V]
         logits = jnp.where((step_lengths > 0)[:, None], after, logits)
-        return *self_readings(written, forced, step_lengths), cache, logits
+        return *self_readings(written, forced, step_lengths, reduce="sum"), cache, logits
     inside = jnp.arange(s)[None, :] < step_lengths[:, None]  # [R, S]
     if cfg.verifier_kind == "prm":
         read = inside & (step_tokens == cfg.delimiter_id)
@@ -204,20 +202,27 @@ def verifier_readings(
 
 
 def self_readings(
-    logprobs: jax.Array, forced: jax.Array, step_lengths: jax.Array
+    logprobs: jax.Array, forced: jax.Array, step_lengths: jax.Array, reduce: str = "min"
 ) -> tuple[jax.Array, jax.Array]:
     """The policy as its own step verifier, at no cost: (probs f32[R, S], read bool[R, S]).
 
     A step's reading is the probability of its least likely sampled token (`rtc.rewards.self_check`),
     taken from the log-probs the sampler already computed (`logprobs: f32[R, S]`, at the sampling
-    temperature), read at the step's last token. Tokens the thinking budget forced (`forced: bool[R, S]`)
-    are not the policy's choice and are left out; a step of forced tokens only is not read.
+    temperature), read at the step's last token. `reduce="sum"` reads the probability of the whole step
+    instead (a checker's reading). Tokens the thinking budget forced (`forced: bool[R, S]`) are not the
+    policy's choice and are left out; a step of forced tokens only is not read.
     """
     s = logprobs.shape[1]
     where = jnp.arange(s)[None, :]
-    lowest = jnp.min(jnp.where((where < step_lengths[:, None]) & ~forced, logprobs, jnp.inf), axis=1)  # [R]
-    read = (where == (step_lengths - 1)[:, None]) & jnp.isfinite(lowest)[:, None]
-    return jnp.broadcast_to(jnp.exp(lowest)[:, None], logprobs.shape), read
+    chosen = (where < step_lengths[:, None]) & ~forced  # [R, S]
+    if reduce == "min":
+        log_reading = jnp.min(jnp.where(chosen, logprobs, jnp.inf), axis=1)  # [R]
+    else:
+        log_reading = jnp.where(
+            chosen.any(axis=1), jnp.sum(jnp.where(chosen, logprobs, 0.0), axis=1), jnp.inf
+        )
+    read = (where == (step_lengths - 1)[:, None]) & jnp.isfinite(log_reading)[:, None]
+    return jnp.broadcast_to(jnp.exp(log_reading)[:, None], logprobs.shape), read
 
 
 def expand(

@@ -105,14 +105,16 @@ def written_logprobs(policy, params, tokens, temperature):
 
 def self_path_score(models, tokens, start: int, step_ends, cfg) -> float:
     """A path's score under `verifier_kind="self"`: each step reads exp(min log p) of its tokens, and
-    the readings aggregate as a PRM's do; under `"checker"` the same with the verifier's log-probs at
-    temperature 1. `start`: the path's first position in `tokens`."""
+    the readings aggregate as a PRM's do; under `"checker"` each step reads exp(sum log p), the
+    verifier's probability of the step at temperature 1. `start`: the path's first position in `tokens`."""
     if cfg.verifier_kind == "checker":
         logp = np.asarray(written_logprobs(models.verifier, models.verifier_params, tokens, 1.0))
+        reduce = np.sum
     else:
         logp = np.asarray(written_logprobs(models.policy, models.params, tokens, cfg.rule.temperature))
+        reduce = np.min
     bounds = [start] + [start + e + 1 for e in step_ends]
-    readings = [np.exp(logp[a:b].min()) for a, b in zip(bounds[:-1], bounds[1:])]
+    readings = [np.exp(reduce(logp[a:b])) for a, b in zip(bounds[:-1], bounds[1:])]
     probs = jnp.asarray(np.array(readings, np.float32)[None])
     return float(rm.aggregate(cfg.aggregation, probs, jnp.ones(probs.shape, bool))[0]) if readings else 0.0
 
