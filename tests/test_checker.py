@@ -135,3 +135,22 @@ def test_search_with_the_checker_loads_it_and_needs_it(checker_run, sft_run, tmp
     _, policy, _, verifier, verifier_params = test_time_scaling.load_models(config, tmp_path)
     assert verifier.config == policy.config  # the checker is the policy's network, trained further
     assert_trees_close(verifier_params, recipes.restore_params(checker_run), atol=0)
+
+
+def test_the_search_experiment_runs_with_the_checker(checker_run, sft_run, data_dir, tmp_path):
+    """The `search` mode end to end with `verifier_kind="checker"`: every strategy searched and scored by
+    the checker (its tokens counted as verifier tokens), curves written."""
+    from experiments.configs import search
+    from rtc.analysis import test_time_scaling
+
+    config = search.get_config("tiny")
+    config.data_dir = str(data_dir)
+    config.policy_workdir = str(sft_run)
+    config.checker_workdir = str(checker_run)
+    config.search.update(verifier_kind="checker", aggregation="product", strategies=("best_of_n", "beam"))
+    outputs = test_time_scaling.run(config, str(tmp_path))
+    assert {"best_of_n", "beam", "majority", "weighted"} <= set(outputs["curves"]["curves"])
+    for by_n in outputs["searches"].values():
+        for result in by_n.values():
+            assert result["verifier_tokens"] > 0
+    assert (tmp_path / "scaling.png").is_file()
