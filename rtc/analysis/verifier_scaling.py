@@ -222,12 +222,15 @@ def write_outputs(workdir: epath.Path, outputs: dict, title: str) -> None:
     (workdir / RESULTS_FILE).write_text(json.dumps(outputs, indent=1, default=float))
     text = report(outputs)
     (workdir / "verifiers.md").write_text(text + "\n")
-    shown = {
-        name: by_k
-        for name, by_k in outputs["curves"].items()
-        if name
-        in ("majority", "best-of-N orm", "best-of-N prm_product", "best-of-N prm_min", "weighted prm_product")
-    }
+    drawn = (
+        "majority",
+        "best-of-N orm",
+        "best-of-N prm_product",
+        "best-of-N prm_min",
+        "weighted prm_product",
+    )
+    drawn += ("best-of-N self_check", "best-of-N checker")
+    shown = {name: by_k for name, by_k in outputs["curves"].items() if name in drawn}
     with (workdir / "verifiers.png").open("wb") as f:  # matplotlib writes to a file object, so a URL works
         scaling.plot_curves(shown, None, f, title, outputs["oracle"])
     print(text)
