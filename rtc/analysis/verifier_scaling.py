@@ -41,6 +41,16 @@ from rtc.analysis import scaling
 from rtc.eval import voting
 
 RESULTS_FILE = "verifiers.json"
+# the curves verifiers.png draws (verifiers.md lists every curve)
+DRAWN = (
+    "majority",
+    "best-of-N orm",
+    "best-of-N prm_product",
+    "best-of-N prm_min",
+    "weighted prm_product",
+    "best-of-N self_check",
+    "best-of-N checker",
+)
 
 
 def finished(directory: epath.Path) -> bool:
@@ -222,15 +232,7 @@ def write_outputs(workdir: epath.Path, outputs: dict, title: str) -> None:
     (workdir / RESULTS_FILE).write_text(json.dumps(outputs, indent=1, default=float))
     text = report(outputs)
     (workdir / "verifiers.md").write_text(text + "\n")
-    drawn = (
-        "majority",
-        "best-of-N orm",
-        "best-of-N prm_product",
-        "best-of-N prm_min",
-        "weighted prm_product",
-    )
-    drawn += ("best-of-N self_check", "best-of-N checker")
-    shown = {name: by_k for name, by_k in outputs["curves"].items() if name in drawn}
+    shown = {name: by_k for name, by_k in outputs["curves"].items() if name in DRAWN}
     with (workdir / "verifiers.png").open("wb") as f:  # matplotlib writes to a file object, so a URL works
         scaling.plot_curves(shown, None, f, title, outputs["oracle"])
     print(text)

@@ -177,8 +177,8 @@ def verifier_readings(
     A PRM reads the head at each delimiter of the step (as `reward_model.prm_step_rewards`); an ORM at
     the step's last token; a checker (a language model, `logits: f32[R, V]` its logits after the path so
     far) reads the step's probability, the product of its own probabilities of the written tokens at
-    temperature 1 (`self_readings(..., reduce="sum")`), and returns its logits after the step. The cache advances by each
-    row's step length, not by S.
+    temperature 1 (`self_readings(..., reduce="sum")`), and returns its logits after the step. The cache
+    advances by each row's step length, not by S.
     """
     r, s = step_tokens.shape
     start = cache["index"]
