@@ -154,3 +154,21 @@ def test_the_search_experiment_runs_with_the_checker(checker_run, sft_run, data_
         for result in by_n.values():
             assert result["verifier_tokens"] > 0
     assert (tmp_path / "scaling.png").is_file()
+
+
+def test_the_api_searches_with_a_checker_run_as_the_verifier(checker_run, sft_run):
+    """`Reasoner.search(verifier=<a checker's SFT run>)`: each step scored by the checker's probability of
+    it, a path by the product; the pick is the best finished path."""
+    import rtc
+    from rtc.api.results import load_verifier
+
+    verifier = load_verifier(checker_run)
+    assert (verifier.kind, verifier.aggregation) == ("checker", "product")
+    r = rtc.load(sft_run).search(
+        "Compute 7+2*3.", verifier=checker_run, strategy="beam", n=4, max_new_tokens=32, step_tokens=8
+    )
+    scores = np.array(r.scores)
+    assert len(r.candidates) == 4 and np.all((scores >= 0) & (scores <= 1))
+    finished = np.array([c.finished for c in r.candidates])
+    rank = np.where(np.array(r.duplicate), -np.inf, scores + 2.0 * finished)
+    assert r.best == int(np.argmax(rank))

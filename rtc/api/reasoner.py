@@ -177,7 +177,8 @@ class Reasoner:
         """A `SearchResult` per text (one for a single string): `n` candidates, their scores, the choice.
 
         `strategy`: best_of_n, beam, dvts, mcts, best_first (`rtc.search`, scored by `verifier`: an ORM/PRM run's
-        workdir, a `Verifier`, or "self": the policy's probability of each step's least likely token,
+        workdir, a checker's SFT run (each step scores its probability under the checker, a path the
+        product), a `Verifier`, or "self": the policy's probability of each step's least likely token,
         read from the sampler at no cost), majority (sample `n`, take the most frequent answer; no verifier), or,
         with no verifier, confidence_weighted / deepconf_low / deepconf_high / consensus (Fu et al. 2025:
         votes weighted by trace confidence, keeping the top `eta`% of traces; DeepConf stops weak traces
@@ -215,6 +216,11 @@ class Reasoner:
                     f"strategy {strategy!r} needs a verifier (an ORM/PRM run, or 'self'); or use 'majority'"
                 )
             verifier = verifier if isinstance(verifier, Verifier) else load_verifier(verifier)
+            if verifier.model.config.vocab_size != self.model.config.vocab_size:
+                raise ConfigError(
+                    f"the verifier reads a vocabulary of {verifier.model.config.vocab_size} tokens, the "
+                    f"policy writes {self.model.config.vocab_size}: they need one tokenizer"
+                )
             cfg = self._search_config(
                 strategy, n, beam_width, step_tokens, new_tokens, temperature, budget, verifier
             )

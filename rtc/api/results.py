@@ -4,8 +4,11 @@ import dataclasses
 from pathlib import Path
 from typing import Sequence
 
+from etils import epath
 
+from rtc import recipes
 from rtc.data.answers import extract_answer
+from rtc.errors import ConfigError
 from rtc.rewards import training as rm_training
 
 
@@ -72,16 +75,25 @@ class SearchResult:
 
 @dataclasses.dataclass(frozen=True)
 class Verifier:
-    """A trained ORM or PRM (`rtc.rewards`): its model with the scalar head, params, and how it scores."""
+    """A trained ORM or PRM (`rtc.rewards`): its model with the scalar head, params, and how it scores; or a
+    checker, a language model that reads each step's probability (`verifier_kind="checker"`)."""
 
     model: object
     params: dict
-    kind: str  # "orm" or "prm"
+    kind: str  # "orm", "prm" or "checker"
     aggregation: str  # how step scores make a path score (last / min / product / mean)
 
 
 def load_verifier(workdir: str | Path, step: int | None = None) -> Verifier:
-    """The reward model of a finished ORM/PRM run in `workdir` (default: its latest checkpoint)."""
+    """The reward model of a finished ORM/PRM run in `workdir` (default: its latest checkpoint), or the
+    checker of an SFT run (experiments/configs/checker.py; a path scores its probability, `product`)."""
+    if not (epath.Path(workdir) / rm_training.DESCRIPTION_FILE).is_file():
+        config, _, model, params = recipes.load_run(workdir, step)
+        if config.mode != "sft":
+            raise ConfigError(
+                f"{workdir} is a {config.mode!r} run: a verifier is an ORM, a PRM or an SFT run"
+            )
+        return Verifier(model, params, "checker", "product")
     model, params = rm_training.load_reward_model(workdir, step)
     description = rm_training.load_description(workdir)
     return Verifier(model, params, description["kind"], description["aggregation"])
