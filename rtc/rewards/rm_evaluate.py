@@ -218,17 +218,7 @@ def evaluate(
         "solutions": len(solutions),
         "solution_accuracy": float(correct.mean()),
     }
-    # the policy reading its own solutions back: the generative baseline every trained verifier must beat
-    scores = {
-        "self_check": self_check_scores(
-            policy, policy_params, arrays["tokens"], arrays["completion_mask"], e.score_batch_size
-        )
-    }
-    for name, (model, params) in (checkers or {}).items():  # generative verifiers: another LM reads them back
-        check_context(name, model, arrays["tokens"].shape[1])
-        scores[name] = checker_scores(
-            model, params, arrays["tokens"], arrays["completion_mask"], e.score_batch_size
-        )
+    scores = language_model_scores(policy, policy_params, checkers or {}, arrays, e.score_batch_size)
     bins = {}
     for kind, (model, params) in scorers.items():
         check_context(f"{kind} reward model", model, arrays["tokens"].shape[1])
@@ -259,6 +249,26 @@ def evaluate(
             correct.reshape(shape), wrong_step, labelled, choices
         )
 
+    write_results(config, workdir, results, bins)
+    return results
+
+
+def language_model_scores(policy, policy_params, checkers: dict, arrays: dict, batch_size: int) -> dict:
+    """`{"self_check": f32[M], name: f32[M] per checker}`: the policy reading its own solutions back (the
+    generative baseline every trained verifier must beat) and each checker's probability of them."""
+    scores = {
+        "self_check": self_check_scores(
+            policy, policy_params, arrays["tokens"], arrays["completion_mask"], batch_size
+        )
+    }
+    for name, (model, params) in checkers.items():
+        check_context(name, model, arrays["tokens"].shape[1])
+        scores[name] = checker_scores(model, params, arrays["tokens"], arrays["completion_mask"], batch_size)
+    return scores
+
+
+def write_results(config, workdir: epath.PathLike, results: dict, bins: dict) -> None:
+    """The evaluation as metrics (`eval/...`), `rm_eval.json` and `rm_reliability.png`; prints the report."""
     with MetricWriter(workdir, progress=False) as writer:
         writer.write(int(config.rm.num_steps), _flat(results), prefix="eval/")
     path = epath.Path(workdir) / RESULTS_FILE
@@ -268,7 +278,6 @@ def evaluate(
             plot_reliability(bins, f, f"Reliability on held-out {config.task.name}")
         print(report(config, results))
     logging.info("reward-model evaluation written to %s", path)
-    return results
 
 
 def report(config, results: dict) -> str:
