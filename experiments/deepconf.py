@@ -136,6 +136,7 @@ def run_chunks(model, params, prompts, cfg, answer_of, chunk: int, seed: int) ->
                 "stopped": out.stopped[:real],
                 "drawn": out.drawn[:real],
                 "generated": out.generated_tokens[:real],
+                "tokens": out.tokens[:real],  # i32[real, N, T]: the completions
             }
         )
     merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0] if k != "answers"}

@@ -1,6 +1,7 @@
 """A router with a counted cost: samples per question by difficulty read from the prompt, against random routing.
 
-Usage:  python -m experiments.router --workdir=DIR [--policy=SFT_RUN] [--problems=1000] [--train_problems=2000]
+Usage:  python -m experiments.router --workdir=DIR [--policy=SFT_RUN] [--checker=CHECKER_RUN]
+        [--problems=1000] [--train_problems=2000]
 
 Snell et al. 2024 ("Scaling LLM Test-Time Compute Optimally") spend more samples on harder questions,
 with difficulty estimated from samples and a verifier: a cost their curves leave out. Here:
@@ -9,10 +10,12 @@ with difficulty estimated from samples and a verifier: a cost their curves leave
    (`rtc.analysis.difficulty`, the ridge strength by 5-fold cross-validation on those problems).
 2. On held-out problems the policy samples `--samples` answers each (one pool); majority@N and
    best-of-N by DeepConf trace confidence at N = 1..samples come from it by subsampling, with each
-   question's FLOPs (`confidence_curves.trace_flops`).
-3. Allocation (`rtc.analysis.allocation`): per quintile of predicted difficulty, the rule (majority or
-   best-of-N by confidence) and N that maximise accuracy within a mean FLOPs budget, fitted on one half
-   of the questions and scored on the other; the predictor's FLOPs (one prefill of the prompt and the
+   question's FLOPs (`confidence_curves.trace_flops`). With `--checker`, best-of-N by a checker's
+   probability of each answer (experiments/configs/checker.py) is a third rule, its scoring pass (a
+   teacher-forced forward over prompt and answer) added to its cost.
+3. Allocation (`rtc.analysis.allocation`): per quintile of predicted difficulty, the rule (majority,
+   best-of-N by confidence or by the checker) and N that maximise accuracy within a mean FLOPs budget,
+   fitted on one half of the questions and scored on the other; the predictor's FLOPs (one prefill of the prompt and the
    head) are part of the budget. Beside it: random routing at the same budget (the best random mix of
    the same options, fitted and scored the same way, no predictor), uniform majority and best-of-N, a
    router by prompt length (free), a router given the generator's true level (free; how much difficulty
@@ -44,10 +47,13 @@ from rtc.data.tfds_builders import task_records  # noqa: E402
 from rtc.analysis import difficulty
 from rtc.eval import voting  # noqa: E402
 from rtc.pretrained.run_model import load_model  # noqa: E402
+from rtc import recipes  # noqa: E402
 from rtc.recipes import restore_params  # noqa: E402
+from rtc.rewards.self_check import checker_scores  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 RIDGE_GRID = (0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
+RULES = {"majority": "majority", "best_of_n": "best-of-N (confidence)", "checker": "best-of-N (checker)"}
 BUDGETS = (1, 1.5, 2, 3, 4, 6, 8, 12, 16, 24, 32)  # mean FLOPs per question, in units of one sample's
 
 
@@ -75,21 +81,32 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--window", type=int, default=8, help="tokens in the group-confidence window")
     parser.add_argument("--round_size", type=int, default=4)
     parser.add_argument(
+        "--checker",
+        default="",
+        help="an SFT run that checks the policy's answers (experiments/configs/checker.py): best-of-N by "
+        "its probability of each answer becomes an option, its scoring pass paid for",
+    )
+    parser.add_argument("--score_batch", type=int, default=256, help="answers per checker call")
+    parser.add_argument(
         "--tiny", action="store_true", help="the quickstart's tiny variant (the tests' model)"
     )
     return parser.parse_args(argv)
 
 
-def sample_pool(model, params, prompts, config, tokenizer, args, n: int, seed: int, cache: Path) -> dict:
-    """n sampled answers per prompt at --temperature: answers, trace confidences, lengths, FLOPs. Kept in
-    `cache` (.npz of arrays and .json of answers) and read back when the same settings ask again."""
+def sample_pool(
+    model, params, prompts, config, tokenizer, args, n: int, seed: int, cache: Path, tokens: bool = False
+) -> dict:
+    """n sampled answers per prompt at --temperature: answers, trace confidences, lengths, FLOPs and the
+    answers' tokens. Kept in `cache` (.npz of arrays and .json of answers) and read back when the same
+    settings ask again (drawn again if `tokens` are asked of a pool kept without them)."""
     key = json.dumps(
         [args.policy, len(prompts), prompts[0], n, seed, args.temperature, args.window, args.tiny]
     )
     stem = cache.parent / f"{cache.name}_{hashlib.sha256(key.encode()).hexdigest()[:12]}"
     if stem.with_suffix(".json").is_file():
         arrays = np.load(stem.with_suffix(".npz"))
-        return {k: arrays[k] for k in arrays.files} | json.loads(stem.with_suffix(".json").read_text())
+        if "tokens" in arrays.files or not tokens:
+            return {k: arrays[k] for k in arrays.files} | json.loads(stem.with_suffix(".json").read_text())
     cfg = search_config(config, tokenizer, "confidence_weighted", n, args, temperature=args.temperature)
     chunk = max(1, args.chunk * 32 // n)
     pool = run_chunks(
@@ -131,28 +148,45 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def options(pool: dict, correct: np.ndarray, ks: list[int], args, rng) -> tuple[dict, np.ndarray]:
-    """({rule: f64[P, K] accuracy at each N of ks}, cost f64[P, K]): majority and best-of-N by trace
-    confidence (DeepConf's lowest group confidence, no verifier) from the pool by subsampling; a
-    question's cost at N is N times its mean trace FLOPs."""
+def checker_scores_of(checker, prompts, pool: dict, pad_id: int, batch_size: int) -> np.ndarray:
+    """f32[P, N]: a checker's probability of each sampled answer, teacher-forced after its prompt
+    (`self_check.checker_scores`)."""
+    model, params = checker
+    completions, lengths = pool["tokens"], pool["lengths"]  # i32[P, N, T], i32[P, N]
+    p, n, t = completions.shape
+    seq_len = max(len(x) for x in prompts) + t
+    tokens = np.full((p * n, seq_len), pad_id, np.int32)
+    mask = np.zeros((p * n, seq_len), bool)
+    for i, prompt in enumerate(prompts):
+        for j in range(n):
+            row, end = i * n + j, len(prompt) + int(lengths[i, j])
+            tokens[row, : len(prompt)] = prompt
+            tokens[row, len(prompt) : end] = completions[i, j, : lengths[i, j]]
+            mask[row, len(prompt) : end] = True
+    return checker_scores(model, params, tokens, mask, batch_size).reshape(p, n)
+
+
+def options(
+    pool: dict, correct: np.ndarray, ks: list[int], args, rng, checker: tuple | None = None
+) -> tuple[dict, dict]:
+    """({rule: f64[P, K] accuracy at each N of ks}, {rule: f64[P, K] cost in FLOPs}) from the pool by
+    subsampling: majority, best-of-N by trace confidence (DeepConf's lowest group confidence, no
+    verifier) and, given `checker = (scores f32[P, N], flops f64[P, N])`, best-of-N by the checker's
+    score. A question's cost at N is N times its mean trace FLOPs, plus for the checker N times its mean
+    scoring pass (a teacher-forced forward over prompt and answer)."""
     ids = voting.answer_ids(pool["answers"])
     rules = confidence_curves.offline_curves(correct, ids, pool["confidence"], ks, args.draws, rng, etas=())
-    best_of_n = {
-        k: scaling.subsample_accuracy(
-            correct,
-            scaling.subset_chooser(lambda c: np.argmax(c, axis=1), pool["confidence"]),
-            k,
-            args.draws,
-            rng,
-        )
-        for k in ks
-    }
-    acc = {
-        "majority": np.stack([rules["majority"][k] for k in ks], axis=1),
-        "best_of_n": np.stack([best_of_n[k] for k in ks], axis=1),
-    }
-    per_trace = pool["flops"].mean(axis=1)  # f64[P]
-    return acc, per_trace[:, None] * np.asarray(ks, np.float64)[None, :]
+    scores = {"best_of_n": pool["confidence"]} | ({} if checker is None else {"checker": checker[0]})
+    acc = {"majority": np.stack([rules["majority"][k] for k in ks], axis=1)}
+    for rule, score in scores.items():
+        choose = scaling.subset_chooser(lambda c: np.argmax(c, axis=1), score)
+        acc[rule] = np.stack([scaling.subsample_accuracy(correct, choose, k, args.draws, rng) for k in ks], 1)
+    n = np.asarray(ks, np.float64)[None, :]
+    sampled = pool["flops"].mean(axis=1)[:, None] * n  # f64[P, K]
+    cost = {rule: sampled for rule in acc}
+    if checker is not None:
+        cost["checker"] = sampled + checker[1].mean(axis=1)[:, None] * n
+    return acc, cost
 
 
 def routed_curve(acc, cost, bins, num_bins, budgets, extra_cost, seed) -> list[dict]:
@@ -212,11 +246,24 @@ def main(argv: list[str] | None = None) -> dict:
     records = task_records(config, "test", workdir)
     records = [records[i] for i in range(min(args.problems, len(records)))]
     prompts = [prompt_tokens(tokenizer, r) for r in records]
-    pool = sample_pool(model, params, prompts, config, tokenizer, args, args.samples, 2, workdir / "pool")
+    pool = sample_pool(
+        model, params, prompts, config, tokenizer, args, args.samples, 2, workdir / "pool", tokens=True
+    )
     correct = graded(pool, records, task)
     ks = [k for k in (1, 2, 4, 8, 16, 32, 64) if k <= args.samples]
-    acc, cost = options(pool, correct, ks, args, np_rng)
-    unit = float(cost[:, 0].mean())  # one sample's mean FLOPs
+    checker = None
+    if args.checker:  # best-of-N by a checker's probability of each answer, its scoring pass paid for
+        with config.unlocked():
+            config.checker_workdir = args.checker
+        checker_net = recipes.load_checker(config, tokenizer)["checker"]
+        checker = (
+            checker_scores_of(checker_net, prompts, pool, tokenizer.pad_id, args.score_batch),
+            confidence_curves.trace_flops(
+                checker_net[0].config, np.array([len(p) for p in prompts])[:, None], pool["lengths"]
+            ),
+        )
+    acc, cost = options(pool, correct, ks, args, np_rng, checker)
+    unit = float(cost["majority"][:, 0].mean())  # one sample's mean FLOPs
     budgets = [b * unit for b in BUDGETS if b <= max(ks)]
 
     # 3. predictors and their routers
@@ -232,19 +279,17 @@ def main(argv: list[str] | None = None) -> dict:
         level = np.array([int(r["difficulty"]) for r in records])
         predictors["level router (true level)"] = (-level.astype(float), np.zeros(len(prompts)))
     curves = {
-        "uniform majority": [
-            {"budget": c, "acc": acc["majority"][:, j], "cost": c} for j, c in enumerate(cost.mean(0))
-        ],
-        "uniform best-of-N (confidence)": [
-            {"budget": c, "acc": acc["best_of_n"][:, j], "cost": c} for j, c in enumerate(cost.mean(0))
-        ],
+        f"uniform {RULES[rule]}": [
+            {"budget": c, "acc": acc[rule][:, j], "cost": c} for j, c in enumerate(cost[rule].mean(0))
+        ]
+        for rule in acc
     }
     # every rule at every N is an option, for the routers and for random routing alike
-    both, both_cost = np.concatenate([acc["majority"], acc["best_of_n"]], axis=1), np.tile(cost, 2)
-    curves["random routing"] = random_curve(both, both_cost, budgets, config.seed)
+    every = np.concatenate([acc[r] for r in acc], axis=1), np.concatenate([cost[r] for r in acc], axis=1)
+    curves["random routing"] = random_curve(*every, budgets, config.seed)
     for name, (estimate, extra) in predictors.items():
         bins = compute_optimal.difficulty_bins(estimate, args.bins)
-        curves[name] = routed_curve(both, both_cost, bins, args.bins, budgets, extra, config.seed)
+        curves[name] = routed_curve(*every, bins, args.bins, budgets, extra, config.seed)
     quality = {
         name: {"spearman": spearman(estimate, held_out_rate)} for name, (estimate, _) in predictors.items()
     }
@@ -308,15 +353,18 @@ def summarise(curves: dict, budgets: list[float], unit: float, args, rng) -> dic
 def write(out_dir: Path, results: dict, name: str) -> None:
     """router.md (the budget table, the paired differences, the predictors' quality), .json and .png."""
     curves, top = results["curves"], max(results["ks"])
-    routed = [n for n in curves if n not in ("uniform majority", "uniform best-of-N (confidence)")]
+    routed = [n for n in curves if not n.startswith("uniform ")]
+    uniform = [n for n in curves if n.startswith("uniform ")]
     lines = [
         f"{name}; one sample = {results['tokens_per_sample']:.1f} generated tokens, "
         f"{results['unit_flops'] / 1e6:.1f} MFLOPs; the learned predictor costs "
         f"{results['predictor_cost_in_samples']:.3f} samples per question; {results['minutes']} min.",
         "",
         "Accuracy (95% bootstrap interval) and mean cost at a budget per question, in samples' FLOPs "
-        "(routers: majority or best-of-N by confidence, and N, chosen per difficulty bin; random routing: "
-        "a random mix of the same options; all fitted on one half of the questions, scored on the other):",
+        "(routers: the rule ("
+        + ", ".join(n.removeprefix("uniform ") for n in uniform)
+        + ") and N chosen per difficulty bin; random routing: a random mix of the same options; all fitted "
+        "on one half of the questions, scored on the other):",
         "",
         "| budget | " + " | ".join(routed) + " |",
         "|---" * (len(routed) + 1) + "|",
@@ -328,14 +376,12 @@ def write(out_dir: Path, results: dict, name: str) -> None:
         "",
         "Uniform N (cost in samples):",
         "",
-        "| N | majority | best-of-N (confidence) |",
-        "|---|---|---|",
+        "| N | " + " | ".join(n.removeprefix("uniform ") for n in uniform) + " |",
+        "|---" * (len(uniform) + 1) + "|",
     ]
     for j, k in enumerate(results["ks"]):
-        lines.append(
-            f"| {k} | {_cell(curves['uniform majority'][j]['accuracy'])} | "
-            f"{_cell(curves['uniform best-of-N (confidence)'][j]['accuracy'])} |"
-        )
+        cells = [_cell(curves[n][j]["accuracy"]) + f" ({curves[n][j]['cost']:.2f})" for n in uniform]
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
     lines += ["", "Learned router minus random routing at equal budget (paired bootstrap):", ""]
     lines += ["| budget | difference (points) |", "|---|---|"]
     for p in results["router_minus_random"]:

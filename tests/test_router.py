@@ -148,6 +148,28 @@ def test_cost_to_reach():
     assert allocation.cost_to_reach(points, 0.5) is None
 
 
+def test_checker_scores_of_reads_each_answer_after_its_prompt(tiny_policy):
+    """The checker's score of a pooled answer is its probability of exactly that answer's tokens, read
+    after the answer's own prompt: padding and the slot's unused tail are not read."""
+    import jax.numpy as jnp
+
+    from experiments import router
+    from rtc.rewards.self_check import token_logprobs
+
+    model, params = tiny_policy
+    prompts = [[1, 5, 6], [1, 7]]
+    pool = {
+        "tokens": np.array([[[8, 9, 3, 4], [10, 2, 2, 2]], [[11, 12, 5, 5], [13, 14, 15, 6]]], np.int32),
+        "lengths": np.array([[3, 1], [2, 3]], np.int32),
+    }
+    got = router.checker_scores_of((model, params), prompts, pool, pad_id=0, batch_size=3)  # f32[2, 2]
+    for i, prompt in enumerate(prompts):
+        for j in range(2):
+            ids = prompt + pool["tokens"][i, j, : pool["lengths"][i, j]].tolist()
+            logp = np.asarray(token_logprobs(model, params, jnp.asarray([ids])))[0]
+            np.testing.assert_allclose(got[i, j], np.exp(logp[len(prompt) :].sum()), rtol=1e-4)
+
+
 def test_router_experiment_end_to_end(tmp_path, monkeypatch, data_dir):
     """One command trains the tiny policy, fits the head on sampled pass rates, and writes router.*, its
     routers' costs including the predictor's."""
@@ -187,6 +209,15 @@ def test_router_experiment_end_to_end(tmp_path, monkeypatch, data_dir):
     again = router.main([*argv, "--policy", str(tmp_path / "sft")])
     assert again["curves"] == results["curves"]
     assert json.dumps(again["quality"]) == json.dumps(results["quality"])  # NaN (all wrong) prints alike
+    # a checker adds best-of-N by its score; the policy checking itself pays one more pass per answer
+    checked = router.main([*argv, "--policy", str(tmp_path / "sft"), "--checker", str(tmp_path / "sft")])
+    uniform = checked["curves"]["uniform best-of-N (checker)"]
+    assert [round(p["cost"], 6) for p in uniform] == [2, 4, 8]
+    for name in ("uniform majority", "uniform best-of-N (confidence)"):  # drawn before the checker's
+        assert [p["accuracy"][0] for p in checked["curves"][name]] == [
+            p["accuracy"][0] for p in results["curves"][name]
+        ]
+    assert "best-of-N (checker)" in (tmp_path / "out" / "router.md").read_text()
 
 
 def test_the_serving_router_reads_the_learned_head(tiny_policy, tmp_path):
