@@ -172,3 +172,40 @@ def test_the_api_searches_with_a_checker_run_as_the_verifier(checker_run, sft_ru
     finished = np.array([c.finished for c in r.candidates])
     rank = np.where(np.array(r.duplicate), -np.inf, scores + 2.0 * finished)
     assert r.best == int(np.argmax(rank))
+
+
+def test_grpo_with_the_checkers_step_rewards(checker_run, sft_run, data_dir, tmp_path, reward_model_runs):
+    """Process-supervised GRPO reads each step's probability under the checker: the run trains (the tiny
+    policy writes no steps, so the reading is checked on a hand-made completion), and one step verifier
+    must be named (a PRM or a checker, not both; the checker an SFT run)."""
+    from experiments.configs import grpo
+    from rtc.metrics import read_metrics
+    from rtc.rl import training as rl_training
+
+    config = grpo.get_config("tiny")
+    config.data_dir = str(data_dir)
+    config.policy_workdir = str(sft_run)
+    config.rl.update(process_supervision=True, num_steps=2, dynamic_sampling=False)
+    config.rewards.checker_workdir = str(checker_run)
+    results = recipes.rl_recipe(config, tmp_path)
+    assert "accuracy" in results["greedy"]
+    logged = [m for m in read_metrics(tmp_path) if "train/loss" in m]
+    assert len(logged) == 2 and all(np.isfinite(m["train/loss"]) for m in logged)
+    # the step rewards are the checker's, read at the policy's step delimiter
+    _, tokenizer, model, _ = recipes.load_run(sft_run)
+    step_reward_fn, params = rl_training.process_reward(config, tokenizer)
+    assert_trees_close(params, recipes.restore_params(checker_run), atol=0)
+    d = tokenizer.step_id
+    a, b, c, e = [i for i in range(20, 30) if i != d][:4]  # four tokens that are not the delimiter
+    tokens = np.array([[1, a, b, d, c, d, e, 0]], np.int32)
+    mask = np.array([[0, 1, 1, 1, 1, 1, 1, 0]], bool)
+    got, ends = step_reward_fn(params, tokens, mask)
+    want, _ = self_check.checker_step_rewards(model, params, tokens, mask, d)
+    np.testing.assert_array_equal(np.asarray(ends)[0], [0, 0, 0, 1, 0, 1, 0, 0])
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6)
+    config.rewards.prm_workdir = str(reward_model_runs[0] / "prm")
+    with pytest.raises(ConfigError, match="not both"):
+        rl_training.process_reward(config, tokenizer)
+    config.rewards.update(prm_workdir=None, checker_workdir=str(reward_model_runs[0] / "prm"))
+    with pytest.raises(ConfigError, match="is a 'prm' run"):
+        rl_training.process_reward(config, tokenizer)

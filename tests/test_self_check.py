@@ -4,7 +4,7 @@ checker's score, the probability of the whole completion."""
 import jax
 import numpy as np
 
-from rtc.rewards.self_check import checker_scores, self_check_scores, token_logprobs
+from rtc.rewards.self_check import checker_scores, checker_step_rewards, self_check_scores, token_logprobs
 
 
 def test_token_logprobs_and_min_probability_by_hand(tiny_model):
@@ -41,3 +41,22 @@ def test_an_unlikely_written_token_scores_lower(tiny_model):
     scores = self_check_scores(model, params, tokens, mask, 2)
     assert scores[0] > scores[1]
     np.testing.assert_allclose(scores[0], np.max(np.asarray(jax.nn.softmax(logits))), rtol=1e-5)
+
+
+def test_checker_step_rewards_by_hand(tiny_model):
+    """Each step's reward is the product of the checker's probabilities of the step's tokens (after the
+    previous delimiter, through its own), placed at its delimiter; the answer after the last delimiter
+    and the prompt's own delimiter score nothing."""
+    model, params = tiny_model
+    d = 3  # the delimiter
+    tokens = np.array([[1, 3, 5, 9, 3, 7, 3, 8, 0], [1, 4, 3, 6, 6, 3, 2, 0, 0]], np.int32)
+    mask = np.array([[0, 0, 1, 1, 1, 1, 1, 1, 0], [0, 1, 1, 1, 1, 1, 1, 0, 0]], bool)
+    logp = np.asarray(token_logprobs(model, params, tokens), np.float64)
+    expected = np.zeros(tokens.shape)
+    expected[0, 4] = np.exp(logp[0, 2:5].sum())  # step "5 9 3"
+    expected[0, 6] = np.exp(logp[0, 5:7].sum())  # step "7 3"; "8" is the answer, unread
+    expected[1, 2] = np.exp(logp[1, 1:3].sum())  # step "4 3"
+    expected[1, 5] = np.exp(logp[1, 3:6].sum())  # step "6 6 3"
+    rewards, ends = checker_step_rewards(model, params, tokens, mask, d)
+    np.testing.assert_array_equal(np.asarray(ends), expected > 0)
+    np.testing.assert_allclose(np.asarray(rewards), expected, rtol=1e-5)

@@ -54,7 +54,7 @@ def rl_block() -> ml_collections.ConfigDict:
         max_rounds=3,
         overlong_filter=False,  # DAPO: completions cut by max_new_tokens get no loss
         logprob_parity=True,  # log max |sampler log p - learner log p| (free with mu > 1)
-        process_supervision=False,  # advantages from a PRM's step rewards (rewards.prm_workdir)
+        process_supervision=False,  # advantages from step rewards (rewards.prm_workdir or checker_workdir)
         trace_samples=4,  # completions (one per prompt) saved to traces.jsonl every trace_every steps
         trace_every=5,
         device_rewards="auto",  # auto | on | off: fuse sample -> reward -> update into one program
@@ -77,7 +77,8 @@ def get_config(arg: str = ""):
             weights=dict(correct=1.0, format=0.1),
             overlong_cache=16,
             on_error=0.0,
-            prm_workdir=placeholder(str),
+            prm_workdir=placeholder(str),  # process supervision by a PRM's step probabilities
+            checker_workdir=placeholder(str),  # ... or by a checker's (experiments/configs/checker.py)
         )
     )
     if "pretrained" in parts:  # llama2.c's stories260K, cold-started with SFT, then GRPO

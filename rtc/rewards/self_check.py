@@ -67,3 +67,26 @@ def checker_scores(model, params, tokens: np.ndarray, completion_mask: np.ndarra
     does: several slips weigh more than one, and it does not tie at the smallest probabilities.
     """
     return self_check_scores(model, params, tokens, completion_mask, batch_size, reduce="sum")
+
+
+def checker_step_rewards(
+    model, params, tokens: jax.Array, completion_mask: jax.Array, delimiter_id: int
+) -> tuple[jax.Array, jax.Array]:
+    """A checker's probability of each step, as a dense reward for process-supervised GRPO.
+
+    tokens: i32[B, T] (`[bos] + prompt + completion`, right-padded); completion_mask: bool[B, T]. Returns
+    `(step_rewards: f32[B, T], step_end: bool[B, T])`: at each step's delimiter, exp of the sum of the
+    checker's log-probs of the step's tokens (those after the previous delimiter, up to and including this
+    one), 0 elsewhere: the search's step reading with `verifier_kind="checker"`, and the same layout as a
+    PRM's `prm_step_rewards` (DeepSeekMath sec. 4.1.3 reads the verifier at the end of each step). Tokens
+    after the last delimiter (the answer line) get no step reward. Jittable with `model` static.
+    """
+    completion_mask = completion_mask.astype(bool)
+    step_end = (tokens == delimiter_id) & completion_mask  # [B, T]
+    logp = jnp.where(completion_mask, token_logprobs(model, params, tokens), 0.0)  # [B, T]
+    total = jnp.cumsum(logp, axis=1)  # [B, T]: sum of log p up to and including t
+    t = jnp.arange(tokens.shape[1])[None, :]
+    last_end = jax.lax.cummax(jnp.where(step_end, t, -1), axis=1)  # [B, T]: latest delimiter at or before t
+    before = jnp.pad(last_end[:, :-1], ((0, 0), (1, 0)), constant_values=-1)  # strictly before t
+    start = jnp.where(before >= 0, jnp.take_along_axis(total, jnp.maximum(before, 0), axis=1), 0.0)
+    return jnp.where(step_end, jnp.exp(total - start), 0.0), step_end

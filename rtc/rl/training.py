@@ -67,27 +67,56 @@ def critic_params(policy_params, critic: Model, rng: jax.Array):
     return params
 
 
-def process_reward(config):
-    """`(step_reward_fn, prm_params)` from the PRM run in `config.rewards.prm_workdir` (process supervision),
-    or `(None, None)`."""
+def process_reward(config, tokenizer=None):
+    """`(step_reward_fn, params)` for process supervision: a PRM's probability that each step is right
+    (`config.rewards.prm_workdir`, a PRM run) or a checker's probability of each step
+    (`config.rewards.checker_workdir`, an SFT run trained past the policy, experiments/configs/checker.py);
+    `(None, None)` without `rl.process_supervision`."""
     if not config.rl.process_supervision:
         return None, None
-    if not config.rewards.prm_workdir:
+    prm_dir, checker_dir = config.rewards.prm_workdir, config.rewards.get("checker_workdir")
+    if bool(prm_dir) == bool(checker_dir):
         raise ConfigError(
-            "rl.process_supervision needs rewards.prm_workdir (a PRM run, experiments/configs/prm.py)"
+            "rl.process_supervision needs one step verifier: rewards.prm_workdir (a PRM run, "
+            "experiments/configs/prm.py) or rewards.checker_workdir (experiments/configs/checker.py)"
+            + (", not both" if prm_dir else "")
         )
+    if checker_dir:
+        return checker_step_reward(config, tokenizer)
     from rtc.rewards import reward_model, training  # the reward-model stack only when asked for
 
-    description = training.load_description(config.rewards.prm_workdir)
+    description = training.load_description(prm_dir)
     if description.get("kind") != "prm":
-        raise ConfigError(f"{config.rewards.prm_workdir} holds a {description.get('kind')}, not a PRM")
-    prm, prm_params = training.load_reward_model(config.rewards.prm_workdir)
+        raise ConfigError(f"{prm_dir} holds a {description.get('kind')}, not a PRM")
+    prm, prm_params = training.load_reward_model(prm_dir)
     delimiter = int(description["delimiter_id"])
 
     def step_reward_fn(params, tokens, completion):
         return reward_model.prm_step_rewards(prm, params, tokens, completion, delimiter)
 
     return step_reward_fn, prm_params
+
+
+def checker_step_reward(config, tokenizer):
+    """`(step_reward_fn, checker_params)`: the checker of `config.rewards.checker_workdir` reads each step
+    (`self_check.checker_step_rewards`); it must read the policy's tokens."""
+    from rtc import recipes  # the checker is loaded as the verifiers load it
+    from rtc.rewards.self_check import checker_step_rewards
+
+    view = ml_collections.ConfigDict(
+        {
+            "checker_workdir": config.rewards.checker_workdir,
+            "tokenizer_path": config.get("tokenizer_path"),
+            "pretrained": config.get("pretrained"),
+        }
+    )
+    checker, checker_params = recipes.load_checker(view, tokenizer)["checker"]
+    delimiter = tokenizer.step_id
+
+    def step_reward_fn(params, tokens, completion):
+        return checker_step_rewards(checker, params, tokens, completion, delimiter)
+
+    return step_reward_fn, checker_params
 
 
 def state_bytes(state: dict) -> int:
@@ -161,7 +190,7 @@ def make_step(
     records = task_records(config, "train", workdir)
     rows = config_mesh.batch_sharding(mesh)
     weights = tuple((str(k), float(v)) for k, v in config.rewards.weights.items())
-    step_reward_fn, prm_params = process_reward(config)
+    step_reward_fn, prm_params = process_reward(config, tokenizer)
     source = draws.Source(config, tokenizer, model, records, draws.level_pool(records, r.level_weights), rows)
     sampler_cfg = rollout_sampler(config, tokenizer)
     if step_reward_fn is None and use_device_rewards(config, task, tokenizer):
