@@ -27,13 +27,13 @@ from rtc.eval.policy import evaluate_run
 from rtc.model import PRESETS, Model, ModelConfig
 from rtc.parallel import distributed
 from rtc.pretrained.run_model import build_model, load_model
-from rtc.rewards import labelled_data, rm_evaluate, selection
+from rtc.rewards import checker, labelled_data, rm_evaluate, selection
 from rtc.rewards import reward_model as rm
 from rtc.rewards import training as rm_training
 from rtc.rl import training as rl_training
 from rtc.train import loop, sft
 
-CONFIG_FILE = "config.json"
+CONFIG_FILE = checker.RUN_CONFIG  # "config.json"
 VERIFIER_SFT = "verifier_sft"
 
 
@@ -105,28 +105,14 @@ def start_from(policy_workdir: epath.PathLike, model) -> dict:
 def load_checker(config, tokenizer) -> dict:
     """`{"checker": (model, params)}`: the generative verifier of `checker_workdir` (an SFT run, e.g.
     experiments/configs/checker.py), or `{}` when it is unset. It reads the policy's tokens, so it must
-    share the policy's tokenizer."""
+    share the policy's tokenizer (`rewards.checker.load_checker`)."""
     if not config.get("checker_workdir"):
         return {}
-    run = read_config(config.checker_workdir)
-    if run.mode != "sft":
-        raise ConfigError(
-            f"checker_workdir {config.checker_workdir} is a {run.mode!r} run; a checker is an SFT run "
-            "(experiments/configs/checker.py)"
+    return {
+        "checker": checker.load_checker(
+            config.checker_workdir, config.get("tokenizer_path"), config.get("pretrained"), tokenizer
         )
-    for field in ("tokenizer_path", "pretrained"):
-        if run.get(field) != config.get(field):
-            raise ConfigError(
-                f"checker_workdir {config.checker_workdir} was trained with {field}={run.get(field)!r}, "
-                f"this run uses {config.get(field)!r}: the checker must read the policy's tokens"
-            )
-    _, checker_tokenizer, model, params = load_run(config.checker_workdir)
-    if checker_tokenizer.vocab_size != tokenizer.vocab_size:
-        raise ConfigError(
-            f"checker_workdir {config.checker_workdir} has a vocabulary of {checker_tokenizer.vocab_size}, "
-            f"the policy {tokenizer.vocab_size}"
-        )
-    return {"checker": (model, params)}
+    }
 
 
 def cold_start(config, workdir: epath.Path, tokenizer, model, pretrained):

@@ -100,23 +100,18 @@ def process_reward(config, tokenizer=None):
 def checker_step_reward(config, tokenizer):
     """`(step_reward_fn, checker_params)`: the checker of `config.rewards.checker_workdir` reads each step
     (`self_check.checker_step_rewards`); it must read the policy's tokens."""
-    from rtc import recipes  # the checker is loaded as the verifiers load it
+    from rtc.rewards import checker  # the verifier stack only when asked for
     from rtc.rewards.self_check import checker_step_rewards
 
-    view = ml_collections.ConfigDict(
-        {
-            "checker_workdir": config.rewards.checker_workdir,
-            "tokenizer_path": config.get("tokenizer_path"),
-            "pretrained": config.get("pretrained"),
-        }
+    model, params = checker.load_checker(
+        config.rewards.checker_workdir, config.get("tokenizer_path"), config.get("pretrained"), tokenizer
     )
-    checker, checker_params = recipes.load_checker(view, tokenizer)["checker"]
     delimiter = tokenizer.step_id
 
     def step_reward_fn(params, tokens, completion):
-        return checker_step_rewards(checker, params, tokens, completion, delimiter)
+        return checker_step_rewards(model, params, tokens, completion, delimiter)
 
-    return step_reward_fn, checker_params
+    return step_reward_fn, params
 
 
 def state_bytes(state: dict) -> int:
