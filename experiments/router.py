@@ -293,7 +293,8 @@ def main(argv: list[str] | None = None) -> dict:
     predictor_cost = float(predictors["learned router"][1].mean() / unit)
     results = summarise(curves, budgets, unit, args, np_rng)
     results |= {
-        "settings": {k: v for k, v in vars(args).items() if k not in ("workdir", "policy", "out")},
+        "settings": {k: v for k, v in vars(args).items() if k not in ("workdir", "policy", "out", "checker")}
+        | {"with_checker": bool(args.checker)},  # no machine paths in the results
         "minutes": round((time.perf_counter() - started) / 60, 1),
         "ks": ks,
         "unit_flops": unit,
