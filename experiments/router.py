@@ -15,12 +15,12 @@ with difficulty estimated from samples and a verifier: a cost their curves leave
    teacher-forced forward over prompt and answer) added to its cost.
 3. Allocation (`rtc.analysis.allocation`): per quintile of predicted difficulty, the rule (majority,
    best-of-N by confidence or by the checker) and N that maximise accuracy within a mean FLOPs budget,
-   fitted on one half of the questions and scored on the other; the predictor's FLOPs (one prefill of the prompt and the
-   head) are part of the budget. Beside it: random routing at the same budget (the best random mix of
-   the same options, fitted and scored the same way, no predictor), uniform majority and best-of-N, a
-   router by prompt length (free), a router given the generator's true level (free; how much difficulty
-   the prompt holds at best), and an oracle router binned by the held-out pass rate of the same samples
-   it is scored on (not realisable, and optimistic: an upper bound).
+   fitted on one half of the questions and scored on the other; the predictor's FLOPs (one prefill of the
+   prompt and the head) are part of the budget. Beside it: random routing at the same budget (the best
+   random mix of the same options, fitted and scored the same way, no predictor), uniform majority and
+   best-of-N, a router by prompt length (free), a router given the generator's true level (free; how
+   much difficulty the prompt holds at best), and an oracle router binned by the held-out pass rate of
+   the same samples it is scored on (not realisable, and optimistic: an upper bound).
 Writes router.md / .png / .json to --out (default experiments/results) and the fitted head to
 WORKDIR/difficulty_head.json. Without --policy the quickstart SFT policy is trained into WORKDIR/sft.
 """
@@ -36,7 +36,6 @@ import numpy as np
 from experiments import router_report
 from experiments.deepconf import run_chunks, search_config, train_policy
 from experiments.overthinking import load_config
-from rtc import recipes
 from rtc.analysis import allocation, compute_optimal, confidence_curves, difficulty, scaling
 from rtc.data.answers import extract_answer
 from rtc.data.format import prompt_tokens
@@ -45,6 +44,8 @@ from rtc.data.tfds_builders import task_records
 from rtc.eval import voting
 from rtc.pretrained.run_model import load_model
 from rtc.recipes import restore_params
+from rtc.rewards import rm_data
+from rtc.rewards.checker import load_checker
 from rtc.rewards.self_check import checker_scores
 
 RESULTS = Path(__file__).parent / "results"
@@ -150,16 +151,15 @@ def checker_scores_of(checker, prompts, pool: dict, pad_id: int, batch_size: int
     model, params = checker
     completions, lengths = pool["tokens"], pool["lengths"]  # i32[P, N, T], i32[P, N]
     p, n, t = completions.shape
-    seq_len = max(len(x) for x in prompts) + t
-    tokens = np.full((p * n, seq_len), pad_id, np.int32)
-    mask = np.zeros((p * n, seq_len), bool)
-    for i, prompt in enumerate(prompts):
-        for j in range(n):
-            row, end = i * n + j, len(prompt) + int(lengths[i, j])
-            tokens[row, : len(prompt)] = prompt
-            tokens[row, len(prompt) : end] = completions[i, j, : lengths[i, j]]
-            mask[row, len(prompt) : end] = True
-    return checker_scores(model, params, tokens, mask, batch_size).reshape(p, n)
+    solutions = [
+        rm_data.Solution({}, tuple(prompt), tuple(completions[i, j, : lengths[i, j]].tolist()))
+        for i, prompt in enumerate(prompts)
+        for j in range(n)
+    ]
+    arrays = rm_data.encode_solutions(solutions, max(len(x) for x in prompts) + t, pad_id)
+    return checker_scores(model, params, arrays["tokens"], arrays["completion_mask"], batch_size).reshape(
+        p, n
+    )
 
 
 def options(
@@ -249,9 +249,9 @@ def main(argv: list[str] | None = None) -> dict:
     ks = [k for k in (1, 2, 4, 8, 16, 32, 64) if k <= args.samples]
     checker = None
     if args.checker:  # best-of-N by a checker's probability of each answer, its scoring pass paid for
-        with config.unlocked():
-            config.checker_workdir = args.checker
-        checker_net = recipes.load_checker(config, tokenizer)["checker"]
+        checker_net = load_checker(
+            args.checker, config.get("tokenizer_path"), config.get("pretrained"), tokenizer
+        )
         checker = (
             checker_scores_of(checker_net, prompts, pool, tokenizer.pad_id, args.score_batch),
             confidence_curves.trace_flops(
