@@ -89,10 +89,17 @@ class VoteKeys:
 
 
 def search_config(
-    config, tokenizer, strategy: str, n: int, args, tau: float = 0.95, temperature: float | None = None
+    config,
+    tokenizer,
+    strategy: str,
+    n: int,
+    args,
+    tau: float = 0.95,
+    temperature: float | None = None,
+    slots: int = 0,
 ) -> SearchConfig:
     """A confidence strategy at N traces, decoding as the quickstart's evaluation does (at `temperature`
-    when given: 0 is greedy)."""
+    when given: 0 is greedy), through `slots` rows per problem by slot refill when > 0."""
     t = config.eval.temperature if temperature is None else temperature
     s = sampler_settings.from_block(config.eval, tokenizer, t)
     return SearchConfig(
@@ -110,6 +117,7 @@ def search_config(
         window=args.window,
         tau=tau,
         round_size=min(args.round_size, n),
+        slots=slots,
     )
 
 
@@ -117,7 +125,8 @@ def run_chunks(model, params, prompts, cfg, answer_of, chunk: int, seed: int) ->
     """`runner.run` over `prompts` in chunks of `chunk` problems (the last padded with copies of its first,
     so one program serves all); the per-problem results concatenated, with each trace's forward FLOPs
     (`flops`, f64[P, N], 0 for slots never drawn). Seconds: the mean of every chunk but the first (which
-    compiles) times the chunks (consensus still compiles a smaller bucket now and then)."""
+    compiles) times the chunks, or a second run of a single chunk (consensus still compiles a smaller
+    bucket now and then)."""
     chunk = min(chunk, len(prompts))
     parts, seconds = [], []
     for start in range(0, len(prompts), chunk):
@@ -144,8 +153,11 @@ def run_chunks(model, params, prompts, cfg, answer_of, chunk: int, seed: int) ->
     flops = confidence_curves.trace_flops(model.config, prompt, merged["lengths"])  # f64[P, N]
     merged["flops"] = np.where(merged["drawn"], flops, 0.0)
     merged["answers"] = [a for p in parts for a in p["answers"]]
-    # the first call compiles: time the others, scaled to every chunk
-    merged["seconds"] = float(np.mean(seconds[1:]) * len(seconds)) if len(seconds) > 1 else seconds[0]
+    # the first call compiles: time the others, scaled to every chunk, or run a single chunk again
+    if len(seconds) == 1:
+        rng = jax.random.fold_in(jax.random.key(seed), 0)
+        seconds.append(runner.run(model, params, None, None, rows, rng, cfg, answer_of=answer_of).seconds)
+    merged["seconds"] = float(np.mean(seconds[1:]) * len(parts))
     return merged
 
 
@@ -167,6 +179,11 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--merge", action="store_true", help="add to the points in the output's .json")
     parser.add_argument("--note", default="", help="a line for the table's header (e.g. the machine load)")
     parser.add_argument("--round_size", type=int, default=4)
+    parser.add_argument(
+        "--slots",
+        default="0",
+        help="rows per problem for slot refill of the online rules, one curve per value (0: a row per trace)",
+    )
     parser.add_argument("--draws", type=int, default=50, help="random k-subsets per offline point")
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument(
@@ -199,13 +216,15 @@ def output_stem(args) -> str:
     return "deepconf" if args.task == "arithmetic" else f"deepconf_{args.task}"
 
 
-def online_runs(args) -> list[tuple[str, str, float]]:
-    """(curve name, strategy, tau) of every run per N that --methods asks for."""
+def online_runs(args) -> list[tuple[str, str, float, int]]:
+    """(curve name, strategy, tau, slots) of every run per N that --methods asks for; a run through slot
+    refill is named `<rule>, refill S`."""
     runs = [(m, m, 0.95) for m in ONLINE[:2] if m in args.methods.split(",")]
     if "consensus" in args.methods.split(","):
         taus = [float(t) for t in args.taus.split(",")]
         runs += [("consensus" if len(taus) == 1 else f"consensus(tau={t:g})", "consensus", t) for t in taus]
-    return runs
+    slots = [int(x) for x in args.slots.split(",")]
+    return [(name + (f", refill {s}" if s else ""), m, t, s) for name, m, t in runs for s in slots]
 
 
 def merged_points(path: Path, points: dict) -> tuple[dict, list]:
@@ -272,8 +291,8 @@ def main(argv: list[str] | None = None) -> dict:
     def run(cfg, chunk, seed, answer_of=key_of, policy=(model, params)):
         return run_chunks(*policy, prompts, cfg, answer_of, chunk, seed)
 
-    def make(strategy, n, tau=0.95, temperature=None):
-        return search_config(config, tokenizer, strategy, n, args, tau, temperature)
+    def make(strategy, n, tau=0.95, temperature=None, slots=0):
+        return search_config(config, tokenizer, strategy, n, args, tau, temperature, slots)
 
     points = {}
     if "offline" in args.methods.split(","):
@@ -283,12 +302,12 @@ def main(argv: list[str] | None = None) -> dict:
         points |= offline_points(
             pool, grade, keys, budgets, args, np_rng, text_votes=args.task != "arithmetic"
         )
-    for name, strategy, tau in online_runs(args):
+    for name, strategy, tau, slots in online_runs(args):
         points[name] = {}
         for n in [n for n in budgets if n >= 4]:
-            chunk = args.chunk * 4 if strategy == "consensus" else chunk_for(args, n)
+            chunk = args.chunk * 4 if strategy == "consensus" else chunk_for(args, n, slots)
             j = ONLINE.index(strategy)  # a seed per strategy and N, whatever else runs
-            got = run(make(strategy, n, tau), chunk, config.seed + 1 + j * 100 + n)
+            got = run(make(strategy, n, tau, slots=slots), chunk, config.seed + 1 + j * 100 + n)
             points[name][n] = online_point(got, grade, args, np_rng)
             p = points[name][n]
             accuracy, tokens, seconds = p["accuracy"][0], p["tokens"], p["seconds"]
@@ -314,9 +333,9 @@ def main(argv: list[str] | None = None) -> dict:
     return points
 
 
-def chunk_for(args, n: int) -> int:
-    """Problems per sampler call at N traces each: --chunk x 32 rows in all."""
-    return max(1, args.chunk * 32 // n)
+def chunk_for(args, n: int, slots: int = 0) -> int:
+    """Problems per sampler call at N traces each, or through `slots` rows each: --chunk x 32 rows."""
+    return max(1, args.chunk * 32 // (slots or n))
 
 
 def larger_points(args, config, run_dir, run, make, grade, budgets, np_rng) -> tuple[dict, str]:

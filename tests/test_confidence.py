@@ -267,3 +267,34 @@ def test_runner_deepconf_online_threshold_stops_and_votes(tiny_model):
         first = [a is not None for a in out.answers[b][:4]]
         assert (out.rounds[b] == 1) == any(first)
         assert out.vote_share[b] > 0 or not any(out.answers[b])
+
+
+@pytest.mark.parametrize("strategy", ["deepconf_low", "consensus"])
+def test_runner_slot_refill_equals_a_slot_per_trace(tiny_model, strategy):
+    """Through 2 rows per problem, traces handed from row to row by slot refill, each trace is the one it
+    is when it has a row of its own (slots >= traces per call: nothing is refilled): refill keys a trace's
+    tokens by its index, not its row."""
+    from rtc.search import runner
+
+    biased = _bigram_model(tiny_model[0], stop_bonus=3.0)  # answers of mixed length: one stop in ~4 tokens
+    params, prompts = tiny_model[1], [[5, 6, 7], [8, 9], [10]]
+    fields = {"n_init": 3} if strategy == "deepconf_low" else {"round_size": 4, "tau": 1.0}
+    run = lambda slots: runner.run(  # noqa: E731
+        biased, params, None, None, prompts, jax.random.key(0), _search_config(strategy, 8, slots=slots, **fields),
+        answer_of=_answer_of,
+    )  # fmt: skip
+    own, shared = run(8), run(2)
+    for field in ("tokens", "lengths", "stopped", "drawn", "best", "rounds", "generated_tokens"):
+        np.testing.assert_array_equal(getattr(shared, field), getattr(own, field), err_msg=field)
+    np.testing.assert_allclose(shared.scores, own.scores, rtol=1e-6)
+    assert shared.answers == own.answers
+    if strategy == "deepconf_low":
+        np.testing.assert_allclose(shared.threshold, own.threshold, rtol=1e-6)
+        assert shared.stopped[:, 3:].any() and not shared.stopped[:, :3].any()
+
+
+def test_slot_refill_is_a_confidence_setting(tiny_model):
+    with pytest.raises(ConfigError, match="slot refill is a setting"):
+        _search_config("best_of_n", 4, slots=2)
+    with pytest.raises(ConfigError, match="slots"):
+        _search_config("deepconf_low", 4, slots=-1)

@@ -74,7 +74,7 @@ def test_the_equal_flops_table_sets_each_larger_point_against_the_best_cheaper_s
 
 def test_countdown_run_against_a_second_preset_at_equal_flops(tmp_path, monkeypatch, data_dir):
     """One command trains both tiny Countdown policies (the second as cpu-small), runs the small one's
-    offline rules and DeepConf-low, the larger one's greedy and majority, and writes deepconf_flops.*."""
+    offline rules and DeepConf-low (with and without slot refill), the larger one's greedy and majority, and writes deepconf_flops.*."""
     from helpers import quickstart_config
 
     config = quickstart_config("tiny")
@@ -82,6 +82,7 @@ def test_countdown_run_against_a_second_preset_at_equal_flops(tmp_path, monkeypa
     monkeypatch.setattr(deepconf, "load_config", lambda workdir, variant="": config)
     argv = ["--workdir", str(tmp_path), "--out", str(tmp_path / "out"), "--tiny", "--task=countdown"]
     argv += ["--problems=3", "--budgets=1,4", "--methods=offline,deepconf_low", "--draws=4", "--bootstrap=20"]
+    argv += ["--slots=0,1"]  # DeepConf-low also through one row per problem, by slot refill
     with pytest.raises(ConfigError, match="own preset"):
         deepconf.main([*argv, "--larger_preset=test-tiny", "--policy", str(tmp_path)])
     points = deepconf.main([*argv, "--larger-preset=cpu-small"])
@@ -90,6 +91,8 @@ def test_countdown_run_against_a_second_preset_at_equal_flops(tmp_path, monkeypa
     # offline rules: N traces of the same pool cost N times one trace
     assert small[4]["flops"] == pytest.approx(4 * small[1]["flops"]) and small[1]["flops"] > 0
     assert set(points["test-tiny deepconf_low"]) == {4}  # online rules need N >= 4
+    refill = points["test-tiny deepconf_low, refill 1"][4]
+    assert refill["traces"] == 4 and refill["seconds"] > 0 and 0 <= refill["stopped"] <= 1
     assert "test-tiny majority(text)" in points
     assert set(points["cpu-small greedy"]) == {1} and set(points["cpu-small majority"]) == {1, 4}
     text = (tmp_path / "out" / "deepconf_flops.md").read_text()

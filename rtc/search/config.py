@@ -65,7 +65,10 @@ class SearchConfig:
     Confidence strategies: confidence_k: top-k log-probs of the token confidence; window: tokens of the
     group confidence's sliding window; eta: percentage of traces kept (None: the strategy's preset, all
     traces for confidence_weighted and consensus); n_init: DeepConf's warm-up traces (0: max(2, N / 4));
-    tau: the vote share that ends consensus sampling; round_size: traces per problem per consensus round.
+    tau: the vote share that ends consensus sampling; round_size: traces per problem per consensus round;
+    slots: rows per problem for slot refill (0: a row per trace, an ended or stopped trace idling in it
+    until the sampler call ends; S > 0: S rows per problem, each taking the problem's next trace as soon as
+    its own ends, on one device: `rtc.search.confidence_runner`).
     """
 
     strategy: str
@@ -89,6 +92,7 @@ class SearchConfig:
     n_init: int = 0
     tau: float = 0.95
     round_size: int = 4
+    slots: int = 0
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
@@ -97,6 +101,10 @@ class SearchConfig:
             raise ConfigError(f"n, m, depth and step_tokens must be >= 1, got {self}")
         if self.strategy in CONFIDENCE_STRATEGIES:
             self._check_confidence()
+        elif self.slots:
+            raise ConfigError(
+                f"slots={self.slots}: slot refill is a setting of {list(CONFIDENCE_STRATEGIES)}"
+            )
         if self.strategy == "best_first":
             self._check_best_first()
         elif self.strategy in TREE_STRATEGIES and self.n % self.m:
@@ -153,6 +161,8 @@ class SearchConfig:
             raise ConfigError(f"eta is the percentage of traces kept, in (0, 100], got {self.eta}")
         if not 0.0 < self.tau <= 1.0:
             raise ConfigError(f"tau is a vote share, in (0, 1], got {self.tau}")
+        if self.slots < 0:
+            raise ConfigError(f"slots is the rows per problem for slot refill (0: off), got {self.slots}")
         if self.n_init < 0 or self.warmup_traces > self.n:
             raise ConfigError(f"n_init={self.n_init} warm-up traces: need 0 <= n_init <= N={self.n}")
         if self.strategy == "consensus" and (self.round_size < 1 or self.n % self.round_size):
