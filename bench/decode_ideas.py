@@ -4,13 +4,13 @@ Run: `python bench/decode_ideas.py` (about 45 s on 2 CPU cores). At the demo sha
 bench/decode_profile.py (cpu-small, vocab 1024, batch 32, prompt 32, 128 new tokens):
   A. `generate` as it is against swaps made at trace time (calls interleaved round-robin;
      tokens compared with the baseline's, same key):
-       max+min argmax   the sampling rule picks its token as the first index of the row max (a max,
-                        then a min over matching indices) instead of `jnp.argmax`, whose variadic
-                        (value, index) reduce XLA:CPU runs as a slow scalar loop
-       rope, no stack   `apply_rope` as `x * cos + pair_swap(x) * sign * sin` on the flat head axis
-                        (the same interleaved-pair rotation, bit for bit) instead of splitting the
-                        pairs and `jnp.stack`ing them back, which XLA runs as two copy fusions
-       both             the two above together
+       jnp.argmax       the sampling rule picks its token with `jnp.argmax`, whose variadic
+                        (value, index) reduce XLA:CPU runs as a slow scalar loop, instead of the
+                        library's `rules.first_argmax` (a max, then a min over matching indices)
+       rope, stacked    `apply_rope` splitting the pairs and `jnp.stack`ing them back (two copy
+                        fusions in XLA) instead of the library's rotation on the flat head axis,
+                        `x * cos + pair_swap(x) * sign * sin` (the same rotation, bit for bit)
+       both             the two above together: the sampler as it was before both changes
        fused qkv, g|u   each layer multiplies by [w_q | w_k | w_v] and by [w_gate | w_up] in one
                         matmul each (4 matmuls a layer, not 7); XLA hoists the weight concatenation
                         out of the decode loop, so this measures the matmuls alone
@@ -39,36 +39,30 @@ from rtc.sampling.rules import SamplingRule
 BATCH, PROMPT_LEN, NEW_TOKENS, REPS, PHASE = 32, 32, 128, 5, 32
 
 
-def first_max_index(x: jax.Array) -> jax.Array:
-    """`jnp.argmax(x, -1)` for NaN-free `x` (the first index of the row max), as two plain reductions."""
-    top = jnp.max(x, axis=-1, keepdims=True)
-    return jnp.min(jnp.where(x == top, jnp.arange(x.shape[-1]), x.shape[-1]), axis=-1).astype(jnp.int32)
-
-
-class FirstMaxRule(SamplingRule):
-    """`SamplingRule` with `first_max_index` in place of `jnp.argmax` (no top-k / top-p: the demo's rule)."""
+class ArgmaxRule(SamplingRule):
+    """`SamplingRule` picking with `jnp.argmax` (the library's rule takes `rules.first_argmax`, a max then
+    the first matching index); no top-k / top-p: the demo's rule."""
 
     def get_next_tokens(self, logits, rng):
         if self.greedy:
-            return first_max_index(logits)
+            return jnp.argmax(logits, axis=-1).astype(jnp.int32)
         gumbel = jax.random.gumbel(rng, logits.shape, logits.dtype)  # as jax.random.categorical draws it
-        return first_max_index(gumbel + logits / self.temperature)
+        return jnp.argmax(gumbel + logits / self.temperature, axis=-1).astype(jnp.int32)
 
 
-def rope_without_stack(
+def rope_with_stack(
     x: jax.Array, positions: jax.Array, theta: float, inv_freq: jax.Array | None = None
 ) -> jax.Array:
-    """`transformer.apply_rope` with the pair rotation written on the flat `D` axis (no `jnp.stack`)."""
+    """`transformer.apply_rope` as it was written before: the pairs split, rotated and `jnp.stack`ed back."""
     d = x.shape[-1]
     if inv_freq is None:
         inv_freq = theta ** (-jnp.arange(0, d, 2, dtype=jnp.float32) / d)  # [D/2]
     angles = positions[..., None].astype(jnp.float32) * inv_freq  # [B, T, D/2]
-    cos = jnp.repeat(jnp.cos(angles), 2, axis=-1)[:, None]  # [B, 1, T, D]: cos_j at 2j and 2j+1
-    sin = jnp.repeat(jnp.sin(angles), 2, axis=-1)[:, None]
-    sign = jnp.tile(jnp.array([-1.0, 1.0], jnp.float32), d // 2)  # (-b, a) from (b, a)
-    x32 = x.astype(jnp.float32)
-    swapped = x32.reshape(*x.shape[:-1], d // 2, 2)[..., ::-1].reshape(x.shape)  # (b, a) per pair
-    return (x32 * cos + swapped * sign * sin).astype(x.dtype)
+    cos, sin = jnp.cos(angles)[:, None], jnp.sin(angles)[:, None]  # [B, 1, T, D/2]
+    pairs = x.astype(jnp.float32).reshape(*x.shape[:-1], d // 2, 2)
+    a, b = pairs[..., 0], pairs[..., 1]
+    rotated = jnp.stack([a * cos - b * sin, a * sin + b * cos], axis=-1)
+    return rotated.reshape(x.shape).astype(x.dtype)
 
 
 class FusedBlock(transformer.Block):
@@ -120,13 +114,13 @@ class FusedBlock(transformer.Block):
 
 def sampler_variants(config, params, prompts):
     """A: `{name: (seconds per generate call, fraction of tokens equal to the baseline's)}`."""
-    rule, first_max = SamplingRule(temperature=1.0), FirstMaxRule(temperature=1.0)
-    rope = (transformer, "apply_rope", rope_without_stack)
+    rule, argmax = SamplingRule(temperature=1.0), ArgmaxRule(temperature=1.0)
+    rope = (transformer, "apply_rope", rope_with_stack)
     variants = {  # name: (rule, (module, attribute, value) swaps while tracing)
         "baseline": (rule, ()),
-        "max+min argmax": (first_max, ()),
-        "rope, no stack": (rule, (rope,)),
-        "both": (first_max, (rope,)),
+        "jnp.argmax": (argmax, ()),
+        "rope, stacked": (rule, (rope,)),
+        "both": (argmax, (rope,)),
         "fused qkv, g|u": (rule, ((transformer, "Block", FusedBlock),)),
     }
     calls, tokens = {}, {}

@@ -18,6 +18,11 @@ def test_rope_rotates_adjacent_pairs_golden():
     x = jnp.array([1.0, 0.0, 1.0, 0.0]).reshape(1, 1, 1, 4)
     out = apply_rope(x, jnp.array([[2]]), theta=10000.0).reshape(4)
     np.testing.assert_allclose(out, [np.cos(2), np.sin(2), np.cos(0.02), np.sin(0.02)], rtol=1e-6)
+    # (a, b) -> (a cos - b sin, a sin + b cos): the pair (0, 1) and the pair (3, 2)
+    x = jnp.array([0.0, 1.0, 3.0, 2.0]).reshape(1, 1, 1, 4)
+    out = apply_rope(x, jnp.array([[2]]), theta=10000.0).reshape(4)
+    c, s = np.cos(0.02), np.sin(0.02)
+    np.testing.assert_allclose(out, [-np.sin(2), np.cos(2), 3 * c - 2 * s, 3 * s + 2 * c], rtol=1e-6)
 
 
 def test_param_count_matches_tree():

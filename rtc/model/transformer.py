@@ -77,11 +77,14 @@ def apply_rope(
     if inv_freq is None:
         inv_freq = theta ** (-jnp.arange(0, d, 2, dtype=jnp.float32) / d)  # [D/2]
     angles = positions[..., None].astype(jnp.float32) * inv_freq  # [B, T, D/2]
-    cos, sin = jnp.cos(angles)[:, None], jnp.sin(angles)[:, None]  # [B, 1, T, D/2]
-    pairs = x.astype(jnp.float32).reshape(*x.shape[:-1], d // 2, 2)
-    a, b = pairs[..., 0], pairs[..., 1]
-    rotated = jnp.stack([a * cos - b * sin, a * sin + b * cos], axis=-1)
-    return rotated.reshape(x.shape).astype(x.dtype)
+    cos = jnp.repeat(jnp.cos(angles), 2, axis=-1)[:, None]  # [B, 1, T, D]: cos_j at 2j and 2j+1
+    sin = jnp.repeat(jnp.sin(angles), 2, axis=-1)[:, None]
+    # (a, b) -> (a cos - b sin, b cos + a sin), written on the flat D axis: from the swapped pair (b, a)
+    # times (-1, 1). Splitting the pairs and stacking them back costs XLA:CPU two copy fusions a call.
+    x32 = x.astype(jnp.float32)
+    swapped = x32.reshape(*x.shape[:-1], d // 2, 2)[..., ::-1].reshape(x.shape)  # [B, H, T, D]
+    sign = jnp.tile(jnp.array([-1.0, 1.0], jnp.float32), d // 2)  # [D]
+    return (x32 * cos + swapped * sign * sin).astype(x.dtype)
 
 
 def dense(x: jax.Array, w: jax.Array) -> jax.Array:
