@@ -1,6 +1,7 @@
 """Confidence-aware test-time compute (DeepConf, Fu et al. 2025): accuracy against generated tokens.
 
 Usage:  python -m experiments.deepconf --workdir=DIR [--policy=SFT_RUN] [--problems=200] [--task=countdown]
+        [--slots=0,4]
 The quickstart's SFT policy (trained into DIR/sft first when --policy is not given; with
 `--task=countdown` on Countdown levels 1-2) answers held-out problems of the task with every rule at N in
 {4, 8, 16, 32} traces per problem:
@@ -26,8 +27,10 @@ the sampler's wall-clock time (compilation left out; the offline rules' time is 
 scaled by N / 32). FLOPs: every trace prefills its own prompt in the sampler, so a trace costs
 (prompt + generated) tokens at `ModelConfig.flops_per_token` (`confidence_curves.trace_flops`). Writes
 deepconf.md / .png / .json (arithmetic) or deepconf_countdown.* to --out (default experiments/results).
-A stopped trace still holds its row until the whole call is done, so wall-clock falls less than tokens
-(slot refill would close the gap).
+With a row per trace (`--slots=0`, the default) a stopped trace still holds its row until the whole call
+is done, so wall-clock falls less than tokens. `--slots=0,4` runs every rule a second time through 4 rows
+per problem by slot refill (`SearchConfig.slots`: a row whose trace ends or stops takes the problem's next
+trace), curves named `<rule>, refill 4`; a refill call holds up to --chunk x 32 rows, as a plain call does.
 
 `--larger_preset=cpu-medium` (test-time compute against a larger model at equal FLOPs, Snell et al. 2024):
 also trains that preset with the same SFT data and steps into DIR/sft_<preset> (unless
@@ -182,7 +185,7 @@ def parse_args(argv: list[str] | None):
     parser.add_argument(
         "--slots",
         default="0",
-        help="rows per problem for slot refill of the online rules, one curve per value (0: a row per trace)",
+        help="rows per problem for slot refill, one run of every rule per value (0: a row per trace)",
     )
     parser.add_argument("--draws", type=int, default=50, help="random k-subsets per offline point")
     parser.add_argument("--bootstrap", type=int, default=1000)
@@ -223,8 +226,17 @@ def online_runs(args) -> list[tuple[str, str, float, int]]:
     if "consensus" in args.methods.split(","):
         taus = [float(t) for t in args.taus.split(",")]
         runs += [("consensus" if len(taus) == 1 else f"consensus(tau={t:g})", "consensus", t) for t in taus]
-    slots = [int(x) for x in args.slots.split(",")]
-    return [(name + (f", refill {s}" if s else ""), m, t, s) for name, m, t in runs for s in slots]
+    return [(name + refill_suffix(s), m, t, s) for name, m, t in runs for s in slot_counts(args)]
+
+
+def slot_counts(args) -> list[int]:
+    """--slots as ints: rows per problem for slot refill, 0 for a row per trace."""
+    return [int(x) for x in args.slots.split(",")]
+
+
+def refill_suffix(slots: int) -> str:
+    """What a curve run through `slots` rows per problem by slot refill adds to its name."""
+    return f", refill {slots}" if slots else ""
 
 
 def merged_points(path: Path, points: dict) -> tuple[dict, list]:
@@ -295,13 +307,13 @@ def main(argv: list[str] | None = None) -> dict:
         return search_config(config, tokenizer, strategy, n, args, tau, temperature, slots)
 
     points = {}
-    if "offline" in args.methods.split(","):
+    for slots in slot_counts(args) if "offline" in args.methods.split(",") else ():
+        big = max(budgets)
         pool = run(
-            make("confidence_weighted", max(budgets)), chunk_for(args, max(budgets)), config.seed, text_of
+            make("confidence_weighted", big, slots=slots), chunk_for(args, big, slots), config.seed, text_of
         )
-        points |= offline_points(
-            pool, grade, keys, budgets, args, np_rng, text_votes=args.task != "arithmetic"
-        )
+        got = offline_points(pool, grade, keys, budgets, args, np_rng, text_votes=args.task != "arithmetic")
+        points |= {name + refill_suffix(slots): p for name, p in got.items()}
     for name, strategy, tau, slots in online_runs(args):
         points[name] = {}
         for n in [n for n in budgets if n >= 4]:
