@@ -174,6 +174,7 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--out", default=str(RESULTS), help="where the .md / .png / .json go")
     parser.add_argument("--problems", type=int, default=200, help="held-out problems")
     parser.add_argument("--budgets", default="4,8,16,32", help="traces per problem N")
+    parser.add_argument("--levels", default="", help="held-out difficulty levels, e.g. 3,4,5 (default: all)")
     parser.add_argument("--chunk", type=int, default=16, help="problems per sampler call")
     parser.add_argument("--confidence_k", type=int, default=20)
     parser.add_argument("--window", type=int, default=8, help="tokens in the group-confidence window")
@@ -274,7 +275,11 @@ def main(argv: list[str] | None = None) -> dict:
     tokenizer, model, _ = load_model(config)
     params = restore_params(policy_dir)
     records = task_records(config, "test", workdir)
-    records = [records[i] for i in range(min(args.problems, len(records)))]
+    levels = {int(x) for x in args.levels.split(",")} if args.levels else None
+    records = [
+        r for r in (records[i] for i in range(len(records))) if not levels or int(r["difficulty"]) in levels
+    ]
+    records = records[: args.problems]
     prompts = [prompt_tokens(tokenizer, r) for r in records]
     task = get_task(config.task.name)
     budgets = [int(n) for n in args.budgets.split(",")]
@@ -325,7 +330,9 @@ def main(argv: list[str] | None = None) -> dict:
             accuracy, tokens, seconds = p["accuracy"][0], p["tokens"], p["seconds"]
             print(f"{name} N={n}: accuracy {accuracy:.3f}, {tokens:.0f} tokens, {seconds:.0f} s", flush=True)
     name = (
-        f"{config.task.name}, {len(prompts)} held-out problems, policy {Path(policy_dir).name} "
+        f"{config.task.name}, {len(prompts)} held-out problems"
+        + (f" of levels {args.levels}" if args.levels else "")
+        + f", policy {Path(policy_dir).name} "
         f"({config.model.preset}), temperature {config.eval.temperature}"
     )
     if args.larger_preset:
