@@ -172,6 +172,7 @@ def parse_args(argv: list[str] | None):
     )
     parser.add_argument("--task", default="arithmetic", choices=sorted(TASKS), help="the held-out task")
     parser.add_argument("--out", default=str(RESULTS), help="where the .md / .png / .json go")
+    parser.add_argument("--stem", default="", help="the output files' name (default: by task and mode)")
     parser.add_argument("--problems", type=int, default=200, help="held-out problems")
     parser.add_argument("--budgets", default="4,8,16,32", help="traces per problem N")
     parser.add_argument("--levels", default="", help="held-out difficulty levels, e.g. 3,4,5 (default: all)")
@@ -214,7 +215,9 @@ def parse_args(argv: list[str] | None):
 
 
 def output_stem(args) -> str:
-    """deepconf (arithmetic), deepconf_<task>, or deepconf_flops with --larger_preset."""
+    """--stem when given, else deepconf (arithmetic), deepconf_<task>, or deepconf_flops with --larger_preset."""
+    if args.stem:
+        return args.stem
     if args.larger_preset:
         return "deepconf_flops"
     return "deepconf" if args.task == "arithmetic" else f"deepconf_{args.task}"
@@ -342,7 +345,7 @@ def main(argv: list[str] | None = None) -> dict:
         points |= larger
         name += "; " + about + "; " + flops_note(model.config, prompts, small)
     stem = output_stem(args)
-    settings = {k: v for k, v in vars(args).items() if k not in ("workdir", "policy", "out", "merge")}
+    settings = {k: v for k, v in vars(args).items() if k not in ("workdir", "policy", "out", "merge", "stem")}
     settings["minutes"] = round((time.perf_counter() - started) / 60, 1)
     runs = [settings]
     if args.merge:

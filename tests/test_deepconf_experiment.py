@@ -72,6 +72,30 @@ def test_the_equal_flops_table_sets_each_larger_point_against_the_best_cheaper_s
     assert "cpu-small majority N=" not in table
 
 
+def test_the_token_table_sets_a_refilled_rule_against_refilled_majority():
+    def p(tokens):
+        return {"accuracy": (0.5, 0.4, 0.6), "tokens": tokens, "seconds": 1.0}
+
+    points = {
+        "majority": {8: p(200.0)},
+        "majority, refill 4": {8: p(100.0)},
+        "deepconf_low": {8: p(150.0)},
+        "deepconf_low, refill 4": {8: p(80.0)},
+        "consensus, refill 2": {8: p(50.0)},  # no majority of its variant: set against plain majority
+    }
+    rows = {
+        line.split(" | ")[0][2:]: line.split(" | ")[4]
+        for line in confidence_curves.table(points).splitlines()[2:]
+    }
+    assert rows == {
+        "majority": "1.00",
+        "majority, refill 4": "1.00",
+        "deepconf_low": "0.75",
+        "deepconf_low, refill 4": "0.80",
+        "consensus, refill 2": "0.25",
+    }
+
+
 def test_countdown_run_against_a_second_preset_at_equal_flops(tmp_path, monkeypatch, data_dir):
     """One command trains both tiny Countdown policies (the second as cpu-small), runs the small one's
     offline rules and DeepConf-low (with and without slot refill), the larger one's greedy and majority, and writes deepconf_flops.*."""

@@ -78,8 +78,9 @@ def point(
 
 def table(points: Mapping[str, Mapping[int, dict]], reference: str = "majority") -> str:
     """Markdown: one row per (method, N): traces drawn and tokens per problem, tokens as a share of
-    `reference` at the same N, accuracy with its interval, wall-clock seconds and, where given, the share of
-    traces stopped early."""
+    `reference` at the same N (of its variant of the same name, `majority, refill 4` for `deepconf_low,
+    refill 4`, where there is one), accuracy with its interval, wall-clock seconds and, where given, the
+    share of traces stopped early."""
     lines = [
         "| method | N | traces / problem | tokens / problem | tokens vs majority | accuracy | 95% interval "
         "| seconds | stopped |",
@@ -87,7 +88,9 @@ def table(points: Mapping[str, Mapping[int, dict]], reference: str = "majority")
     ]
     for method, by_n in points.items():
         for n, p in sorted(by_n.items()):
-            ref = points.get(reference, {}).get(n)
+            _, sep, variant = method.partition(", ")
+            same = reference + sep + variant
+            ref = points.get(same if same in points else reference, {}).get(n)
             share = f"{p['tokens'] / ref['tokens']:.2f}" if ref else "-"
             mean, low, high = p["accuracy"]
             stopped = f"{p['stopped']:.2f}" if "stopped" in p else "-"
