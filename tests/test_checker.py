@@ -203,6 +203,14 @@ def test_grpo_with_the_checkers_step_rewards(checker_run, sft_run, data_dir, tmp
     want, _ = self_check.checker_step_rewards(model, params, tokens, mask, d)
     np.testing.assert_array_equal(np.asarray(ends)[0], [0, 0, 0, 1, 0, 1, 0, 0])
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6)
+    config.rewards.checker_step_reduce = "mean"  # the geometric mean of a step's token probabilities
+    got, _ = rl_training.process_reward(config, tokenizer)[0](params, tokens, mask)
+    want, _ = self_check.checker_step_rewards(model, params, tokens, mask, d, reduce="mean")
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6)
+    config.rewards.checker_step_reduce = "max"
+    with pytest.raises(ConfigError, match="checker_step_reduce"):
+        rl_training.process_reward(config, tokenizer)
+    config.rewards.checker_step_reduce = "sum"
     config.rewards.prm_workdir = str(reward_model_runs[0] / "prm")
     with pytest.raises(ConfigError, match="not both"):
         rl_training.process_reward(config, tokenizer)

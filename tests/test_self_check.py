@@ -3,7 +3,9 @@ checker's score, the probability of the whole completion."""
 
 import jax
 import numpy as np
+import pytest
 
+from rtc.errors import ConfigError
 from rtc.rewards.self_check import checker_scores, checker_step_rewards, self_check_scores, token_logprobs
 
 
@@ -60,3 +62,13 @@ def test_checker_step_rewards_by_hand(tiny_model):
     rewards, ends = checker_step_rewards(model, params, tokens, mask, d)
     np.testing.assert_array_equal(np.asarray(ends), expected > 0)
     np.testing.assert_allclose(np.asarray(rewards), expected, rtol=1e-5)
+    # reduce="mean": the geometric mean of the step's token probabilities, the same steps
+    expected[0, 4] = np.exp(logp[0, 2:5].mean())
+    expected[0, 6] = np.exp(logp[0, 5:7].mean())
+    expected[1, 2] = np.exp(logp[1, 1:3].mean())
+    expected[1, 5] = np.exp(logp[1, 3:6].mean())
+    rewards, ends = checker_step_rewards(model, params, tokens, mask, d, reduce="mean")
+    np.testing.assert_array_equal(np.asarray(ends), expected > 0)
+    np.testing.assert_allclose(np.asarray(rewards), expected, rtol=1e-5)
+    with pytest.raises(ConfigError, match="'sum' or 'mean'"):
+        checker_step_rewards(model, params, tokens, mask, d, reduce="max")

@@ -80,6 +80,7 @@ def get_config(arg: str = ""):
             on_error=0.0,
             prm_workdir=placeholder(str),  # process supervision by a PRM's step probabilities
             checker_workdir=placeholder(str),  # ... or by a checker's (experiments/configs/checker.py)
+            checker_step_reduce="sum",  # a checker's step reward: exp of the sum (or "mean") of its log-probs
         )
     )
     if "pretrained" in parts:  # llama2.c's stories260K, cold-started with SFT, then GRPO

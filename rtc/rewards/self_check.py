@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rtc.errors import ConfigError
 from rtc.rewards.reward_model import positions_of
 
 
@@ -70,7 +71,7 @@ def checker_scores(model, params, tokens: np.ndarray, completion_mask: np.ndarra
 
 
 def checker_step_rewards(
-    model, params, tokens: jax.Array, completion_mask: jax.Array, delimiter_id: int
+    model, params, tokens: jax.Array, completion_mask: jax.Array, delimiter_id: int, reduce: str = "sum"
 ) -> tuple[jax.Array, jax.Array]:
     """A checker's probability of each step, as a dense reward for process-supervised GRPO.
 
@@ -80,13 +81,27 @@ def checker_step_rewards(
     one), 0 elsewhere: the search's step reading with `verifier_kind="checker"`, and the same layout as a
     PRM's `prm_step_rewards` (DeepSeekMath sec. 4.1.3 reads the verifier at the end of each step). Tokens
     after the last delimiter (the answer line) get no step reward. Jittable with `model` static.
+
+    `reduce="mean"`: exp of the mean of the step's log-probs instead (the geometric mean of its token
+    probabilities), so a step's reward does not fall with its length as a product of probabilities does.
     """
+    if reduce not in ("sum", "mean"):
+        raise ConfigError(
+            f"checker step rewards reduce a step's log-probs by 'sum' or 'mean', got {reduce!r}"
+        )
     completion_mask = completion_mask.astype(bool)
     step_end = (tokens == delimiter_id) & completion_mask  # [B, T]
     logp = jnp.where(completion_mask, token_logprobs(model, params, tokens), 0.0)  # [B, T]
-    total = jnp.cumsum(logp, axis=1)  # [B, T]: sum of log p up to and including t
     t = jnp.arange(tokens.shape[1])[None, :]
     last_end = jax.lax.cummax(jnp.where(step_end, t, -1), axis=1)  # [B, T]: latest delimiter at or before t
     before = jnp.pad(last_end[:, :-1], ((0, 0), (1, 0)), constant_values=-1)  # strictly before t
-    start = jnp.where(before >= 0, jnp.take_along_axis(total, jnp.maximum(before, 0), axis=1), 0.0)
-    return jnp.where(step_end, jnp.exp(total - start), 0.0), step_end
+
+    def since_last_step(x):  # [B, T]: the sum of x over the step ending at t (from the last delimiter)
+        running = jnp.cumsum(x, axis=1)
+        start = jnp.where(before >= 0, jnp.take_along_axis(running, jnp.maximum(before, 0), axis=1), 0.0)
+        return running - start
+
+    step_logp = since_last_step(logp)  # [B, T]
+    if reduce == "mean":
+        step_logp = step_logp / jnp.maximum(since_last_step(completion_mask.astype(jnp.float32)), 1.0)
+    return jnp.where(step_end, jnp.exp(step_logp), 0.0), step_end

@@ -99,9 +99,14 @@ def process_reward(config, tokenizer=None):
 
 def checker_step_reward(config, tokenizer):
     """`(step_reward_fn, checker_params)`: the checker of `config.rewards.checker_workdir` reads each step
-    (`self_check.checker_step_rewards`); it must read the policy's tokens."""
+    (`self_check.checker_step_rewards`, its log-probs reduced by `rewards.checker_step_reduce`, sum or
+    mean); it must read the policy's tokens."""
     from rtc.rewards import checker  # the verifier stack only when asked for
     from rtc.rewards.self_check import checker_step_rewards
+
+    reduce = config.rewards.get("checker_step_reduce", "sum")
+    if reduce not in ("sum", "mean"):
+        raise ConfigError(f"rewards.checker_step_reduce must be 'sum' or 'mean', got {reduce!r}")
 
     model, params = checker.load_checker(
         config.rewards.checker_workdir, config.get("tokenizer_path"), config.get("pretrained"), tokenizer
@@ -109,7 +114,7 @@ def checker_step_reward(config, tokenizer):
     delimiter = tokenizer.step_id
 
     def step_reward_fn(params, tokens, completion):
-        return checker_step_rewards(model, params, tokens, completion, delimiter)
+        return checker_step_rewards(model, params, tokens, completion, delimiter, reduce)
 
     return step_reward_fn, params
 
