@@ -23,7 +23,7 @@ scaling.md, compute_optimal.md and search_results.json. Fields on top of the PRM
   `strategies`: `confidence_weighted`, `deepconf_low`, `deepconf_high`, `consensus`, e.g.
   `--config.search.strategies="('best_of_n','beam','deepconf_low','consensus')"`; they sample whole
   completions of `depth x step_tokens` tokens and take the knobs `eta`, `window`, `tau`, `n_init`,
-  `confidence_k`, `round_size`. Their curves are drawn beside the others, against the tokens they generate.
+  `confidence_k`, `round_size`, `slots`. Their curves are drawn beside the others, against the tokens they generate.
 `:tiny` shrinks everything to check a setup in seconds.
 """
 
@@ -62,6 +62,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
             n_init=0,  # deepconf_*: warm-up traces per problem that set the stop threshold (0: max(2, N/4))
             confidence_k=20,  # top-k log-probs of the token confidence
             round_size=4,  # consensus: traces per problem per round (at most N; N a multiple of it)
+            slots=0,  # rows per problem for slot refill of the confidence strategies (0: a row per trace)
             reasoning_effort=placeholder(str),
             budget_tokens=placeholder(int),
             num_draws=100,

@@ -138,6 +138,7 @@ def confidence_fields(s, n: int) -> dict:
         n_init=s.n_init,
         tau=s.tau,
         round_size=min(s.round_size, n),
+        slots=s.get("slots", 0),
     )
 
 
