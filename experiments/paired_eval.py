@@ -9,10 +9,12 @@ temperature (one sample per problem, one seed for every run). A 512-problem eval
 accuracy is about +-4 points; a difference between two runs on the same problems varies much less than
 that, because most problems are solved by both or by neither: the interval here resamples problems once
 for both runs (`scaling.bootstrap_interval` of the per-problem differences; Efron 1979), so it resolves a
-1-2-point gain where two unpaired intervals cannot. Writes a markdown table to --out and prints it.
+1-2-point gain where two unpaired intervals cannot. Writes a markdown table to --out and prints it, and
+beside it (.json) every run's per-problem correctness and the problems' levels, to pair other runs later.
 """
 
 import argparse
+import json
 from pathlib import Path
 
 import jax
@@ -97,8 +99,13 @@ def main(argv=None) -> dict:
         f"{config.eval.temperature} for sampled; {args.resamples} bootstrap resamples; by level: the "
         f"difference from {next(iter(runs))} in points.\n\n" + table(results, levels, args.resamples)
     )
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text + "\n")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text + "\n")
+    per_problem = {
+        name: {m: c.astype(int).tolist() for m, c in by_mode.items()} for name, by_mode in results.items()
+    }
+    out.with_suffix(".json").write_text(json.dumps({"levels": levels.tolist(), "correct": per_problem}))
     print(text)
     return results
 

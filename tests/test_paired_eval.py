@@ -1,5 +1,7 @@
 """experiments/paired_eval.py: runs on the same held-out problems, differences as paired intervals."""
 
+import json
+
 import numpy as np
 
 from experiments import paired_eval
@@ -34,3 +36,6 @@ def test_a_run_against_itself_differs_by_nothing(sft_run, tmp_path):
         assert len(results["a"][mode]) == 6
     text = out.read_text()
     assert "| b | greedy |" in text and "| b | sampled |" in text and text.count("+0.0 [+0.0, +0.0]") == 4
+    saved = json.loads(out.with_suffix(".json").read_text())
+    assert saved["correct"]["a"]["greedy"] == results["a"]["greedy"].astype(int).tolist()
+    assert len(saved["levels"]) == 6
