@@ -107,7 +107,7 @@ def summarize(run_dir: Path, out_dir: Path) -> str:
     samples = traces.read_samples(trace_file) if trace_file.is_file() else []
     text = "\n\n".join(
         [
-            f"# Self-correction over RL training ({run_dir})",
+            f"# Self-correction over RL training (run {run_dir.name})",
             thirds_table(curves),
             conditional_accuracy(samples),
             examples(samples),

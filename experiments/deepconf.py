@@ -337,7 +337,11 @@ def main(argv: list[str] | None = None) -> dict:
         points |= larger
         name += "; " + about + "; " + flops_note(model.config, prompts, small)
     stem = output_stem(args)
-    settings = {k: v for k, v in vars(args).items() if k not in ("workdir", "policy", "out", "merge", "stem")}
+    settings = {
+        k: v
+        for k, v in vars(args).items()
+        if k not in ("workdir", "policy", "larger_policy", "out", "merge", "stem")
+    }
     settings["minutes"] = round((time.perf_counter() - started) / 60, 1)
     runs = [settings]
     if args.merge:
