@@ -34,6 +34,7 @@ from rtc.sampling.refill import sample_refill  # noqa: E402
 from rtc.sampling.rules import SamplingRule  # noqa: E402
 from rtc.sampling.sampler import SamplerConfig, sample  # noqa: E402
 from rtc.search.config import SearchConfig  # noqa: E402
+from rtc.search.refill_search import search_refill  # noqa: E402
 from rtc.search.tree_search import search  # noqa: E402
 
 PAGE_SIZE, MIB = 16, 1 << 20
@@ -169,6 +170,55 @@ def refill_table(models, problems_: int, samples: int, slots: int, new_tokens: i
     ]
 
 
+def search_refill_table(models, ids, problems_: int, n: int, slots: int, depth: int, step_tokens: int):
+    """Best-of-N search with a PRM on answers of mixed length: the step-level search (every path in
+    steps of `step_tokens`, all rows waiting at each step's end) in waves of `slots` rows per problem and
+    with a row per path, against slot refill through `slots` rows (`rtc.search.refill_search`)."""
+    policy, params, verifier, vparams = models
+    stop, new_tokens = ids[10], depth * step_tokens
+    policy = StopRate(paged(policy), stop, 4.0 / new_tokens)
+    verifier = paged(verifier)
+    tokens, lengths = problems(problems_)
+    cfg = SearchConfig(
+        strategy="best_of_n", n=n, m=1, depth=depth, step_tokens=step_tokens, stop_ids=(stop,),
+        delimiter_id=ids[0], rule=SamplingRule(temperature=1.0),
+    )  # fmt: skip
+    wave_cfg, refill_cfg = dataclasses.replace(cfg, n=slots), dataclasses.replace(cfg, slots=slots)
+    step_level = lambda c, seed: search(
+        policy, params, verifier, vparams, tokens, lengths, jax.random.key(seed), c
+    )
+
+    def waves():
+        return [step_level(wave_cfg, w) for w in range(n // slots)]
+
+    def refilled():
+        return search_refill(
+            policy, params, verifier, vparams, tokens, lengths, jax.random.key(0), refill_cfg
+        )
+
+    (wave_s, wave_out), (refill_s, out) = timed_pair(waves, refilled)
+    (row_s, row_out), _ = timed_pair(lambda: step_level(cfg, 0), lambda: None, reps=2)
+    total = problems_ * n
+    finished = lambda outs: sum(int(o.finished.sum()) for o in outs)
+    lengths_of = lambda outs: np.concatenate([o.lengths.ravel() for o in outs])
+    cols = [
+        ("waves", wave_s, wave_out, slots),
+        ("row per path", row_s, [row_out], n),
+        ("refill", refill_s, [out], slots),
+    ]
+    line = lambda name, f: f"{name:<28}" + "".join(f"{f(*c[1:]):>14}" for c in cols)
+    return [
+        f"4. best-of-{n} search with a PRM, {problems_} problems, up to {depth} steps of {step_tokens} tokens, "
+        f"answers of mixed length (stop with probability {4 / new_tokens:.3f} a token); the step-level search "
+        f"in waves of {slots} rows per problem and with a row per path, against {slots} rows by slot refill",
+        f"{'':<28}" + "".join(f"{c[0]:>14}" for c in cols) + f"{'refill/waves':>14}",
+        line("paths/s", lambda s, o, r: f"{total / s:.1f}") + f"{wave_s / refill_s:>13.2f}x",
+        line("rows per problem", lambda s, o, r: str(r)),
+        line("finished paths", lambda s, o, r: str(finished(o))),
+        line("mean path length", lambda s, o, r: f"{lengths_of(o).mean():.1f}"),
+    ]
+
+
 def beam_row(models, ids, prompt_len: int, n: int, m: int, steps: int, step_tokens: int) -> str:
     policy, params, verifier, vparams = models
     prompts, lengths = problems(1, prompt_len)
@@ -210,6 +260,8 @@ def main(argv=None) -> int:
         print(beam_row(models, ids, prompt_len, 16, 4, steps, 16))
     print()
     print("\n".join(refill_table(models, 4, 32, 8, 128 if not args.quick else 64)))
+    print()
+    print("\n".join(search_refill_table(models, ids, 4, 32, 8, 8 if not args.quick else 4, 16)))
     return 0
 
 

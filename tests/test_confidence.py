@@ -293,8 +293,8 @@ def test_runner_slot_refill_equals_a_slot_per_trace(tiny_model, strategy):
         assert shared.stopped[:, 3:].any() and not shared.stopped[:, :3].any()
 
 
-def test_slot_refill_is_a_confidence_setting(tiny_model):
+def test_slot_refill_is_not_a_tree_search_setting(tiny_model):
     with pytest.raises(ConfigError, match="slot refill is a setting"):
-        _search_config("best_of_n", 4, slots=2)
+        _search_config("beam", 4, slots=2)
     with pytest.raises(ConfigError, match="slots"):
         _search_config("deepconf_low", 4, slots=-1)

@@ -121,7 +121,7 @@ def test_reasoning_effort_sets_one_budget(run, data_dir, tmp_path, reward_model_
 def test_confidence_strategies_run_beside_the_others(data_dir, tmp_path, reward_model_runs):
     """The verifier-free confidence strategies through the same path: curves against the tokens they
     generate, no verifier tokens, consensus rounds of `round_size` traces up to N; every problem's traces
-    through one row by slot refill (`search.slots`)."""
+    (best-of-N's paths too) through one row by slot refill (`search.slots`)."""
     config = with_runs(tiny_config(data_dir), reward_model_runs)
     config.search.update(strategies=("best_of_n", "deepconf_low", "consensus"), tau=0.5, slots=1)
     outputs = experiment.run(config, str(tmp_path))

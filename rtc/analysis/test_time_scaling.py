@@ -115,6 +115,8 @@ def search_config(config, tokenizer, strategy: str, n: int) -> SearchConfig:
     )
     if confidence:
         fields |= confidence_fields(s, EFFORT[s.reasoning_effort]["n"] if s.reasoning_effort else n)
+    elif strategy == "best_of_n":
+        fields |= dict(slots=s.get("slots", 0))  # whole paths through slot refill, then read step by step
     if s.reasoning_effort:  # N, M, depth and thinking (a share of the path's tokens) from one knob
         thinking = limit if limit is not None else s.depth * s.step_tokens
         return from_effort(s.reasoning_effort, strategy, s.depth, thinking, budget=budget, **fields)

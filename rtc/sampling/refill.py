@@ -33,6 +33,7 @@ from rtc.sampling.sampler import DecodeState, SamplerConfig
 class RefillOutput:
     tokens: jax.Array  # i32[U * N, T]: sample `u * N + i` is prompt u's i-th; pad after each end
     logprobs: jax.Array  # f32[U * N, T]
+    forced: jax.Array  # bool[U * N, T]: the token was forced by the reasoning budget, not sampled
     lengths: jax.Array  # i32[U * N]
     thinking_tokens: jax.Array  # i32[U * N]
     steps: jax.Array  # i32[]: decode steps the loop ran
@@ -95,6 +96,7 @@ def _step(
     ids = jnp.where(live, sample, total)  # a row not live writes nothing (dropped)
     tokens = out.tokens.at[ids, column].set(dec.tokens[:, 0], mode="drop")
     logprobs = out.logprobs.at[ids, column].set(dec.logprobs[:, 0], mode="drop")
+    forced = out.forced.at[ids, column].set(dec.forced[:, 0], mode="drop")
     weak = jnp.zeros((b,), bool)
     if confidence is not None:  # DeepConf's online stop, per sample (as `sampler.decode_step` does per row)
         k, window, threshold = confidence
@@ -132,6 +134,7 @@ def _step(
     out = out.replace(
         tokens=tokens,
         logprobs=logprobs,
+        forced=forced,
         lengths=lengths,
         thinking_tokens=thought,
         steps=out.steps + 1,
@@ -198,6 +201,7 @@ def sample_refill_rows(
         out=RefillOutput(
             tokens=jnp.full((total, t), cfg.pad_id, jnp.int32),
             logprobs=jnp.zeros((total, t), jnp.float32),
+            forced=jnp.zeros((total, t), bool),
             lengths=jnp.zeros((total,), jnp.int32),
             thinking_tokens=jnp.zeros((total,), jnp.int32),
             steps=jnp.int32(0),

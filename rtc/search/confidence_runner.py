@@ -21,11 +21,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rtc.errors import ConfigError
 from rtc.eval import voting
 from rtc.parallel import mesh as mesh_lib
 from rtc.sampling import confidence as confidence_lib
 from rtc.sampling.refill import sample_refill
+from rtc.search.refill_search import check_one_device
 from rtc.sampling.sampler import SamplerConfig, pad_prompts, sample
 from rtc.search.config import SearchConfig
 from rtc.search.results import ConfidenceResult, forward_flops_per_token
@@ -96,11 +96,7 @@ def draw(
 
 def _draw_refill(policy, params, tokens, lengths, problems, k, thresholds, rng, cfg, mesh) -> Traces:
     """`draw` through `min(cfg.slots, k)` rows per problem (`rtc.sampling.refill`), on one device."""
-    if mesh is not None and mesh.devices.size > 1:
-        raise ConfigError(
-            f"slot refill runs on one device; the mesh has {mesh.devices.size}: set slots=0 to spread the "
-            f"traces over the devices"
-        )
+    check_one_device(mesh)
     out = sample_refill(
         policy,
         params,

@@ -68,7 +68,8 @@ class SearchConfig:
     tau: the vote share that ends consensus sampling; round_size: traces per problem per consensus round;
     slots: rows per problem for slot refill (0: a row per trace, an ended or stopped trace idling in it
     until the sampler call ends; S > 0: S rows per problem, each taking the problem's next trace as soon as
-    its own ends, on one device: `rtc.search.confidence_runner`).
+    its own ends, on one device: `rtc.search.confidence_runner`, and for best_of_n
+    `rtc.search.refill_search`, whole paths then read by the verifier step by step).
     """
 
     strategy: str
@@ -101,10 +102,7 @@ class SearchConfig:
             raise ConfigError(f"n, m, depth and step_tokens must be >= 1, got {self}")
         if self.strategy in CONFIDENCE_STRATEGIES:
             self._check_confidence()
-        elif self.slots:
-            raise ConfigError(
-                f"slots={self.slots}: slot refill is a setting of {list(CONFIDENCE_STRATEGIES)}"
-            )
+        self._check_slots()
         if self.strategy == "best_first":
             self._check_best_first()
         elif self.strategy in TREE_STRATEGIES and self.n % self.m:
@@ -137,6 +135,17 @@ class SearchConfig:
                 f"step_tokens, lower step_tokens, or use best_of_n"
             )
 
+    def _check_slots(self):
+        if self.slots < 0:
+            raise ConfigError(f"slots is the rows per problem for slot refill (0: off), got {self.slots}")
+        refilled = ("best_of_n", *CONFIDENCE_STRATEGIES)
+        if self.slots and self.strategy not in refilled:
+            raise ConfigError(f"slots={self.slots}: slot refill is a setting of {list(refilled)}")
+        if self.slots and self.lookahead:
+            raise ConfigError(
+                f"slots={self.slots}: best_of_n through slot refill prunes nothing: set lookahead=0"
+            )
+
     def _check_best_first(self):
         if self.m > self.n:
             raise ConfigError(
@@ -161,8 +170,6 @@ class SearchConfig:
             raise ConfigError(f"eta is the percentage of traces kept, in (0, 100], got {self.eta}")
         if not 0.0 < self.tau <= 1.0:
             raise ConfigError(f"tau is a vote share, in (0, 1], got {self.tau}")
-        if self.slots < 0:
-            raise ConfigError(f"slots is the rows per problem for slot refill (0: off), got {self.slots}")
         if self.n_init < 0 or self.warmup_traces > self.n:
             raise ConfigError(f"n_init={self.n_init} warm-up traces: need 0 <= n_init <= N={self.n}")
         if self.strategy == "consensus" and (self.round_size < 1 or self.n % self.round_size):

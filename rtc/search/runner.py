@@ -27,6 +27,7 @@ from rtc.search.config import CONFIDENCE_STRATEGIES, SearchConfig
 from rtc.search.confidence_runner import run_confidence
 from rtc.search.expand import context
 from rtc.search.mcts import search_mcts
+from rtc.search.refill_search import check_one_device, search_refill
 from rtc.search.results import ConfidenceResult, SearchResult, forward_flops_per_token
 from rtc.search.tree_search import DATA_AXIS, row_sharding, search
 
@@ -97,6 +98,9 @@ def run(
         tokens, lengths = jax.device_put((tokens, lengths), replicated)
     if cfg.strategy == "mcts":
         out = search_mcts(policy, params, verifier, verifier_params, tokens, lengths, rng, cfg=cfg, mesh=mesh)
+    elif cfg.slots:  # best_of_n through slot refill
+        check_one_device(mesh)
+        out = search_refill(policy, params, verifier, verifier_params, tokens, lengths, rng, cfg=cfg)
     elif cfg.strategy == "best_first":
         out = search_best_first(
             policy, params, verifier, verifier_params, tokens, lengths, rng, cfg=cfg, mesh=mesh

@@ -190,17 +190,40 @@ def lookahead_scores(policy, params, verifier, verifier_params, state, rng, cfg:
 
 def _output(state, cfg: SearchConfig, b: int, k: int, steps, generated, verified, nan) -> SearchOutput:
     """The finished beams of `state` [B*k] as a SearchOutput [B, k], with the best beam per problem."""
-    score = scores_lib.aggregate(state.scores, cfg.aggregation)
-    rank = jnp.where(state.duplicate, -jnp.inf, score + 2.0 * state.finished)  # scores are in [0, 1]
+    return paths_output(
+        state.tokens, state.lengths, state.scores, state.finished, state.duplicate, state.thought,
+        cfg, b, k, steps, generated, verified, nan,
+    )  # fmt: skip
+
+
+def paths_output(
+    tokens,
+    lengths,
+    scores,
+    finished,
+    duplicate,
+    thought,
+    cfg: SearchConfig,
+    b,
+    k,
+    steps,
+    generated,
+    verified,
+    nan,
+) -> SearchOutput:
+    """Paths with a leading `[B*k]` axis (`scores`: their `StepScores`) as a SearchOutput [B, k]; the best
+    path of a problem is its highest-scored finished one (else its highest-scored)."""
+    score = scores_lib.aggregate(scores, cfg.aggregation)
+    rank = jnp.where(duplicate, -jnp.inf, score + 2.0 * finished)  # scores are in [0, 1]
     split = lambda x: x.reshape(b, k, *x.shape[1:])
     return SearchOutput(
-        tokens=split(state.tokens),
-        lengths=split(state.lengths),
+        tokens=split(tokens),
+        lengths=split(lengths),
         scores=split(score),
-        finished=split(state.finished),
-        duplicate=split(state.duplicate),
+        finished=split(finished),
+        duplicate=split(duplicate),
         best=jnp.argmax(split(rank), axis=1).astype(jnp.int32),
-        thinking_tokens=split(state.thought),
+        thinking_tokens=split(thought),
         steps=steps,
         generated_tokens=generated,
         verifier_tokens=verified,
