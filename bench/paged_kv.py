@@ -1,6 +1,6 @@
 """The paged KV cache against the dense one: memory and speed of the sampler and of PRM beam search.
 
-Run: `python bench/paged_kv.py` (about 6 min on 2 CPU cores) or `--quick` (prompt 256, fewer tokens).
+Run: `python bench/paged_kv.py` (about 2.5 min on 2 CPU cores near idle, 10 at load 3) or `--quick` (prompt 256, fewer tokens).
 Prints, for the same inputs and keys (and asserts the outputs are equal):
   1. the sampler drawing N=16 samples of one 1,024-token prompt, 256 new tokens each: KV cache bytes
      allocated (dense: 16 copies of the prompt; paged: the pool, prompt pages once) and at their peak use,
@@ -8,7 +8,10 @@ Prints, for the same inputs and keys (and asserts the outputs are equal):
   2. PRM beam search (Snell et al. 2024) at N=16, M=4, 8 steps over a 1,024-token prompt and at the demo shape
      (prompt 32): seconds per search, dense and paged (a prune moves page-table entries, not cache rows);
   3. best-of-32 through 8 slots per problem on answers of mixed length: the plain sampler in waves (each
-     waits for its longest answer) against slot refill (`rtc.sampling.refill`): finished samples per second.
+     waits for its longest answer) against slot refill (`rtc.sampling.refill`): finished samples per second;
+  4. best-of-32 search with a PRM on the same answers: the step-level search (`tree_search.search`) in
+     waves of 8 rows per problem and with a row per path, against 8 rows by slot refill
+     (`rtc.search.refill_search`): paths searched and scored per second.
 Models: the `cpu-small` shape with random weights, as `bench/search_bench.py` builds them. Times are
 the fastest of 3 calls after a compiling one (dense and paged calls alternated), wall-clock on a shared machine: the load average and the
 machine's float32 matmul peak are printed beside them.
