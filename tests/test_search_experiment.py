@@ -140,6 +140,8 @@ def test_confidence_strategies_run_beside_the_others(data_dir, tmp_path, reward_
     # consensus draws rounds of round_size=2 traces: 2 at N=2, 2 or 4 per problem at N=4
     assert outputs["searches"]["consensus"][2]["traces"] == 2.0
     assert 2.0 <= outputs["searches"]["consensus"][4]["traces"] <= 4.0
+    pool = outputs["pool_seconds"]  # the best-of-N pool, through slot refill here, timed per batch
+    assert pool["batches"] >= 1 and pool["total"] >= pool["first"] > 0
     assert "| consensus |" in (tmp_path / "scaling.md").read_text()
     assert (tmp_path / "scaling.png").stat().st_size > 10_000
 

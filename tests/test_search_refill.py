@@ -2,6 +2,7 @@
 reference re-scores it, the verifier's step readings equal the step-level search's, and the paths do not
 depend on how many rows a problem has."""
 
+import dataclasses
 import types
 
 import jax
@@ -14,7 +15,7 @@ from rtc.search import reference, runner
 from rtc.search import scores as scores_lib
 from rtc.search.refill_search import check_one_device, score_paths, search_refill
 from rtc.search.tree_search import search
-from test_search_reference import LENGTHS, PROMPTS, VOCAB, assert_same, config, models  # noqa: F401
+from test_search_reference import LENGTHS, PROMPTS, STOPS, VOCAB, assert_same, config, models  # noqa: F401
 
 REFILL = dict(strategy="best_of_n", m=1, n=4, depth=4, step_tokens=5, slots=2)
 
@@ -60,14 +61,17 @@ CASES = {
     "orm-product": dict(verifier_kind="orm", aggregation="product"),
     "self-mean": dict(verifier_kind="self", aggregation="mean"),
     "checker-last": dict(verifier_kind="checker"),
+    "prm-mean-5-paths": dict(verifier_kind="prm", aggregation="mean", n=5),  # blocks of 2, 2 and 1 + a pad
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_refilled_paths_score_as_the_reference_rescores_them(models, case):  # noqa: F811
-    cfg = config(**REFILL, **CASES[case])
+    cfg = config(**{**REFILL, **CASES[case]})
     chosen = verifier_models(models, cfg.verifier_kind)
     out = refilled(chosen, cfg)
+    last = np.take_along_axis(out.tokens, np.maximum(out.lengths - 1, 0)[..., None], axis=2)[..., 0]
+    np.testing.assert_array_equal(out.finished, (out.lengths > 0) & np.isin(last, STOPS))
     assert (out.finished & (out.lengths < cfg.max_path_tokens)).any(), "no path finished early"
     assert (out.lengths > cfg.step_tokens).any(), "no path ran past its first step"
     np.testing.assert_allclose(out.scores, reference_scores(chosen, out, cfg), atol=1e-5)
@@ -86,14 +90,27 @@ def test_refilled_paths_do_not_depend_on_the_slot_count(models):  # noqa: F811
     assert_same(refilled(models, cfg), refilled(models, config(**{**REFILL, "slots": 4})))
 
 
-@pytest.mark.parametrize("kind, rows", [("prm", None), ("prm", 3), ("orm", 1), ("checker", None)])
-def test_step_readings_equal_the_step_level_search(models, kind, rows):  # noqa: F811
+READINGS = {
+    "prm-last": ("prm", None, "last", 0),
+    "prm-min-blocks": ("prm", 3, "min", 0),  # 3 rows of 4 per block: made even, 2 and 2
+    "orm-product-blocks": ("orm", 1, "product", 0),
+    "checker-mean": ("checker", None, "mean", 0),
+    "prm-mean-paged": ("prm", 2, "mean", 2),  # pages of 2 tokens: the 8-token prompts are shared
+}
+
+
+@pytest.mark.parametrize("case", list(READINGS))
+def test_step_readings_equal_the_step_level_search(models, case):  # noqa: F811
     """The step-level best-of-N's own paths, read whole by `score_paths`, score as that search scored them,
-    whether the verifier reads all N paths of a problem at once or `rows` at a time (3 of 4: the blocks
-    are made even, 2 and 2)."""
+    whether the verifier reads all N paths of a problem at once or a block of them at a time, through a
+    dense or a paged cache."""
+    kind, rows, aggregation, page_size = READINGS[case]
     policy, params, verifier, vparams = verifier_models(models, kind)
-    cfg = config(**{**REFILL, "slots": 0}, verifier_kind=kind)
+    if page_size:
+        verifier = Model(dataclasses.replace(verifier.config, kv_page_size=page_size))
+    cfg = config(**{**REFILL, "slots": 0}, verifier_kind=kind, aggregation=aggregation)
     out = search(policy, params, verifier, vparams, PROMPTS, LENGTHS, jax.random.key(4), cfg)
+    assert len(np.unique(out.lengths)) > 2, "paths of one length would not test the blocks"
     r = out.lengths.size
     no_logprobs = np.zeros((r, cfg.max_path_tokens), np.float32)
     scores, steps = score_paths(

@@ -18,8 +18,8 @@ Writes `search_results.json`, `scaling.png`, `scaling.md`, `compute_optimal.md` 
 `scaling_by_difficulty.{md,png}` to the workdir.
 """
 
-import json
 import logging
+import time
 
 import jax
 import ml_collections
@@ -39,13 +39,17 @@ from rtc.pretrained.run_model import load_model
 from rtc.rewards import training as rm_training
 from rtc.sampling.budget import ThinkingBudget, thinking_limit
 from rtc.sampling.rules import SamplingRule
-from rtc.analysis import by_difficulty, compute_optimal, scaling
+from rtc.analysis import scaling
+from rtc.analysis.search_report import (
+    RESULTS_FILE,  # noqa: F401  (the file name, read by callers of this module)
+    SEARCH_STRATEGIES,
+    by_oracle_difficulty,
+    compute_optimal_outputs,
+    write_outputs,
+)
 from rtc.eval import voting
 from rtc.search import runner
 from rtc.search.config import CONFIDENCE_STRATEGIES, EFFORT, SearchConfig, from_effort
-
-RESULTS_FILE = "search_results.json"
-SEARCH_STRATEGIES = ("beam", "dvts", "mcts", "best_first", *CONFIDENCE_STRATEGIES)
 
 
 def load_models(config, workdir: epath.Path):
@@ -144,9 +148,12 @@ def confidence_fields(s, n: int) -> dict:
     )
 
 
-def search_all(models, prompts, cfg: SearchConfig, batch_problems: int, rng, mesh) -> runner.SearchResult:
+def search_all(
+    models, prompts, cfg: SearchConfig, batch_problems: int, rng, mesh, seconds: list | None = None
+) -> runner.SearchResult:
     """Searches `prompts` in batches of `batch_problems` (the last padded, so one program serves all).
-    The confidence strategies read each completion's answer and return a `runner.ConfidenceResult`."""
+    The confidence strategies read each completion's answer and return a `runner.ConfidenceResult`.
+    `seconds`, if given, receives each batch's wall-clock seconds (the first one's include compiling)."""
     tokenizer, policy, params, verifier, vparams = models
     answer_of = lambda ids: extract_answer(tokenizer.decode(ids))  # noqa: E731
     parts = []
@@ -155,7 +162,10 @@ def search_all(models, prompts, cfg: SearchConfig, batch_problems: int, rng, mes
         real = len(chunk)
         chunk = chunk + [chunk[0]] * (batch_problems - real)
         rng_chunk = jax.random.fold_in(rng, start)
+        began = time.perf_counter()
         out = runner.run(policy, params, verifier, vparams, chunk, rng_chunk, cfg, mesh, answer_of=answer_of)
+        if seconds is not None:
+            seconds.append(time.perf_counter() - began)  # `runner.run` returns host arrays: the work is done
         parts.append({k: v[:real] if np.ndim(v) else v for k, v in out.__dict__.items()})
     return type(out)(**{k: merge([p[k] for p in parts], total=k == "seconds") for k in parts[0]})
 
@@ -244,61 +254,6 @@ def search_budgets(config, models, prompts, records, task, budgets, rng, np_rng,
     return points, results
 
 
-def compute_optimal_outputs(s, big, correct, scores, ks, results, points, tokens_per_sample, np_rng) -> dict:
-    """Compute-optimal selection by predicted difficulty (Snell et al. 2024), and the router."""
-    predicted = compute_optimal.estimate_pass_rate(np.nan_to_num(scores[:, : s.difficulty_samples]))
-    bins = compute_optimal.difficulty_bins(predicted, s.difficulty_bins)
-    selectable = {
-        name: {n: v for n, v in by_n.items() if n in ks}
-        for name, by_n in results.items()
-        if name in ("best_of_n", "majority", "weighted", *SEARCH_STRATEGIES)
-    }
-    optimal = compute_optimal.compare_at_equal_compute(selectable, bins, "best_of_n", np_rng)
-    top = max(ks)
-    chosen = max(selectable, key=lambda name: selectable[name][top].mean())  # one strategy for all
-    # the direct answer is a sample the difficulty estimate did not read (else the router would see it)
-    direct_column = s.difficulty_samples if correct.shape[1] > s.difficulty_samples else 0
-    direct = correct[:, direct_column].astype(float)
-    router = compute_optimal.router_tradeoff(
-        predicted,
-        direct,
-        selectable[chosen][top],
-        big.lengths[:, direct_column].astype(float),
-        np.full(
-            len(direct),
-            points[chosen][top]["generated_tokens"] if chosen in points else top * tokens_per_sample,
-        ),
-        s.router_thresholds,
-    )
-    return {
-        "compute_optimal": optimal,
-        "router": router,
-        "router_strategy": f"{chosen} at N={top}",
-        "selection_all_problems": {
-            int(n): {int(b): name for b, name in by_bin.items()}
-            for n, by_bin in compute_optimal.select_strategies(selectable, bins).items()
-        },
-        "difficulty_bins": np.bincount(bins, minlength=s.difficulty_bins).tolist(),
-    }
-
-
-def by_oracle_difficulty(s, correct, results: dict, passes) -> dict:
-    """Every strategy's accuracy within bins of oracle difficulty (the fraction of the large-N samples
-    that are correct)."""
-    oracle_rate = compute_optimal.estimate_pass_rate(correct)
-    oracle_bins = compute_optimal.difficulty_bins(oracle_rate, s.difficulty_bins)
-    return {
-        "accuracy": by_difficulty.accuracy_by_bin(
-            {**results, "pass@N": passes}, oracle_bins, s.difficulty_bins
-        ),
-        "problems": np.bincount(oracle_bins, minlength=s.difficulty_bins).tolist(),
-        "pass_at_1": [
-            float(oracle_rate[oracle_bins == b].mean()) if np.any(oracle_bins == b) else None
-            for b in range(s.difficulty_bins)
-        ],
-    }
-
-
 def prepare(config, workdir: epath.Path, mesh) -> tuple:
     """`(models, records, prompts, budgets)`: the policy and verifier placed on `mesh`, the held-out problems,
     and the budgets N to search at."""
@@ -339,7 +294,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     # 1. one large-N best-of-N run -> every sampling-based curve
     big_cfg = search_config(config, models[0], "best_of_n", s.large_n)
-    big = search_all(models, prompts, big_cfg, s.batch_problems, jax.random.fold_in(rng, 0), mesh)
+    pool_seconds = []
+    big = search_all(
+        models, prompts, big_cfg, s.batch_problems, jax.random.fold_in(rng, 0), mesh, pool_seconds
+    )
+    logging.info(
+        "best_of_n pool, N=%d (slots %d): %.1f s in %d batches, %.1f s without the first (compiling) batch",
+        s.large_n, big_cfg.slots, sum(pool_seconds), len(pool_seconds), sum(pool_seconds[1:]),
+    )  # fmt: skip
     correct, answers = grade(big, models[0], task, records)
     scores = np.where(big.finished, big.scores, np.nan)
     ks = [k for k in budgets if k <= correct.shape[1]]  # the samples the large run drew
@@ -365,6 +327,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         "problems": len(prompts),
         "large_n": s.large_n,
         "tokens_per_sample": tokens_per_sample,
+        "pool_seconds": {"total": sum(pool_seconds), "batches": len(pool_seconds), "first": pool_seconds[0]},
         "curves": curves,
         "searches": points,
         **compute_optimal_outputs(s, big, correct, scores, ks, results, points, tokens_per_sample, np_rng),
@@ -376,53 +339,3 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         curves = outputs["curves"]["curves"]
         writer.write(0, {f"search/{m}/n{n}": v[0] for m, by_n in curves.items() for n, v in by_n.items()})
     return outputs
-
-
-def write_outputs(workdir: epath.Path, outputs: dict, name: str) -> None:
-    """`search_results.json`, `scaling.{md,png}`, `compute_optimal.md` and `scaling_by_difficulty.{md,png}`;
-    prints the tables."""
-    curves = outputs["curves"]
-    (workdir / RESULTS_FILE).write_text(json.dumps(outputs, indent=1, default=float))
-    table = scaling.curve_table(curves["curves"], curves["compute"])
-    (workdir / "scaling.md").write_text(table + "\n")
-    with (workdir / "scaling.png").open("wb") as png:
-        scaling.plot_curves(
-            curves["curves"],
-            curves["compute"],
-            png,
-            f"{name}: accuracy vs generated tokens",
-            curves["oracle"],
-        )
-    optimal = format_optimal(outputs["compute_optimal"], outputs["router"], outputs["router_strategy"])
-    (workdir / "compute_optimal.md").write_text(optimal + "\n")
-    binned = outputs["by_oracle_difficulty"]
-    by_bin = by_difficulty.bin_table(binned["accuracy"], binned["problems"], binned["pass_at_1"])
-    (workdir / "scaling_by_difficulty.md").write_text(by_bin + "\n")
-    with (workdir / "scaling_by_difficulty.png").open("wb") as png:
-        by_difficulty.plot_by_bin(
-            binned["accuracy"],
-            binned["pass_at_1"],
-            png,
-            f"{name}: accuracy vs N by oracle difficulty (bins of pass@1, hardest first)",
-        )
-    print(table)
-    print(optimal)
-    print(by_bin)
-
-
-def format_optimal(optimal: dict, router: list[dict], router_strategy: str = "") -> str:
-    lines = ["| N | compute-optimal | best-of-N |", "|---|---|---|"]
-    for n, row in sorted(optimal.items()):
-        lines.append(f"| {n} | {row['compute_optimal']:.3f} | {row['best_of_n']:.3f} |")
-    lines += [
-        "",
-        f"Router: one sample, or {router_strategy} when the predicted pass rate is below the threshold.",
-        "",
-    ]
-    lines += ["| router threshold | accuracy | mean tokens | routed to search |", "|---|---|---|---|"]
-    for r in router:
-        lines.append(
-            f"| {r['threshold']:.2f} | {r['accuracy']:.3f} | {r['mean_tokens']:.1f} | "
-            f"{r['fraction_routed']:.2f} |"
-        )
-    return "\n".join(lines)

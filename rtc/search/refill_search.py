@@ -76,6 +76,11 @@ def score_paths(
     r, t = tokens.shape
     b, p = prompt_tokens.shape
     s = cfg.step_tokens
+    if t % s or r % b:
+        raise ConfigError(
+            f"score_paths reads whole steps of {s} tokens of N paths per problem: got paths of {t} tokens "
+            f"and {r} paths for {b} problems"
+        )
     steps = (jnp.max(lengths) + s - 1) // s
     column = lambda x, c: jax.lax.dynamic_slice_in_dim(x, c * s, s, axis=1)  # [R, S]: step c
     step_lengths = lambda c: jnp.clip(lengths - c * s, 0, s)  # i32[R]
@@ -105,6 +110,9 @@ def score_paths(
     order = jnp.argsort(-lengths.reshape(b, n), axis=1, stable=True)  # [B, N]
     order = jnp.pad(order, ((0, 0), (0, blocks * g - n)), mode="edge") + (jnp.arange(b) * n)[:, None]
     block_rows = order.reshape(b, blocks, g).swapaxes(0, 1).reshape(blocks, b * g)  # i32[blocks, B * G]
+    # the padding re-reads a path of its block; its reading is dropped (written out of range)
+    padded = (jnp.arange(blocks * g) >= n).reshape(blocks, g)  # [blocks, G]
+    write_rows = jnp.where(jnp.tile(padded, (1, b)), r, block_rows)  # i32[blocks, B * G]
 
     def read_block(j, scores):
         rows = block_rows[j]
@@ -123,7 +131,7 @@ def score_paths(
 
         block_steps = (jnp.max(block_lengths) + s - 1) // s
         new, _, _ = jax.lax.fori_loop(0, block_steps, read, (scores_lib.empty(b * g), cache, logits))
-        return jax.tree.map(lambda old, x: old.at[rows].set(x), scores, new)
+        return jax.tree.map(lambda old, x: old.at[write_rows[j]].set(x, mode="drop"), scores, new)
 
     return jax.lax.fori_loop(0, blocks, read_block, scores_lib.empty(r)), steps
 
