@@ -109,3 +109,26 @@ def test_bad_slot_counts_are_named(setup):
     config, params, tokens, lengths = setup
     with pytest.raises(ConfigError, match="slots"):
         refill.sample_refill(Model(config), params, tokens, lengths, jax.random.key(1), cfg(), 4, 5)
+
+
+@pytest.mark.parametrize("page_size", [0, 2])
+def test_a_shared_queue_draws_the_same_samples_in_fewer_steps(setup, page_size):
+    """`shared=True`: every prompt's samples queue for every slot. Prompt 0's traces stop early (a high
+    DeepConf threshold) and prompt 1's run on, so with a queue per prompt prompt 0's slots idle while prompt
+    1 finishes; shared, they take prompt 1's samples. Same samples (keys per sample), fewer steps. Pages
+    of 2 tokens: the prompts' shared prefix is read once per run of rows until the queue is shared."""
+    config, params, tokens, lengths = setup
+    model = Model(dataclasses.replace(config, kv_page_size=page_size))
+    conf = dataclasses.replace(cfg(), confidence_k=4, confidence_window=3)
+    threshold = np.array([9.0, -np.inf], np.float32)  # prompt 0: stop once a window is full; prompt 1: never
+    run = lambda shared: refill.sample_refill(
+        model, params, tokens, lengths, jax.random.key(3), conf, 8, 2, stop_threshold=threshold, shared=shared
+    )
+    own, shared = run(False), run(True)
+    stopped, lengths_ = np.asarray(own.stopped), np.asarray(own.lengths)
+    assert stopped[:8].any() and not stopped[8:].any() and lengths_[:8].max() < lengths_[8:].mean()
+    for field in ("tokens", "lengths", "thinking_tokens", "stopped"):
+        np.testing.assert_array_equal(getattr(shared, field), getattr(own, field), err_msg=field)
+    for field in ("logprobs", "confidences"):  # paged: the prompt read in its own softmax block or not
+        np.testing.assert_allclose(getattr(shared, field), getattr(own, field), atol=1e-5, err_msg=field)
+    assert int(shared.steps) < int(own.steps) and float(shared.occupancy) > float(own.occupancy)

@@ -77,6 +77,12 @@ def share_prefix(cache: dict, prompt_len: int) -> dict:
     return paged_cache.share_prefix(cache, prompt_len) if paged_cache.is_paged(cache) else cache
 
 
+def unshare_prefix(cache: dict) -> dict:
+    """`cache` without the shared prefix of `share_prefix`: rows forked from it may then come in any order
+    (each reads its prompt's pages through its own page table)."""
+    return {k: v for k, v in cache.items() if k not in ("prefix_pages", "prefix_len")}
+
+
 def refill(cache: dict, take: jax.Array, prompt_cache: dict, source: jax.Array) -> dict:
     """Rows `take: bool[B]` restarted from rows `source: i32[B]` of `prompt_cache` (same slots): a paged
     cache points them at the prompt's pages again; a dense one copies the prompt's rows in."""

@@ -87,8 +87,8 @@ def _step(
     """One token for every slot, then commit what ended and refill; `confidence`: (k, window, f32[U]
     thresholds) or None."""
     dec, sample, column, out = state.dec, state.sample, state.column, state.out
-    b, u = sample.shape[0], state.pending.shape[0]
-    runs, total = b // u, u * samples
+    b, q, total = sample.shape[0], state.pending.shape[0], out.lengths.shape[0]
+    runs, per_queue = b // q, total // q
     live = ~dec.done
     keys = _keys(rng, jnp.maximum(sample, 0), column)
     logits = dec.next_logits  # f32[B, V]: what this step draws from
@@ -109,7 +109,7 @@ def _step(
         weak = (
             live
             & ~dec.done
-            & confidence_lib.stop_decision(group[:, 0], full, threshold[jnp.arange(b) // runs])
+            & confidence_lib.stop_decision(group[:, 0], full, threshold[jnp.maximum(sample, 0) // samples])
         )
         out = out.replace(confidences=conf)
     column = column + live
@@ -121,16 +121,15 @@ def _step(
     if confidence is not None:
         out = out.replace(stopped=out.stopped.at[ended_ids].set(weak, mode="drop"))
     sample = jnp.where(ended, -1, sample)
-    # refill: each prompt's idle slots take its next pending samples, in slot order
-    idle = (sample < 0).reshape(u, runs)
-    new = state.pending[:, None] + jnp.cumsum(idle, axis=1) - 1  # [U, R]
-    take = idle & (new < samples)
-    sample = jnp.where(take, jnp.arange(u)[:, None] * samples + new, sample.reshape(u, runs)).reshape(b)
+    # refill: each queue's idle slots take its next pending samples, in slot order
+    idle = (sample < 0).reshape(q, runs)
+    new = state.pending[:, None] + jnp.cumsum(idle, axis=1) - 1  # [Q, B / Q]
+    take = idle & (new < per_queue)
+    sample = jnp.where(take, jnp.arange(q)[:, None] * per_queue + new, sample.reshape(q, runs)).reshape(b)
     take = take.reshape(b)
     dec = dec.replace(done=done)
-    dec = jax.lax.cond(
-        jnp.any(take), lambda d: _reset(d, take, prompt, jnp.arange(b) // runs), lambda d: d, dec
-    )
+    source = jnp.maximum(sample, 0) // samples  # i32[B]: the prompt of each slot's sample
+    dec = jax.lax.cond(jnp.any(take), lambda d: _reset(d, take, prompt, source), lambda d: d, dec)
     out = out.replace(
         tokens=tokens,
         logprobs=logprobs,
@@ -144,7 +143,7 @@ def _step(
         dec=dec,
         sample=sample,
         column=jnp.where(take, 0, column),
-        pending=state.pending + jnp.sum(take.reshape(u, runs), axis=1),
+        pending=state.pending + jnp.sum(take.reshape(q, runs), axis=1),
         out=out,
     )
 
@@ -160,13 +159,20 @@ def sample_refill_rows(
     slots: int,
     cache_dtype=jnp.float32,
     stop_threshold: jax.Array | None = None,
+    shared: bool = False,
 ) -> RefillOutput:
     """`samples` completions of each of U prompts (`prompt_tokens: i32[U, P]` right-padded,
     `prompt_lengths: i32[U]`) through `slots` slots per prompt; traceable (`sample_refill` is it jitted).
 
     With `cfg.confidence_k > 0` every token's DeepConf confidence is recorded and a sample stops once its
     window confidence falls below its prompt's `stop_threshold: f32[U]` (default -inf: never), its slot
-    then refilled at once: the online stop's saved tokens become saved time."""
+    then refilled at once: the online stop's saved tokens become saved time.
+
+    `shared`: one queue of all U * N samples for all U * slots slots, in prompt order, so a prompt whose
+    answers end early lends its slots to prompts whose answers run long (a slot then reads another
+    prompt's pages; a paged cache's prompts are no longer read once per run of rows). Default: each
+    prompt's samples queue for its own `slots` slots. The outputs are the same either way (keys per
+    sample), not the steps taken."""
     if not 1 <= slots <= samples:
         raise ConfigError(f"slots must be in 1..samples, got slots={slots}, samples={samples}")
     if cfg.cache_phases != 1:
@@ -179,7 +185,11 @@ def sample_refill_rows(
         model, params, prompt_tokens, prompt_lengths, p + t, cache_dtype,
         num_pages=prefill_lib.pool_pages(model, u, p, b, t),
     )  # fmt: skip
-    source = jnp.arange(b) // slots
+    queues = 1 if shared else u
+    first = (jnp.arange(queues)[:, None] * (u * samples // queues) + jnp.arange(b // queues)).reshape(b)
+    source = first // samples  # i32[B]: the prompt of each slot's first sample
+    if shared:  # slots move between prompts: no run of rows shares one prompt
+        prompt_cache = kv_cache.unshare_prefix(prompt_cache)
     thinking = sampler_lib.prompt_opens_thinking(prompt_tokens, prompt_lengths, cfg.budget)
     _, cache = prefill_lib.fork(None, prompt_cache, source)
     cache = kv_cache.pin_rows(cache, prompt_cache)  # the prompt's pages outlive every sample of it
@@ -195,9 +205,9 @@ def sample_refill_rows(
     prompt = {"logits": logits, "thinking": thinking, "cache": prompt_cache}
     state = RefillState(
         dec=dec,
-        sample=(jnp.arange(u)[:, None] * samples + jnp.arange(slots)[None, :]).reshape(b),
+        sample=first,
         column=jnp.zeros((b,), jnp.int32),
-        pending=jnp.full((u,), slots, jnp.int32),
+        pending=jnp.full((queues,), b // queues, jnp.int32),
         out=RefillOutput(
             tokens=jnp.full((total, t), cfg.pad_id, jnp.int32),
             logprobs=jnp.zeros((total, t), jnp.float32),
@@ -225,5 +235,5 @@ def sample_refill_rows(
 
 
 sample_refill: Callable = jax.jit(
-    sample_refill_rows, static_argnames=("model", "cfg", "samples", "slots", "cache_dtype")
+    sample_refill_rows, static_argnames=("model", "cfg", "samples", "slots", "cache_dtype", "shared")
 )

@@ -107,6 +107,7 @@ def _draw_refill(policy, params, tokens, lengths, problems, k, thresholds, rng, 
         samples=k,
         slots=min(cfg.slots, k),
         stop_threshold=None if thresholds is None else jnp.asarray(thresholds, jnp.float32),
+        shared=cfg.shared_slots,
     )
     return _traces(jax.device_get(out), cfg)
 

@@ -69,7 +69,10 @@ class SearchConfig:
     slots: rows per problem for slot refill (0: a row per trace, an ended or stopped trace idling in it
     until the sampler call ends; S > 0: S rows per problem, each taking the problem's next trace as soon as
     its own ends, on one device: `rtc.search.confidence_runner`, and for best_of_n
-    `rtc.search.refill_search`, whole paths then read by the verifier step by step).
+    `rtc.search.refill_search`, whole paths then read by the verifier step by step); shared_slots: the
+    B * S rows take the next trace of any problem (one queue), so a problem whose traces end early lends
+    its rows to the others; False: each problem's traces queue for its own S rows, which a paged cache
+    reads its prompt once for (`rtc.sampling.refill`). The traces are the same either way.
     """
 
     strategy: str
@@ -94,6 +97,7 @@ class SearchConfig:
     tau: float = 0.95
     round_size: int = 4
     slots: int = 0
+    shared_slots: bool = True
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:

@@ -164,6 +164,7 @@ def _search_refill(
         samples=n,
         slots=min(cfg.slots, n),
         cache_dtype=cache_dtype,
+        shared=cfg.shared_slots,
     )
     scores, steps = score_paths(
         verifier,
