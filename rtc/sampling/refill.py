@@ -148,6 +148,21 @@ def _step(
     )
 
 
+def _empty_output(total: int, t: int, pad_id: int, confidence: bool) -> RefillOutput:
+    """The output buffers of `total` samples of up to `t` tokens, before any is drawn."""
+    return RefillOutput(
+        tokens=jnp.full((total, t), pad_id, jnp.int32),
+        logprobs=jnp.zeros((total, t), jnp.float32),
+        forced=jnp.zeros((total, t), bool),
+        lengths=jnp.zeros((total,), jnp.int32),
+        thinking_tokens=jnp.zeros((total,), jnp.int32),
+        steps=jnp.int32(0),
+        occupancy=jnp.float32(0.0),
+        confidences=jnp.zeros((total, t), jnp.float32) if confidence else None,
+        stopped=jnp.zeros((total,), bool) if confidence else None,
+    )
+
+
 def sample_refill_rows(
     model,
     params,
@@ -208,17 +223,7 @@ def sample_refill_rows(
         sample=first,
         column=jnp.zeros((b,), jnp.int32),
         pending=jnp.full((queues,), b // queues, jnp.int32),
-        out=RefillOutput(
-            tokens=jnp.full((total, t), cfg.pad_id, jnp.int32),
-            logprobs=jnp.zeros((total, t), jnp.float32),
-            forced=jnp.zeros((total, t), bool),
-            lengths=jnp.zeros((total,), jnp.int32),
-            thinking_tokens=jnp.zeros((total,), jnp.int32),
-            steps=jnp.int32(0),
-            occupancy=jnp.float32(0.0),
-            confidences=None if confidence is None else jnp.zeros((total, t), jnp.float32),
-            stopped=None if confidence is None else jnp.zeros((total,), bool),
-        ),
+        out=_empty_output(total, t, cfg.pad_id, confidence is not None),
     )
     state = jax.lax.while_loop(
         lambda s: jnp.any(s.sample >= 0),

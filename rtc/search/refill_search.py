@@ -96,6 +96,30 @@ def score_paths(
     n = r // b
     blocks = -(-n // (rows_per_problem or n))
     g = -(-n // blocks)  # rows per problem in a block
+    # each problem's paths, longest first, dealt into blocks of G per problem (runs, as a paged cache needs)
+    order = jnp.argsort(-lengths.reshape(b, n), axis=1, stable=True)  # [B, N]
+    order = jnp.pad(order, ((0, 0), (0, blocks * g - n)), mode="edge") + (jnp.arange(b) * n)[:, None]
+    block_rows = order.reshape(b, blocks, g).swapaxes(0, 1).reshape(blocks, b * g)  # i32[blocks, B * G]
+    # the padding re-reads a path of its block; its reading is dropped (written out of range)
+    padded = (jnp.arange(blocks * g) >= n).reshape(blocks, g)  # [blocks, G]
+    write_rows = jnp.where(jnp.tile(padded, (1, b)), r, block_rows)  # i32[blocks, B * G]
+    read_block = _block_reader(
+        verifier, verifier_params, prompt_tokens, prompt_lengths, tokens, lengths, forced, cfg, cache_dtype, g
+    )
+
+    def read_into(j, scores):
+        new = read_block(block_rows[j])
+        return jax.tree.map(lambda old, x: old.at[write_rows[j]].set(x, mode="drop"), scores, new)
+
+    return jax.lax.fori_loop(0, blocks, read_into, scores_lib.empty(r)), steps
+
+
+def _block_reader(
+    verifier, verifier_params, prompt_tokens, prompt_lengths, tokens, lengths, forced, cfg, cache_dtype, g
+):
+    """`read(rows: i32[B * G]) -> StepScores [B * G]`: the verifier's step readings of paths `rows`, G of
+    each problem in a run, through a cache forked from the prompts' (prefilled here, once)."""
+    (b, p), t, s = prompt_tokens.shape, tokens.shape[1], cfg.step_tokens
     cache_len = min(p + t + s, verifier.max_seq_len)  # a path, and one step of slack for writes past its end
     prompt_logits, prompt_cache = prefill_lib.prefill(
         verifier,
@@ -106,16 +130,9 @@ def score_paths(
         cache_dtype,
         num_pages=prefill_lib.pool_pages(verifier, b, p, b * g, cache_len - p),
     )
-    # each problem's paths, longest first, dealt into blocks of G per problem (runs, as a paged cache needs)
-    order = jnp.argsort(-lengths.reshape(b, n), axis=1, stable=True)  # [B, N]
-    order = jnp.pad(order, ((0, 0), (0, blocks * g - n)), mode="edge") + (jnp.arange(b) * n)[:, None]
-    block_rows = order.reshape(b, blocks, g).swapaxes(0, 1).reshape(blocks, b * g)  # i32[blocks, B * G]
-    # the padding re-reads a path of its block; its reading is dropped (written out of range)
-    padded = (jnp.arange(blocks * g) >= n).reshape(blocks, g)  # [blocks, G]
-    write_rows = jnp.where(jnp.tile(padded, (1, b)), r, block_rows)  # i32[blocks, B * G]
+    column = lambda x, c: jax.lax.dynamic_slice_in_dim(x, c * s, s, axis=1)  # [B * G, S]: step c
 
-    def read_block(j, scores):
-        rows = block_rows[j]
+    def read_block(rows):
         logits, cache = prefill_lib.fork(prompt_logits, prompt_cache, jnp.repeat(jnp.arange(b), g))
         logits = logits if cfg.verifier_kind == "checker" else None
         block_tokens, block_lengths, block_forced = tokens[rows], lengths[rows], forced[rows]
@@ -131,9 +148,9 @@ def score_paths(
 
         block_steps = (jnp.max(block_lengths) + s - 1) // s
         new, _, _ = jax.lax.fori_loop(0, block_steps, read, (scores_lib.empty(b * g), cache, logits))
-        return jax.tree.map(lambda old, x: old.at[write_rows[j]].set(x, mode="drop"), scores, new)
+        return new
 
-    return jax.lax.fori_loop(0, blocks, read_block, scores_lib.empty(r)), steps
+    return read_block
 
 
 def _search_refill(
