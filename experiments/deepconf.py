@@ -31,6 +31,8 @@ With a row per trace (`--slots=0`, the default) a stopped trace still holds its 
 is done, so wall-clock falls less than tokens. `--slots=0,4` runs every rule a second time through 4 rows
 per problem by slot refill (`SearchConfig.slots`: a row whose trace ends or stops takes the problem's next
 trace), curves named `<rule>, refill 4`; a refill call holds up to --chunk x 32 rows, as a plain call does.
+`--queue=shared` (the default) lets a row take the next trace of any problem of its call, `problem` only
+of its own (`SearchConfig.shared_slots`); the traces are the same, the time is not.
 
 `--larger_preset=cpu-medium` (test-time compute against a larger model at equal FLOPs, Snell et al. 2024):
 also trains that preset with the same SFT data and steps into DIR/sft_<preset> (unless
@@ -121,6 +123,7 @@ def search_config(
         tau=tau,
         round_size=min(args.round_size, n),
         slots=slots,
+        shared_slots=args.queue == "shared",
     )
 
 
@@ -188,6 +191,12 @@ def parse_args(argv: list[str] | None):
         "--slots",
         default="0",
         help="rows per problem for slot refill, one run of every rule per value (0: a row per trace)",
+    )
+    parser.add_argument(
+        "--queue",
+        default="shared",
+        choices=("shared", "problem"),
+        help="slot refill: one queue of every problem's traces for all rows, or a queue per problem",
     )
     parser.add_argument("--draws", type=int, default=50, help="random k-subsets per offline point")
     parser.add_argument("--bootstrap", type=int, default=1000)
