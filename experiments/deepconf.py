@@ -102,9 +102,11 @@ def search_config(
     tau: float = 0.95,
     temperature: float | None = None,
     slots: int = 0,
+    shared_slots: bool = True,
 ) -> SearchConfig:
     """A confidence strategy at N traces, decoding as the quickstart's evaluation does (at `temperature`
-    when given: 0 is greedy), through `slots` rows per problem by slot refill when > 0."""
+    when given: 0 is greedy), through `slots` rows per problem by slot refill when > 0 (one queue for all
+    problems' rows when `shared_slots`, else a queue per problem)."""
     t = config.eval.temperature if temperature is None else temperature
     s = sampler_settings.from_block(config.eval, tokenizer, t)
     return SearchConfig(
@@ -123,7 +125,7 @@ def search_config(
         tau=tau,
         round_size=min(args.round_size, n),
         slots=slots,
-        shared_slots=args.queue == "shared",
+        shared_slots=shared_slots,
     )
 
 
@@ -313,7 +315,9 @@ def main(argv: list[str] | None = None) -> dict:
         return run_chunks(*policy, prompts, cfg, answer_of, chunk, seed)
 
     def make(strategy, n, tau=0.95, temperature=None, slots=0):
-        return search_config(config, tokenizer, strategy, n, args, tau, temperature, slots)
+        return search_config(
+            config, tokenizer, strategy, n, args, tau, temperature, slots, args.queue == "shared"
+        )
 
     points = {}
     for slots in slot_counts(args) if "offline" in args.methods.split(",") else ():
